@@ -1,0 +1,59 @@
+"""The compile driver: ONNX -> IR -> passes -> backend -> isa.Program, with every pass's report."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.lower import lower_graph
+from ir import CompileError, Graph
+from isa import Program, Target, load_target
+from passes.calibrate import Calibrate
+from passes.encoding import EncodeWeights
+from passes.fuse import FuseActivations
+from passes.manager import Context, PassRecord, run_passes
+from passes.mapping import MapCrossbars
+from passes.quantize import Quantize
+
+from .frontend import import_onnx
+
+
+def default_passes():
+    return [FuseActivations(), Calibrate(), Quantize(), MapCrossbars(), EncodeWeights()]
+
+
+@dataclass
+class Compiled:
+    program: Program
+    graph: Graph            # the quantised, mapped graph (what the reference evaluates)
+    records: list[PassRecord]
+
+    def report(self) -> dict:
+        return {"target": self.program.target.name, "passes": [r.to_json() for r in self.records]}
+
+
+def check_calib(g: Graph, calib: dict[str, np.ndarray] | None) -> None:
+    if calib is None:
+        return
+    for name in g.inputs:
+        if name not in calib:
+            raise CompileError(f"calibration set has no input '{name}' (has: {', '.join(sorted(calib))})")
+        want = g.tensors[name].shape
+        got = calib[name].shape
+        if tuple(got[1:]) != tuple(want) or len(got) < 1 or got[0] < 1:
+            raise CompileError(f"calibration input '{name}' has shape {list(got)}, the model needs [N, "
+                               f"{', '.join(map(str, want))}]")
+
+
+def compile_model(model, target: Target | str = "raella", calib=None, options=None, progress=None) -> Compiled:
+    t = target if isinstance(target, Target) else load_target(target)
+    g = import_onnx(model)
+    if isinstance(calib, np.ndarray):
+        if len(g.inputs) != 1:
+            raise CompileError(f"the model has {len(g.inputs)} inputs; give the calibration set as .npz keyed by "
+                               f"{', '.join(g.inputs)}")
+        calib = {g.inputs[0]: calib}
+    check_calib(g, calib)
+    ctx = Context(target=t, calib=calib, options=dict(options or {}))
+    records = run_passes(g, default_passes(), ctx, progress)
+    return Compiled(lower_graph(g, t), g, records)

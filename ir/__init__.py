@@ -1,0 +1,3 @@
+"""Graph IR: tensors, ops, the float evaluator."""
+from .errors import CompileError, FrontendError
+from .graph import Graph, Op, Tensor

@@ -1,0 +1,152 @@
+"""Target description: one frozen dataclass read from a TOML preset or a user's file.
+
+TOML sections only group keys for the reader; every key is unique and lands in one flat field, so the
+program header can carry the whole target as `.target key = value` lines.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import AsmError
+
+PRESETS = Path(__file__).parent / "targets"
+ENCODINGS = ("unsigned", "differential", "center_offset")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    # crossbar
+    rows: int
+    cols: int
+    cell_bits: int
+    dac_bits: int
+    # ADC: captures the adc_bits least-significant bits of a column sum, step 1
+    adc_bits: int
+    adc_signed: bool
+    adcs_per_xbar: int
+    # weight encoding and slicing
+    encoding: str
+    flip: bool
+    weight_slices: tuple[int, ...]
+    input_slices: tuple[int, ...]
+    # chip
+    tiles: int
+    imas_per_tile: int
+    xbars_per_ima: int
+    buffer_kb_per_tile: int
+    program_once: bool
+    # timing
+    xbar_cycle_ns: float
+    write_row_ns: float
+    digital_ops_per_ns: float
+    # energy, pJ per event (static in mW)
+    e_adc_convert: float
+    e_dac_pulse: float
+    e_cell_read: float
+    e_buffer_byte: float
+    e_digital_op: float
+    e_write_pulse: float
+    static_mw_per_tile: float
+
+    @property
+    def xbars(self) -> int:
+        return self.tiles * self.imas_per_tile * self.xbars_per_ima
+
+    @property
+    def adc_range(self) -> tuple[int, int]:
+        if self.adc_signed:
+            return -(1 << (self.adc_bits - 1)), (1 << (self.adc_bits - 1)) - 1
+        return 0, (1 << self.adc_bits) - 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **kw) -> "Target":
+        return from_dict({**self.to_dict(), **kw}, where=f"target {self.name}")
+
+
+_FIELDS = {f.name: f.type for f in dataclasses.fields(Target)}
+
+
+def _coerce(key: str, value, where: str):
+    want = _FIELDS[key]
+    if want == "bool":
+        ok = isinstance(value, bool)
+    elif want == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif want == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif want == "str":
+        ok = isinstance(value, str)
+    else:  # tuple[int, ...]
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        raise AsmError(f"{where}: '{key}' must be {want}, got {value!r}")
+    return value
+
+
+def from_dict(d: dict, where: str = "target") -> Target:
+    unknown = sorted(set(d) - set(_FIELDS))
+    if unknown:
+        raise AsmError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    missing = [k for k in _FIELDS if k not in d]
+    if missing:
+        raise AsmError(f"{where}: missing key(s) {', '.join(missing)}")
+    t = Target(**{k: _coerce(k, d[k], where) for k in _FIELDS})
+    _check(t, where)
+    return t
+
+
+def _check(t: Target, where: str) -> None:
+    def bad(msg):
+        raise AsmError(f"{where}: {msg}")
+    if t.encoding not in ENCODINGS:
+        bad(f"encoding must be one of {', '.join(ENCODINGS)}, got {t.encoding!r}")
+    for k in ("rows", "cols", "cell_bits", "dac_bits", "adc_bits", "adcs_per_xbar", "tiles", "imas_per_tile",
+              "xbars_per_ima", "buffer_kb_per_tile"):
+        if getattr(t, k) < 1:
+            bad(f"{k} must be >= 1")
+    for k, slices, width in (("weight_slices", t.weight_slices, t.cell_bits), ("input_slices", t.input_slices, t.dac_bits)):
+        if sum(slices) != 8 or any(not 1 <= s <= width for s in slices):
+            bad(f"{k} {list(slices)} must be widths in 1..{width} summing to 8")
+    if t.flip and t.encoding != "unsigned":
+        bad("flip applies only to the unsigned encoding")
+    if t.adc_bits > 30:
+        bad("adc_bits must be <= 30")
+
+
+def _flatten(doc: dict, where: str) -> dict:
+    flat = {}
+    for k, v in doc.items():
+        items = v.items() if isinstance(v, dict) else [(k, v)]
+        for kk, vv in items:
+            if isinstance(vv, dict):
+                raise AsmError(f"{where}: nested table [{k}.{kk}] is not allowed")
+            if kk in flat:
+                raise AsmError(f"{where}: key '{kk}' given twice")
+            flat[kk] = vv
+    return flat
+
+
+def load_target(spec: str | Path) -> Target:
+    """A preset name (isaac, raella, aras) or a path to a TOML file."""
+    spec = str(spec)
+    path = Path(spec)
+    if not spec.endswith(".toml"):
+        path = PRESETS / f"{spec}.toml"
+        if not path.exists():
+            names = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
+            raise AsmError(f"unknown target '{spec}' (presets: {names}; or give a .toml path)")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise AsmError(f"target file {spec} not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise AsmError(f"bad target TOML {spec}: {e}") from None
+    return from_dict(_flatten(doc, spec), where=spec)

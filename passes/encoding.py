@@ -1,0 +1,60 @@
+"""Weight encoding per crossbar (PAPERS.md R1, R7).
+
+Every filter column stores offsets O = W - phi from a per-filter center phi; the digital side adds
+phi * sum(inputs). unsigned (ISAAC): phi = -128, O in [1, 255] on one device per cell; with `flip`, a
+physical column whose slice values would sum above half their maximum stores the complements, and the
+digital side recovers (2^b - 1) * sum(input slice) - column sum. differential (Zero+Offset): phi = 0,
+O+ and O- on the two devices of a 2T2R pair. Contract: op.attrs["enc"] gets the encoding and, per
+crossbar, the centers and flip flags the backend writes into the program.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ir import CompileError, Graph
+
+from runtime.crossbar import block_mask, block_weights, flip_flags, slice_values
+
+from .mapping import CROSSBAR_OPS
+
+
+@dataclass
+class EncodingReport:
+    encoding: str = ""
+    flipped_columns: int = 0
+    physical_columns: int = 0
+    max_column_sum_bound: dict = field(default_factory=dict)   # layer -> worst stored column total
+
+
+class EncodeWeights:
+    name = "encode_weights"
+
+    def run(self, g: Graph, ctx) -> EncodingReport:
+        t = ctx.target
+        enc = ctx.options.get("encoding") or t.encoding
+        if enc == "center_offset":
+            raise CompileError("encoding center_offset is not available yet; use unsigned or differential")
+        rep = EncodingReport(encoding=enc)
+        for op in g.topo():
+            if op.kind not in CROSSBAR_OPS:
+                continue
+            wm = op.attrs["wm"]
+            kg, ng, slices = op.attrs["kg"], op.attrs["ng"], op.attrs["slices"]
+            phi = -128 if enc == "unsigned" else 0
+            per_xbar, worst = [], 0
+            for xb in op.attrs["xbars"]:
+                mask = block_mask(xb["rows"], xb["cols"], kg, ng)
+                block = np.where(mask, block_weights(wm, xb["rows"], xb["cols"], kg, ng) - phi, 0)
+                flips = None
+                if enc == "unsigned" and t.flip:
+                    flips = flip_flags(block, mask, slices)
+                    rep.flipped_columns += int(flips.sum())
+                rep.physical_columns += mask.shape[1] * len(slices)
+                worst = max(worst, int(max((np.abs(v) * mask).sum(axis=0).max() for v in slice_values(np.abs(block), slices))))
+                per_xbar.append({"center": phi, "flip": flips})
+            op.attrs["enc"] = {"encoding": enc, "xbars": per_xbar}
+            rep.max_column_sum_bound[op.name] = worst
+        return rep
+

@@ -1,0 +1,79 @@
+"""Crossbar mapping: each conv / linear becomes a weight matrix (K_g rows x N filters, im2col row order
+channel, ky, kx) tiled onto crossbars.
+
+Contract: op.attrs["xbars"] lists, per crossbar, the global im2col rows [r0, r1) and filters [c0, c1) it
+holds; a filter takes one physical column per weight slice. A grouped conv whose groups are small packs
+several groups block-diagonally into one crossbar (disjoint rows and columns); a group larger than a
+crossbar is tiled like a dense layer. Raises CompileError when a program-once target is too small.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ir import CompileError, Graph
+from runtime.crossbar import block_mask
+
+CROSSBAR_OPS = ("conv", "linear")
+
+
+def weight_matrix(op) -> tuple[np.ndarray, int]:
+    """(K_g x N) integer weights and the group count, in the crossbar's row order."""
+    w = op.attrs["q"]["w"]
+    if op.kind == "conv":
+        return w.reshape(w.shape[0], -1).T.copy(), op.attrs["group"]
+    return w, 1
+
+
+@dataclass
+class MappingReport:
+    layers: dict = field(default_factory=dict)     # layer -> {crossbars, rows_used_mean, utilisation}
+    crossbars: int = 0
+    capacity: int = 0
+
+
+class MapCrossbars:
+    name = "map_crossbars"
+
+    def run(self, g: Graph, ctx) -> MappingReport:
+        t = ctx.target
+        slices = ctx.options.get("weight_slices") or t.weight_slices
+        fpx = t.cols // len(slices)              # filters per crossbar
+        rep = MappingReport(capacity=t.xbars)
+        next_id = 0
+        for op in g.topo():
+            if op.kind not in CROSSBAR_OPS:
+                continue
+            wm, groups = weight_matrix(op)
+            kg, n = wm.shape
+            ng = n // groups
+            tiles = []
+            if groups > 1 and kg <= t.rows and ng <= fpx:
+                per = min(t.rows // kg, fpx // ng)
+                for g0 in range(0, groups, per):
+                    g1 = min(groups, g0 + per)
+                    tiles.append(((g0 * kg, g1 * kg), (g0 * ng, g1 * ng)))
+            else:
+                for grp in range(groups):
+                    for r0 in range(0, kg, t.rows):
+                        for c0 in range(0, ng, fpx):
+                            tiles.append(((grp * kg + r0, grp * kg + min(kg, r0 + t.rows)),
+                                          (grp * ng + c0, grp * ng + min(ng, c0 + fpx))))
+            op.attrs["wm"] = wm
+            op.attrs["xbars"] = [{"xb": next_id + i, "rows": r, "cols": c} for i, (r, c) in enumerate(tiles)]
+            op.attrs["slices"] = tuple(slices)
+            op.attrs["kg"], op.attrs["ng"] = kg, ng
+            next_id += len(tiles)
+            used = [block_mask(r, c, kg, ng).sum() * len(slices) for r, c in tiles]
+            rep.layers[op.name] = {
+                "crossbars": len(tiles),
+                "rows_used_mean": float(np.mean([r[1] - r[0] for r, _ in tiles])),
+                "utilisation": float(np.sum(used) / (len(tiles) * t.rows * t.cols)),
+            }
+        rep.crossbars = next_id
+        if next_id > t.xbars:
+            raise CompileError(f"the model needs {next_id} crossbars, target {t.name} has {t.xbars}"
+                               + (" (a program-once target cannot rewrite weights)" if t.program_once else ""))
+        return rep
+

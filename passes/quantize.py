@@ -1,0 +1,237 @@
+"""8-bit quantisation (PAPERS.md R0).
+
+Contract: every activation becomes u8 codes with a per-tensor (scale, zero) from the calibration range (or
+from the model's own Q/DQ parameters); crossbar weights become symmetric per-output-channel int8 in
+[-127, 127]; each op gets the integer parameters of its digital arithmetic in op.attrs["q"] (fixed-point
+multipliers as mult / 2^shift with mult in [2^30, 2^31)). A graph output produced directly by a crossbar op
+without activation stays a 32-bit accumulator with a per-channel scale, so logits are not rounded to 8 bits.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ir import CompileError, Graph, Op
+from ir.float_eval import UNARY
+from runtime.kernels import softmax_table
+
+PASS_THROUGH = ("maxpool", "gmaxpool", "reshape", "transpose", "pad")
+
+
+def qparams(lo: float, hi: float) -> tuple[float, int]:
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255.0
+    if not scale > 0 or not math.isfinite(scale):
+        return 1.0, 0
+    return scale, int(np.clip(round(-lo / scale), 0, 255))
+
+
+def fixed_point(m: float) -> tuple[int, int]:
+    """m ~= mult / 2^shift, mult in [2^30, 2^31), 1 <= shift <= 62."""
+    if m <= 0:
+        return 0, 1
+    e = math.floor(math.log2(m))
+    shift = 30 - e
+    if shift > 62:
+        return int(round(m * 2 ** 62)), 62
+    if shift < 1:
+        raise CompileError(f"requantisation multiplier {m:g} is too large")
+    mult = int(round(m * 2 ** shift))
+    if mult >= 1 << 31:
+        mult, shift = mult >> 1, shift - 1
+    return mult, shift
+
+
+def fixed_point_vec(ms) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [fixed_point(float(m)) for m in np.ravel(ms)]
+    return np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64)
+
+
+def common_shift(*ms: float) -> tuple[list[int], int]:
+    """Several multipliers over one shift (for add / concat)."""
+    _, shift = fixed_point(max(abs(m) for m in ms))
+    return [int(round(m * 2 ** shift)) for m in ms], shift
+
+
+def code(v: float, scale: float, zero: int) -> int:
+    return int(np.clip(round(v / scale) + zero, 0, 255)) if math.isfinite(v) else (0 if v < 0 else 255)
+
+
+@dataclass
+class QuantizeReport:
+    activations: int = 0
+    weights_quantised: int = 0
+    weight_rms_error: dict = field(default_factory=dict)   # per layer, relative to the weight range
+    accumulator_outputs: list = field(default_factory=list)
+
+
+class Quantize:
+    name = "quantize"
+
+    def run(self, g: Graph, ctx) -> QuantizeReport:
+        rep = QuantizeReport()
+        for name in g.inputs:
+            self._set_from_range(g, ctx, name)
+        for op in g.topo():
+            try:
+                QUANTISERS[op.kind](self, g, ctx, op, rep)
+            except KeyError:
+                raise CompileError(f"node {op.name}: no quantised form for op '{op.kind}'") from None
+        rep.activations = sum(1 for t in g.tensors.values() if t.dtype in ("u8", "i32"))
+        return rep
+
+    # -- tensors -------------------------------------------------------------------------------------
+    def _set_from_range(self, g, ctx, name):
+        t = g.tensors[name]
+        if t.qhint:
+            t.scale, t.zero = t.qhint["scale"], t.qhint["zero"]
+        elif name in ctx.ranges:
+            t.scale, t.zero = qparams(*ctx.ranges[name])
+        else:
+            raise CompileError(f"tensor {name}: no calibration range")
+        t.dtype = "u8"
+
+    def _inherit(self, g, src, dst):
+        s, d = g.tensors[src], g.tensors[dst]
+        d.scale, d.zero, d.dtype = s.scale, s.zero, "u8"
+
+    def _clamp(self, op, t):
+        act = op.attrs.get("act")
+        if not act:
+            return 0, 255
+        return max(0, code(act[0], t.scale, t.zero)), min(255, code(act[1], t.scale, t.zero))
+
+    def _operand(self, g, name):
+        """(codes, scale, zero) of an input; constants get quantised on the spot."""
+        t = g.tensors[name]
+        if t.is_const and t.dtype != "u8":
+            t.scale, t.zero = qparams(float(t.data.min()), float(t.data.max()))
+            t.data = np.clip(np.rint(t.data / t.scale) + t.zero, 0, 255).astype(np.uint8)
+            t.dtype = "u8"
+        return t.scale, t.zero
+
+
+QUANTISERS = {}
+
+
+def quantiser(*kinds):
+    def reg(fn):
+        for k in kinds:
+            QUANTISERS[k] = fn
+        return fn
+    return reg
+
+
+@quantiser("conv", "linear")
+def _crossbar(self: Quantize, g: Graph, ctx, op: Op, rep: QuantizeReport):
+    x, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
+    W = g.tensors[op.inputs[1]].data.astype(np.float64)
+    b = g.tensors[op.inputs[2]].data.astype(np.float64) if len(op.inputs) > 2 else np.zeros(
+        W.shape[0] if op.kind == "conv" else W.shape[1])
+    axes = tuple(range(1, W.ndim)) if op.kind == "conv" else (0,)
+    amax = np.abs(W).max(axis=axes)
+    sw = np.where(amax > 0, amax / 127.0, 1.0)
+    shaped = sw.reshape((-1,) + (1,) * (W.ndim - 1)) if op.kind == "conv" else sw
+    wi = np.clip(np.rint(W / shaped), -127, 127).astype(np.int16)
+    rep.weights_quantised += wi.size
+    rep.weight_rms_error[op.name] = float(np.sqrt(np.mean((wi * shaped - W) ** 2)) / max(float(amax.max()), 1e-30))
+    acc_scale = x.scale * sw
+    bias = np.rint(b / acc_scale).astype(np.int64)
+    if np.abs(bias).max(initial=0) >= 1 << 31:
+        raise CompileError(f"node {op.name}: bias does not fit 32 bits after quantisation")
+    q = {"w": wi, "bias": bias, "zx": x.zero}
+    is_output = op.outputs[0] in g.outputs and not g.consumers(op.outputs[0])
+    if is_output and "act" not in op.attrs and not out.qhint:
+        out.dtype, out.scale, out.zero = "i32", acc_scale.astype(np.float64), 0
+        out.qaxis = 1 if op.kind == "conv" else -1
+        rep.accumulator_outputs.append(op.outputs[0])
+    else:
+        self._set_from_range(g, ctx, op.outputs[0])
+        q["mult"], q["shift"] = fixed_point_vec(acc_scale / out.scale)
+        q["zy"] = out.zero
+        q["lo"], q["hi"] = self._clamp(op, out)
+    op.attrs["q"] = q
+
+
+@quantiser("add")
+def _add(self, g, ctx, op, rep):
+    (sa, za), (sb, zb) = self._operand(g, op.inputs[0]), self._operand(g, op.inputs[1])
+    self._set_from_range(g, ctx, op.outputs[0])
+    out = g.tensors[op.outputs[0]]
+    (ma, mb), shift = common_shift(sa / out.scale, sb / out.scale)
+    lo, hi = self._clamp(op, out)
+    op.attrs["q"] = dict(za=za, ma=ma, zb=zb, mb=mb, shift=shift, zy=out.zero, lo=lo, hi=hi)
+
+
+@quantiser("mul", "matmul")
+def _mul(self, g, ctx, op, rep):
+    (sa, za), (sb, zb) = self._operand(g, op.inputs[0]), self._operand(g, op.inputs[1])
+    self._set_from_range(g, ctx, op.outputs[0])
+    out = g.tensors[op.outputs[0]]
+    mult, shift = fixed_point(sa * sb / out.scale)
+    lo, hi = self._clamp(op, out)
+    op.attrs["q"] = dict(za=za, zb=zb, mult=mult, shift=shift, zy=out.zero, lo=lo, hi=hi)
+
+
+@quantiser("relu", "clip", "unary")
+def _lut(self, g, ctx, op, rep):
+    x = g.tensors[op.inputs[0]]
+    self._set_from_range(g, ctx, op.outputs[0])
+    out = g.tensors[op.outputs[0]]
+    v = (np.arange(256) - x.zero) * x.scale
+    if op.kind == "relu":
+        f = np.maximum(v, 0)
+    elif op.kind == "clip":
+        f = np.clip(v, op.attrs["lo"], op.attrs["hi"])
+    else:
+        with np.errstate(all="ignore"):
+            f = UNARY[op.attrs["fn"]](v, **op.attrs.get("params", {}))
+    op.attrs["q"] = {"table": np.clip(np.rint(f / out.scale) + out.zero, 0, 255).astype(np.uint8)}
+
+
+@quantiser(*PASS_THROUGH)
+def _pass_through(self, g, ctx, op, rep):
+    self._inherit(g, op.inputs[0], op.outputs[0])
+    x = g.tensors[op.inputs[0]]
+    op.attrs["q"] = {"fill": code(op.attrs.get("value", 0.0), x.scale, x.zero)} if op.kind == "pad" else {}
+
+
+@quantiser("avgpool", "gavgpool")
+def _avg(self, g, ctx, op, rep):
+    x = g.tensors[op.inputs[0]]
+    self._set_from_range(g, ctx, op.outputs[0])
+    out = g.tensors[op.outputs[0]]
+    mult, shift = fixed_point(x.scale / out.scale)
+    op.attrs["q"] = dict(zx=x.zero, mult=mult, shift=shift, zy=out.zero, lo=0, hi=255)
+
+
+@quantiser("concat")
+def _concat(self, g, ctx, op, rep):
+    self._set_from_range(g, ctx, op.outputs[0])
+    out = g.tensors[op.outputs[0]]
+    parts = []
+    for i in op.inputs:
+        s, z = self._operand(g, i)
+        mult, shift = fixed_point(s / out.scale)
+        if s == out.scale:
+            mult, shift = 1 << 30, 30
+        parts.append((z, mult, shift))
+    op.attrs["q"] = {"zx": [p[0] for p in parts], "mult": [p[1] for p in parts], "shift": [p[2] for p in parts],
+                     "zy": out.zero}
+
+
+@quantiser("softmax")
+def _softmax(self, g, ctx, op, rep):
+    x, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
+    out.scale, out.zero, out.dtype = 1 / 255, 0, "u8"
+    op.attrs["q"] = {"table": softmax_table(x.scale)}
+
+
+@quantiser("lrn")
+def _lrn(self, g, ctx, op, rep):
+    x = g.tensors[op.inputs[0]]
+    self._set_from_range(g, ctx, op.outputs[0])
+    out = g.tensors[op.outputs[0]]
+    op.attrs["q"] = dict(zx=x.zero, sx=x.scale, sy=out.scale, zy=out.zero)

@@ -1,0 +1,116 @@
+"""Event counters per layer and the energy / time model over them (figures from the target)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from isa import Target
+
+
+@dataclass
+class LayerStats:
+    name: str
+    macs: int = 0
+    adc_converts: int = 0
+    saturated_converts: int = 0
+    crossbars: set = field(default_factory=set)
+    rows_used: list = field(default_factory=list)
+    cells_used: int = 0
+    dac_pulses: int = 0
+    cell_reads: int = 0
+    digital_ops: int = 0
+    buffer_bytes: int = 0
+    crossbar_writes: int = 0
+    write_pulses: int = 0
+    write_ns: float = 0.0        # row-by-row programming time of the layer's crossbars
+    xbar_ns: dict = field(default_factory=dict)
+    hist: np.ndarray | None = None
+
+    def add_xbar_time(self, xb: int, ns: float):
+        self.xbar_ns[xb] = self.xbar_ns.get(xb, 0.0) + ns
+
+
+class Stats:
+    def __init__(self, target: Target, hist_range=None):
+        self.t = target
+        self.layers: dict[str, LayerStats] = {}
+        self.samples = 0
+        self.hist_range = hist_range
+
+    def layer(self, name: str) -> LayerStats:
+        if name not in self.layers:
+            self.layers[name] = LayerStats(name)
+        return self.layers[name]
+
+    def energy(self, s: LayerStats, time_ns: float) -> dict:
+        t = self.t
+        tiles = max(1, -(-len(s.crossbars) // (t.imas_per_tile * t.xbars_per_ima))) if s.crossbars else 0
+        return {
+            "adc": s.adc_converts * t.e_adc_convert,
+            "dac": s.dac_pulses * t.e_dac_pulse,
+            "crossbar": s.cell_reads * t.e_cell_read,
+            "buffers": s.buffer_bytes * t.e_buffer_byte,
+            "digital": s.digital_ops * t.e_digital_op,
+            "writes": s.write_pulses * t.e_write_pulse,
+            "static": tiles * t.static_mw_per_tile * time_ns * 1e-3,   # mW x ns = pJ
+        }
+
+    def row(self, s: LayerStats) -> dict:
+        t = self.t
+        time_ns = max(s.xbar_ns.values(), default=0.0) + s.digital_ops / t.digital_ops_per_ns
+        nx = len(s.crossbars)
+        e = self.energy(s, time_ns)
+        return {
+            "layer": s.name,
+            "macs": s.macs,
+            "adc_converts": s.adc_converts,
+            "converts_per_mac": s.adc_converts / s.macs if s.macs else 0.0,
+            "saturated_converts": s.saturated_converts,
+            "saturation_rate": s.saturated_converts / s.adc_converts if s.adc_converts else 0.0,
+            "crossbars_used": nx,
+            "rows_used": float(np.mean(s.rows_used)) if s.rows_used else 0.0,
+            "utilisation": s.cells_used / (nx * t.rows * t.cols) if nx else 0.0,
+            "crossbar_writes": s.crossbar_writes,
+            "write_pulses": s.write_pulses,
+            "write_ns": s.write_ns,
+            "dac_pulses": s.dac_pulses,
+            "digital_ops": s.digital_ops,
+            "time_ns": time_ns,
+            "cycles": time_ns / t.xbar_cycle_ns,
+            "energy_pj": e,
+        }
+
+    def to_json(self) -> dict:
+        rows = [self.row(s) for s in self.layers.values()]
+        tot = {k: sum(r[k] for r in rows) for k in ("macs", "adc_converts", "saturated_converts", "crossbar_writes",
+                                                      "write_pulses", "dac_pulses", "digital_ops", "time_ns",
+                                                      "cycles", "crossbars_used")}
+        mvm_rows = [r for r in rows if r["crossbars_used"]]
+        all_rows = [x for s in self.layers.values() for x in s.rows_used]
+        cells = sum(s.cells_used for s in self.layers.values())
+        energy = {k: sum(r["energy_pj"][k] for r in rows) for k in rows[0]["energy_pj"]} if rows else {}
+        n = max(self.samples, 1)
+        return {
+            "target": self.t.name,
+            "samples": self.samples,
+            **tot,
+            "converts_per_mac": tot["adc_converts"] / tot["macs"] if tot["macs"] else 0.0,
+            "saturation_rate": tot["saturated_converts"] / tot["adc_converts"] if tot["adc_converts"] else 0.0,
+            "rows_used": float(np.mean(all_rows)) if all_rows else 0.0,
+            "utilisation": cells / (tot["crossbars_used"] * self.t.rows * self.t.cols) if mvm_rows else 0.0,
+            "energy_pj": energy,
+            "energy_pj_total": sum(energy.values()),
+            "per_inference": {"energy_pj": sum(energy.values()) / n, "time_ns": tot["time_ns"] / n,
+                              "pipelined_ns": max((r["time_ns"] for r in rows), default=0.0) / n},
+            "notes": "crossbar writes are the one-time weight load of a program-once target; time_ns sums "
+                     "layer latencies over the batch (layers in sequence, crossbars of a layer in parallel); "
+                     "energy figures marked 'assumption' in the target TOML are not from the seeds",
+            "layers": rows,
+        }
+
+    def histogram(self) -> dict | None:
+        if self.hist_range is None:
+            return None
+        return {name: s.hist.tolist() for name, s in self.layers.items() if s.hist is not None} | \
+            {"_range": list(self.hist_range)}

@@ -1,0 +1,127 @@
+"""Static checks of a program against its instruction set and target, before anything runs.
+
+Structure (opcode, operands, attribute types), references (constants defined, buffers written before
+they are read), and the target's bounds: crossbar index, rows and columns per crossbar, slice widths
+against cell and DAC bits, the weight block inside its constant, per-sample buffer sizes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from isa import Buf, ConstRef, Instr, Program
+from isa.instructions import SPECS
+
+from .errors import RuntimeFault
+
+
+def _type_ok(v, want: str) -> bool:
+    for w in want.split("|"):
+        if w == "int" and isinstance(v, int) and not isinstance(v, bool):
+            return True
+        if w == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
+            return True
+        if w == "bool" and isinstance(v, bool):
+            return True
+        if w == "str" and isinstance(v, str):
+            return True
+        if w == "ints" and isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            return True
+        if w == "const" and isinstance(v, ConstRef):
+            return True
+    return False
+
+
+def validate(p: Program, filename: str = "<program>") -> None:
+    t = p.target
+    written: set[str] = set()
+    xbars: dict[int, Instr] = {}
+
+    for ins in p.code:
+        def fail(msg):
+            raise RuntimeFault(f"{filename}:{ins.line}: {ins.op}: {msg}")
+        spec = SPECS.get(ins.op)
+        if spec is None:
+            fail(f"unknown instruction (known: {', '.join(sorted(SPECS))})")
+        kinds = list(spec.args)
+        if kinds and kinds[-1].endswith("*"):
+            if len(ins.args) < len(kinds):
+                fail(f"takes at least {len(kinds)} operands, got {len(ins.args)}")
+            kinds = kinds[:-1] + [kinds[-1][:-1]] * (len(ins.args) - len(kinds) + 1)
+        elif len(ins.args) != len(kinds):
+            fail(f"takes {len(kinds)} operands, got {len(ins.args)}")
+        for i, (kind, a) in enumerate(zip(kinds, ins.args)):
+            if kind == "const" and not isinstance(a, ConstRef) or kind == "buf" and not isinstance(a, Buf) \
+                    or not isinstance(a, (Buf, ConstRef)):
+                fail(f"operand {i + 1} must be a {'%buffer' if kind == 'buf' else '@constant'}")
+            if isinstance(a, ConstRef) and a.name not in p.consts:
+                fail(f"constant @{a.name} is not defined")
+            if isinstance(a, Buf) and i > 0 and a.name not in written and ins.op != "mvm":
+                fail(f"buffer %{a.name} is read before it is written")
+        attrs = dict(ins.attrs)
+        for k in attrs:
+            if k not in spec.required and k not in spec.optional:
+                fail(f"unknown attribute '{k}'")
+        for k, want in {**spec.required, **spec.optional}.items():
+            if k not in attrs:
+                if k in spec.required:
+                    fail(f"missing attribute '{k}'")
+                continue
+            if not _type_ok(attrs[k], want):
+                fail(f"attribute '{k}' must be {want}, got {attrs[k]!r}")
+            if isinstance(attrs[k], ConstRef) and attrs[k].name not in p.consts:
+                fail(f"constant @{attrs[k].name} is not defined")
+        if ins.op == "xbwrite":
+            _check_xbwrite(ins, attrs, p, fail)
+            xbars[attrs["xb"]] = ins
+        if ins.op == "mvm":
+            if ins.args[1].name not in written:
+                fail(f"buffer %{ins.args[1].name} is read before it is written")
+            xb = attrs["xb"]
+            if xb not in xbars:
+                fail(f"crossbar {xb} is used before it is written")
+            w = xbars[xb]
+            cols = dict(w.attrs)["cols"]
+            if cols[1] > attrs["n"]:
+                fail(f"crossbar {xb} holds filters {cols[0]}:{cols[1]}, beyond the psum width n={attrs['n']}")
+            _check_slices(attrs["islices"], t.dac_bits, "islices", "dac_bits", fail)
+            if not written.__contains__(ins.args[0].name):
+                written.add(ins.args[0].name)
+        if ins.op == "input":
+            size = int(np.prod(attrs["shape"]))
+            cap = t.buffer_kb_per_tile * 1024 * t.tiles
+            if size > cap:
+                fail(f"input of {size} B per sample exceeds the target's buffers ({cap} B)")
+        if spec.args and spec.args[0] == "buf" and ins.op not in ("mvm", "output"):
+            written.add(ins.args[0].name)
+
+
+def _check_slices(slices, width, what, bound, fail):
+    if sum(slices) != 8 or any(not 1 <= s <= width for s in slices):
+        fail(f"{what} {list(slices)} must be widths 1..{width} ({bound} of the target) summing to 8")
+
+
+def _check_xbwrite(ins, a, p, fail):
+    t = p.target
+    if not 0 <= a["xb"] < t.xbars:
+        fail(f"crossbar index {a['xb']} is outside the target's {t.xbars} crossbars")
+    (r0, r1), (c0, c1) = a["rows"], a["cols"]
+    if not (0 <= r0 < r1 and 0 <= c0 < c1):
+        fail(f"empty or negative block rows={list(a['rows'])} cols={list(a['cols'])}")
+    if r1 - r0 > t.rows:
+        fail(f"{r1 - r0} rows exceed the crossbar's {t.rows}")
+    if (c1 - c0) * len(a["slices"]) > t.cols:
+        fail(f"{c1 - c0} filters x {len(a['slices'])} slices exceed the crossbar's {t.cols} columns")
+    _check_slices(a["slices"], t.cell_bits, "slices", "cell_bits", fail)
+    if a["encoding"] not in ("unsigned", "differential", "center_offset"):
+        fail(f"unknown encoding '{a['encoding']}'")
+    w = p.consts[ins.args[0].name].data
+    if w.ndim != 2:
+        fail(f"weight constant @{ins.args[0].name} must be 2-D")
+    kg, ng = a["kg"], a["ng"]
+    if kg != w.shape[0] or ng < 1 or w.shape[1] % ng:
+        fail(f"kg={kg} ng={ng} do not match weights of shape {list(w.shape)}")
+    if c1 > w.shape[1] or r1 > kg * (w.shape[1] // ng):
+        fail(f"block rows={list(a['rows'])} cols={list(a['cols'])} lies outside the weights {list(w.shape)}")
+    if "flip" in a and p.consts[a["flip"].name].data.shape != (len(a["slices"]), c1 - c0):
+        fail(f"flip must have shape [{len(a['slices'])}, {c1 - c0}]")
+

@@ -1,0 +1,92 @@
+"""pimrun: execute a .pimasm program bit-accurately on the host."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from isa import AsmError, read_program
+
+from .errors import RuntimeFault
+from .io import load_arrays, write_arrays, write_json
+from .machine import Machine
+from .progress import Progress
+
+
+def run_file(path, input_path, ideal=False, chunk=256, hist_range=None, progress=None):
+    prog = read_program(path)
+    m = Machine(prog, ideal=ideal, hist_range=hist_range, filename=str(path))
+    names = [i.attr("name") for i in m.inputs]
+    feeds, labels = load_arrays(input_path, names, error=RuntimeFault)
+    check_feeds(m, feeds)
+    outs = m.run(feeds, chunk=chunk, progress=progress)
+    return m, outs, labels
+
+
+def check_feeds(m: Machine, feeds) -> None:
+    n = None
+    for ins in m.inputs:
+        x = feeds[ins.attr("name")]
+        want = tuple(ins.attr("shape"))
+        if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+            raise RuntimeFault(f"input '{ins.attr('name')}' has shape {list(x.shape)}, the program expects "
+                               f"[N, {', '.join(map(str, want))}]")
+        if x.dtype.kind != "f":
+            raise RuntimeFault(f"input '{ins.attr('name')}' has dtype {x.dtype}, the program expects float32")
+        if n is not None and len(x) != n:
+            raise RuntimeFault("inputs disagree on the batch size")
+        n = len(x)
+    if not n:
+        raise RuntimeFault("the input batch is empty")
+
+
+def summary(stats: dict) -> str:
+    return (f"{stats['samples']} samples on {stats['target']}: converts/MAC {stats['converts_per_mac']:.4f}, "
+            f"saturation {stats['saturation_rate']:.4%}, crossbars {stats['crossbars_used']}, "
+            f"energy {stats['per_inference']['energy_pj'] / 1e6:.3f} uJ/inference")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="pimrun", description=__doc__)
+    ap.add_argument("program", help="a .pimasm file from pimc")
+    ap.add_argument("--input", required=True, help=".npy (one input) or .npz keyed by input names")
+    ap.add_argument("-o", "--output", help=".npy (one output) or .npz keyed by output names")
+    ap.add_argument("--stats", help="write the event counts, energy and time to this JSON file")
+    ap.add_argument("--ideal", action="store_true", help="an ADC wide enough never to saturate, no noise")
+    ap.add_argument("--chunk", type=int, default=256, help="samples per batch chunk (memory bound)")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    bar = Progress("pimrun")
+    try:
+        m, outs, labels = run_file(args.program, args.input, args.ideal, max(1, args.chunk), progress=bar)
+        bar.close()
+        stats = m.stats.to_json()
+        if args.output:
+            write_arrays(args.output, outs)
+        if args.stats:
+            write_json(args.stats, stats)
+        if not args.quiet:
+            print(summary(stats))
+            if labels is not None and len(outs) == 1:
+                y = next(iter(outs.values()))
+                if y.ndim == 2 and len(labels) == len(y):
+                    print(f"top-1 accuracy {np.mean(y.argmax(1) == labels):.4f} "
+                          f"({int(np.sum(y.argmax(1) == labels))}/{len(y)})")
+        return 0
+    except (AsmError, RuntimeFault, ValueError) as e:
+        bar.close()
+        print(f"pimrun: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("PIM_DEBUG"):
+            raise
+        print(f"pimrun: internal error: {type(e).__name__}: {e} (set PIM_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

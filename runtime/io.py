@@ -1,0 +1,83 @@
+"""Reading input files and writing outputs atomically (temp file + rename), for both CLIs."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+LABEL_KEYS = ("y", "label", "labels")
+
+
+def load_arrays(path: str | Path, names: list[str], error=ValueError) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """.npy for a single-input model; .npz keyed by input names (a single-input model also takes key 'x').
+    Returns the feeds and the labels ('y') if the file has them."""
+    path = str(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except Exception as e:
+        raise error(f"{path}: not a .npy/.npz file ({str(e)[:100]})") from None
+    if isinstance(data, np.ndarray):
+        if len(names) != 1:
+            raise error(f"{path}: the model has {len(names)} inputs ({', '.join(names)}); give an .npz keyed by them")
+        return {names[0]: data}, None
+    keys = set(data.files)
+    feeds = {}
+    for n in names:
+        if n in keys:
+            feeds[n] = data[n]
+        elif len(names) == 1 and "x" in keys:
+            feeds[n] = data["x"]
+        else:
+            raise error(f"{path}: no array for input '{n}' (file has: {', '.join(sorted(keys))})")
+    labels = next((data[k] for k in LABEL_KEYS if k in keys), None)
+    return feeds, labels
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """write(tmp_path) then rename over path, so a failure never leaves a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path, text: str) -> None:
+    atomic_write(path, lambda p: Path(p).write_text(text))
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=1, default=_default) + "\n")
+
+
+def write_arrays(path, arrays: dict[str, np.ndarray]) -> None:
+    path = str(path)
+    if path.endswith(".npz"):
+        atomic_write(path, lambda p: np.savez(p, **arrays))
+    else:
+        if len(arrays) != 1:
+            raise ValueError(f"{path}: the program has {len(arrays)} outputs; write them to an .npz")
+        atomic_write(path, lambda p: np.save(p, next(iter(arrays.values()))))
+
+
+def _default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, (set, tuple)):
+        return list(o)
+    return str(o)

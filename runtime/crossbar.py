@@ -106,44 +106,74 @@ class MvmEvents:
     hist: np.ndarray | None = None
 
 
-def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None) -> tuple[np.ndarray, MvmEvents]:
-    """x: (M, R) u8 codes for this crossbar's rows -> (M, n) float64 exact contribution, and the events.
+def row_pulses(x: np.ndarray, islices) -> np.ndarray:
+    """Pulse-train DAC pulses per row over all of x (M, R): an input slice of value v is v pulses."""
+    per_code = sum(slice_values(np.arange(256), islices)).astype(np.uint8)
+    return per_code[x].sum(axis=0, dtype=np.int64)
 
-    adc_range None is the ideal ADC: no clipping, so the slices need not be formed (the sum is the same).
+
+def column_bounds(xb: Crossbar, islices) -> tuple[np.ndarray, np.ndarray]:
+    """Smallest and largest sum each physical column can produce, (n_slices, n) each."""
+    imax = (1 << max(islices)) - 1
+    hi = xb.pos.sum(axis=1) * imax
+    lo = -xb.neg.sum(axis=1) * imax if xb.neg is not None else np.zeros_like(hi)
+    return lo, hi
+
+
+def _matmul_exact(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Integer product through BLAS: float32 when every sum stays below 2^24, float64 otherwise."""
+    bound = x.shape[1] * 255 * max(1, int(np.abs(w).max(initial=0)))
+    dt = np.float32 if bound < EXACT_F32 else np.float64
+    return (x.astype(dt) @ w.astype(dt)).astype(np.float64)
+
+
+def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced=False, pulses=None):
+    """x: (M, R) u8 codes for this crossbar's rows -> ((M, n) float64 exact contribution, events).
+
+    Every (input slice, weight slice) column sum is formed and clipped to adc_range, unless the ADC is ideal
+    (adc_range None) or no column can leave the ADC range (column_bounds): then the clipped, corrected,
+    shift-added result equals the plain integer product, which BLAS gives directly. `sliced` forces the
+    per-slice path anyway; a histogram request does too. `pulses` gives row_pulses(x) when the caller has it.
     """
-    M = x.shape[0]
+    M, R = x.shape
     n = xb.mask.shape[1]
     nI, nW = len(islices), len(xb.slices)
-    ev = MvmEvents(converts=nI * M * nW * n, macs=M * int(xb.mask.sum()))
-    ev.cell_reads = nI * M * xb.cells
-    xs_all = np.stack(slice_values(x, islices)) if nI else None
-    ev.dac_pulses = int(xs_all.sum(dtype=np.int64))
-    if adc_range is None:
-        return x.astype(np.float64) @ xb.weights.astype(np.float64), ev
-    lo, hi = adc_range
-    g = (xb.pos if xb.neg is None else xb.pos - xb.neg).transpose(1, 0, 2).reshape(x.shape[1], nW * n)
-    g = g.astype(np.float32)
-    weights = np.array([[2.0 ** (si + sj) for sj in slice_shifts(xb.slices)] for si in slice_shifts(islices)])
-    full = np.array([(1 << s) - 1 for s in xb.slices], dtype=np.float64)
-    any_flip = bool(xb.flip.any())
-    mask = xb.mask.astype(np.float32)
-    out = np.empty((M, n), dtype=np.float64)
-    step = max(1, BLOCK_ELEMS // max(1, nI * x.shape[1]))
+    ev = MvmEvents(converts=nI * M * nW * n, macs=M * int(xb.mask.sum()), cell_reads=nI * M * xb.cells,
+                   dac_pulses=int((row_pulses(x, islices) if pulses is None else pulses).sum()))
+    safe = adc_range is None
+    if not safe:
+        lo, hi = adc_range
+        clo, chi = column_bounds(xb, islices)
+        safe = bool(clo.min() >= lo and chi.max() <= hi)
+    if safe and not sliced and hist_range is None:
+        return _matmul_exact(x, xb.weights), ev
+    lo, hi = adc_range if adc_range is not None else (-np.inf, np.inf)
+    g = (xb.pos if xb.neg is None else xb.pos - xb.neg).transpose(1, 0, 2).reshape(R, nW * n).astype(np.float32)
+    # after the ADC everything is linear: flipped columns read (2^b - 1) * sum(x slice) - v, so per column the
+    # weight-slice factor is +-2^shift, and the flip's input-sum term joins the center term as (X @ mask) * d
+    wsh = np.array([1 << s for s in slice_shifts(xb.slices)], dtype=np.float32)[:, None]
+    full = np.array([(1 << s) - 1 for s in xb.slices], dtype=np.float32)[:, None]
+    coef = np.where(xb.flip, -wsh, wsh)                                   # (nW, n)
+    d = (xb.flip * wsh * full).sum(axis=0).astype(np.float64)             # (n,)
+    ish = np.array([2.0 ** s for s in slice_shifts(islices)])
+    out = np.zeros((M, n), dtype=np.float64)
+    step = max(1, BLOCK_ELEMS // max(1, nI * R))
     if hist_range is not None:
         ev.hist = np.zeros(hist_range[1] - hist_range[0] + 1, dtype=np.int64)
     for m0 in range(0, M, step):
-        xs = xs_all[:, m0:m0 + step].astype(np.float32)            # (nI, m, R)
-        m = xs.shape[1]
-        s = (xs.reshape(nI * m, -1) @ g).reshape(nI, m, nW, n)
+        xc = x[m0:m0 + step]
+        m = len(xc)
+        xs = np.stack(slice_values(xc, islices)).astype(np.float32).reshape(nI * m, R)
+        s = xs @ g                                                         # exact column sums
         if ev.hist is not None:
             idx = np.clip(s, *hist_range).astype(np.int64) - hist_range[0]
             ev.hist += np.bincount(idx.ravel(), minlength=ev.hist.size)
-        ev.saturated += int(np.count_nonzero((s < lo) | (s > hi)))
-        v = np.clip(s, lo, hi).astype(np.float64)
-        if any_flip:
-            xsum = (xs.reshape(nI * m, -1) @ mask).reshape(nI, m, 1, n).astype(np.float64)
-            v = np.where(xb.flip[None, None], full[None, None, :, None] * xsum - v, v)
-        out[m0:m0 + m] = np.einsum("imjn,ij->mn", v, weights, optimize=True)
-    if xb.center.any():
-        out += (x.astype(np.float64) @ xb.mask.astype(np.float64)) * xb.center[None, :]
+        if s.max(initial=0) > hi or s.min(initial=0) < lo:
+            ev.saturated += int(np.count_nonzero(s > hi)) + int(np.count_nonzero(s < lo))
+            np.clip(s, lo, hi, out=s)
+        t = (s.reshape(nI * m, nW, n) * coef).sum(axis=1)                 # exact: |t| < 2^24
+        out[m0:m0 + m] = np.tensordot(ish, t.reshape(nI, m, n).astype(np.float64), axes=1)
+    corr = xb.center + d
+    if corr.any():
+        out += (x.astype(np.float64) @ xb.mask.astype(np.float64)) * corr[None, :]
     return out, ev

@@ -35,11 +35,19 @@ def check_feeds(m: Machine, feeds) -> None:
                                f"[N, {', '.join(map(str, want))}]")
         if x.dtype.kind != "f":
             raise RuntimeFault(f"input '{ins.attr('name')}' has dtype {x.dtype}, the program expects float32")
+        if not np.isfinite(x).all():
+            raise RuntimeFault(f"input '{ins.attr('name')}' holds {int(np.sum(~np.isfinite(x)))} NaN or infinite "
+                               "values")
         if n is not None and len(x) != n:
             raise RuntimeFault("inputs disagree on the batch size")
         n = len(x)
     if not n:
         raise RuntimeFault("the input batch is empty")
+
+
+def one_line(e: BaseException) -> str:
+    """An error message as one stderr line, however many lines the exception's text has."""
+    return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
 
 
 def summary(stats: dict) -> str:
@@ -75,16 +83,17 @@ def main(argv=None) -> int:
                     print(f"top-1 accuracy {np.mean(y.argmax(1) == labels):.4f} "
                           f"({int(np.sum(y.argmax(1) == labels))}/{len(y)})")
         return 0
-    except (AsmError, RuntimeFault, ValueError) as e:
+    except (AsmError, RuntimeFault, ValueError, OSError) as e:
         bar.close()
-        print(f"pimrun: error: {e}", file=sys.stderr)
+        print(f"pimrun: error: {one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug: still one line, unless asked for the traceback
         if os.environ.get("PIM_DEBUG"):
             raise
-        print(f"pimrun: internal error: {type(e).__name__}: {e} (set PIM_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(f"pimrun: internal error: {type(e).__name__}: {one_line(e)} (set PIM_DEBUG=1 for a traceback)",
+              file=sys.stderr)
         return 2
 
 

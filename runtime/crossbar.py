@@ -124,11 +124,11 @@ def _matmul_exact(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Integer product through BLAS: float32 when every sum stays below 2^24, float64 otherwise."""
     bound = x.shape[1] * 255 * max(1, int(np.abs(w).max(initial=0)))
     dt = np.float32 if bound < EXACT_F32 else np.float64
-    return (x.astype(dt) @ w.astype(dt)).astype(np.float64)
+    return x.astype(dt) @ w.astype(dt)
 
 
 def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced=False, pulses=None):
-    """x: (M, R) u8 codes for this crossbar's rows -> ((M, n) float64 exact contribution, events).
+    """x: (M, R) u8 codes for this crossbar's rows -> ((M, n) exact contribution as float, events).
 
     Every (input slice, weight slice) column sum is formed and clipped to adc_range, unless the ADC is ideal
     (adc_range None) or no column can leave the ADC range (column_bounds): then the clipped, corrected,

@@ -154,7 +154,7 @@ def _mvm(m: Machine, ins: Instr):
     if x.shape[-1] < r1:
         raise m.fault(ins, f"input has {x.shape[-1]} rows, crossbar {idx} reads rows {r0}:{r1}")
     lead = x.shape[:-1]
-    xs = x[..., r0:r1].reshape(-1, r1 - r0)
+    xs = x.reshape(-1, x.shape[-1])[:, r0:r1]      # a view: the matmul's cast is the only pass over it
     key = (ins.args[1].name, ins.attr("islices"))
     if key not in m.pulse_rows:     # per input buffer once, shared by every crossbar that reads it
         m.pulse_rows[key] = X.row_pulses(x.reshape(-1, x.shape[-1]), ins.attr("islices"))
@@ -188,7 +188,7 @@ def _layout(acc, chw):
 
 @handler("requant")
 def _requant(m: Machine, ins: Instr):
-    acc = np.rint(m.val(ins.args[1])).astype(np.int64) + m.val(ins.attr("bias"))
+    acc = m.val(ins.args[1]).astype(np.int64) + m.val(ins.attr("bias"))     # psums are exact integers
     y = K.requant(acc, m.val(ins.attr("mult")), m.val(ins.attr("shift")), ins.attr("zero"), ins.attr("lo"),
                   ins.attr("hi"))
     m.digital(ins, _layout(y, ins.attr("chw")), 3)
@@ -196,7 +196,7 @@ def _requant(m: Machine, ins: Instr):
 
 @handler("accout")
 def _accout(m: Machine, ins: Instr):
-    acc = np.rint(m.val(ins.args[1])).astype(np.int64) + m.val(ins.attr("bias"))
+    acc = m.val(ins.args[1]).astype(np.int64) + m.val(ins.attr("bias"))
     m.digital(ins, _layout(acc, ins.attr("chw")), 1)
 
 

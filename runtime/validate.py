@@ -13,6 +13,8 @@ from isa.instructions import SPECS
 
 from .errors import RuntimeFault
 
+MAX_SHIFT = 62          # rounding right shifts work on int64: 1 << (shift - 1) must stay positive
+
 
 def _type_ok(v, want: str) -> bool:
     for w in want.split("|"):
@@ -55,7 +57,8 @@ def validate(p: Program, filename: str = "<program>") -> None:
                 fail(f"operand {i + 1} must be a {'%buffer' if kind == 'buf' else '@constant'}")
             if isinstance(a, ConstRef) and a.name not in p.consts:
                 fail(f"constant @{a.name} is not defined")
-            if isinstance(a, Buf) and i > 0 and a.name not in written and ins.op != "mvm":
+            reads = i > 0 or ins.op == "output"       # operand 1 is the destination, except output's source
+            if isinstance(a, Buf) and reads and a.name not in written and ins.op != "mvm":
                 fail(f"buffer %{a.name} is read before it is written")
         attrs = dict(ins.attrs)
         for k in attrs:
@@ -70,6 +73,11 @@ def validate(p: Program, filename: str = "<program>") -> None:
                 fail(f"attribute '{k}' must be {want}, got {attrs[k]!r}")
             if isinstance(attrs[k], ConstRef) and attrs[k].name not in p.consts:
                 fail(f"constant @{attrs[k].name} is not defined")
+        if "shift" in attrs:
+            sh = attrs["shift"]
+            sh = np.asarray(p.consts[sh.name].data if isinstance(sh, ConstRef) else sh)
+            if sh.size and (sh.dtype.kind not in "iu" or sh.min() < 0 or sh.max() > MAX_SHIFT):
+                fail(f"shift must hold integers in 0..{MAX_SHIFT}")
         if ins.op == "xbwrite":
             _check_xbwrite(ins, attrs, p, fail)
             xbars[attrs["xb"]] = ins
@@ -87,6 +95,8 @@ def validate(p: Program, filename: str = "<program>") -> None:
             if not written.__contains__(ins.args[0].name):
                 written.add(ins.args[0].name)
         if ins.op == "input":
+            if not 0 < attrs["scale"] < float("inf"):
+                fail(f"scale must be a positive finite number, got {attrs['scale']!r}")
             size = int(np.prod(attrs["shape"]))
             cap = t.buffer_kb_per_tile * 1024 * t.tiles
             if size > cap:
@@ -104,6 +114,9 @@ def _check_xbwrite(ins, a, p, fail):
     t = p.target
     if not 0 <= a["xb"] < t.xbars:
         fail(f"crossbar index {a['xb']} is outside the target's {t.xbars} crossbars")
+    for k in ("rows", "cols"):
+        if len(a[k]) != 2:
+            fail(f"{k} must be [first, end], got {list(a[k])}")
     (r0, r1), (c0, c1) = a["rows"], a["cols"]
     if not (0 <= r0 < r1 and 0 <= c0 < c1):
         fail(f"empty or negative block rows={list(a['rows'])} cols={list(a['cols'])}")
@@ -124,4 +137,10 @@ def _check_xbwrite(ins, a, p, fail):
         fail(f"block rows={list(a['rows'])} cols={list(a['cols'])} lies outside the weights {list(w.shape)}")
     if "flip" in a and p.consts[a["flip"].name].data.shape != (len(a["slices"]), c1 - c0):
         fail(f"flip must have shape [{len(a['slices'])}, {c1 - c0}]")
+    if "flip" in a and a["encoding"] != "unsigned" and p.consts[a["flip"].name].data.any():
+        fail(f"flip applies only to the unsigned encoding, not {a['encoding']}")
+    if isinstance(a["center"], ConstRef):
+        shape = p.consts[a["center"].name].data.shape
+        if shape not in ((), (1,), (c1 - c0,)):
+            fail(f"center must be one value or one per filter ([{c1 - c0}]), got shape {list(shape)}")
 

@@ -1,0 +1,94 @@
+"""pimrun against onnxruntime on the 540 digits test images, measured in one run.
+
+Prints a markdown table: wall time (median of --repeat runs), ratio to onnxruntime, and for the sliced runs
+the sliced-MAC rate (MACs x input slices x weight slices per second) as a fraction of this machine's float32
+GEMM MAC rate measured here too. The ISAAC lower bound is slice pairs x onnxruntime time: what a perfect
+implementation of the bit-sliced arithmetic would take at onnxruntime's speed.
+
+    python benchmarks/bench_digits.py [--repeat 5] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from compiler.pipeline import compile_model  # noqa: E402
+from isa import parse_program, print_program  # noqa: E402
+from runtime.machine import Machine  # noqa: E402
+
+DIGITS = ROOT / "examples" / "digits"
+
+
+def timed(fn, repeat):
+    fn()                                         # warm-up
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def gemm_mac_rate(n=1024, repeat=5) -> float:
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    return n ** 3 / timed(lambda: a @ a, repeat)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    d = np.load(DIGITS / "digits_test.npz")
+    x, y = d["x"], d["y"]
+    feeds = {"image": x}
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(DIGITS / "digits_cnn.onnx"), so, providers=["CPUExecutionProvider"])
+    t_ort = timed(lambda: sess.run(None, feeds), args.repeat)
+    rate = gemm_mac_rate()
+    calib = np.load(DIGITS / "digits_calib.npy")
+    rows = [{"run": "onnxruntime float32", "seconds": t_ort, "ratio": 1.0}]
+    for target in ("isaac", "raella"):
+        t0 = time.perf_counter()
+        c = compile_model(DIGITS / "digits_cnn.onnx", target, calib)
+        t_compile = time.perf_counter() - t0
+        prog = parse_program(print_program(c.program))
+        pairs = len(prog.target.input_slices) * len(prog.target.weight_slices)
+        for label, kw in (("--ideal", dict(ideal=True)), ("target", {}), ("target, every slice formed",
+                                                                        dict(sliced=True))):
+            m = Machine(prog, **kw)
+            out = {}
+            secs = timed(lambda: out.update(m.run(feeds, chunk=540)), args.repeat)
+            s = m.stats.to_json()
+            macs = s["macs"] / s["samples"] * len(x)
+            row = {"run": f"pimrun {target} {label}", "seconds": secs, "ratio": secs / t_ort,
+                   "accuracy": float(np.mean(out["logits"].argmax(1) == y)), "compile_s": t_compile}
+            if "sliced" in kw or label == "target":
+                row["sliced_mac_rate_vs_gemm"] = macs * pairs / secs / rate
+                row["vs_lower_bound"] = secs / (pairs * t_ort)
+            rows.append(row)
+    print(f"float32 GEMM: {rate / 1e9:.1f} GMAC/s; onnxruntime: {t_ort * 1e3:.1f} ms for {len(x)} images\n")
+    print("| run | time (ms) | x onnxruntime | x lower bound (slice pairs x ORT) | sliced-MAC rate / GEMM rate | top-1 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['run']} | {r['seconds'] * 1e3:.1f} | {r['ratio']:.1f} | "
+              f"{r.get('vs_lower_bound', float('nan')):.2f} | {r.get('sliced_mac_rate_vs_gemm', float('nan')):.3f} | "
+              f"{r.get('accuracy', float('nan')):.4f} |")
+    print(f"\ncompile: isaac {rows[1]['compile_s']:.2f} s, raella {rows[4]['compile_s']:.2f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"gemm_mac_per_s": rate, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -88,7 +88,10 @@ class Quantize:
         if t.qhint:
             t.scale, t.zero = t.qhint["scale"], t.qhint["zero"]
         elif name in ctx.ranges:
-            t.scale, t.zero = qparams(*ctx.ranges[name])
+            lo, hi = ctx.ranges[name]
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                raise CompileError(f"tensor {name}: calibration range [{lo}, {hi}] is not finite")
+            t.scale, t.zero = qparams(lo, hi)
         else:
             raise CompileError(f"tensor {name}: no calibration range")
         t.dtype = "u8"
@@ -130,6 +133,8 @@ def _crossbar(self: Quantize, g: Graph, ctx, op: Op, rep: QuantizeReport):
     W = g.tensors[op.inputs[1]].data.astype(np.float64)
     b = g.tensors[op.inputs[2]].data.astype(np.float64) if len(op.inputs) > 2 else np.zeros(
         W.shape[0] if op.kind == "conv" else W.shape[1])
+    if not (np.isfinite(W).all() and np.isfinite(b).all()):
+        raise CompileError(f"node {op.name}: weights or bias hold NaN or infinity")
     axes = tuple(range(1, W.ndim)) if op.kind == "conv" else (0,)
     amax = np.abs(W).max(axis=axes)
     sw = np.where(amax > 0, amax / 127.0, 1.0)

@@ -1,0 +1,69 @@
+"""Mutated models: compiling one must succeed or raise one of the typed errors, never anything else."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from compiler.pipeline import compile_model
+from ir import CompileError, FrontendError
+from isa import AsmError
+from runtime.errors import RuntimeFault
+from tests.conftest import DIGITS
+
+TYPED = (FrontendError, CompileError, AsmError, RuntimeFault)
+MODEL_BYTES = (DIGITS / "digits_cnn.onnx").read_bytes()
+CALIB = np.load(DIGITS / "digits_calib.npy")[:8]
+
+
+def _compile(model):
+    try:
+        compile_model(model, "isaac", CALIB)
+    except TYPED:
+        pass
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edits=st.lists(st.tuples(st.integers(0, len(MODEL_BYTES) - 1), st.integers(0, 255)), min_size=1, max_size=8))
+def test_byte_mutations(tmp_path_factory, edits):
+    data = bytearray(MODEL_BYTES)
+    for pos, val in edits:
+        data[pos] = val
+    path = tmp_path_factory.mktemp("m") / "m.onnx"
+    path.write_bytes(bytes(data))
+    _compile(path)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_structural_mutations(data):
+    m = onnx.load_from_string(MODEL_BYTES)
+    g = m.graph
+    kind = data.draw(st.sampled_from(["drop_node", "rename_input", "attr", "op_type", "weight", "truncate"]))
+    i = data.draw(st.integers(0, len(g.node) - 1))
+    node = g.node[i]
+    if kind == "drop_node":
+        del g.node[i]
+    elif kind == "rename_input" and node.input:
+        node.input[data.draw(st.integers(0, len(node.input) - 1))] = data.draw(st.sampled_from(["nope", "image", ""]))
+    elif kind == "attr" and node.attribute:
+        a = node.attribute[data.draw(st.integers(0, len(node.attribute) - 1))]
+        if a.ints:
+            a.ints[0] = data.draw(st.integers(-3, 9))
+        elif a.type == onnx.AttributeProto.INT:
+            a.i = data.draw(st.integers(-3, 70))
+    elif kind == "op_type":
+        node.op_type = data.draw(st.sampled_from(["Relu", "Sigmoid", "MaxPool", "Foo", "Add", "Conv"]))
+    elif kind == "weight":
+        init = g.initializer[data.draw(st.integers(0, len(g.initializer) - 1))]
+        arr = onnx.numpy_helper.to_array(init).copy()
+        arr.flat[0] = data.draw(st.sampled_from([np.nan, np.inf, 1e30, 0.0]))
+        init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
+    else:
+        _compile_bytes = m.SerializeToString()[: data.draw(st.integers(0, len(MODEL_BYTES)))]
+        try:
+            m = onnx.load_from_string(_compile_bytes)
+        except Exception:
+            return
+    _compile(m)

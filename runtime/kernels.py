@@ -17,8 +17,20 @@ def rshift_round(v: np.ndarray, shift) -> np.ndarray:
 
 
 def requant(acc, mult, shift, zero, lo, hi) -> np.ndarray:
-    """u8 = clamp(round(acc * mult / 2^shift) + zero, lo, hi); mult and shift broadcast on the last axis."""
-    v = rshift_round(np.asarray(acc, dtype=np.int64) * np.asarray(mult, dtype=np.int64), shift) + zero
+    """u8 = clamp(floor((acc * mult + 2^(shift-1)) / 2^shift) + zero, lo, hi); mult, shift broadcast on the
+    last axis. An integer-valued float acc whose products stay below 2^52 takes the same arithmetic in float64
+    (every step exact there), which is faster than int64 shifts."""
+    mult, shift = np.asarray(mult, dtype=np.int64), np.asarray(shift, dtype=np.int64)
+    acc = np.asarray(acc)
+    if acc.dtype.kind == "f" and acc.size and \
+            float(np.abs(acc).max()) * float(mult.max()) + 2.0 ** (int(shift.max()) - 1) < 2.0 ** 52:
+        v = acc * mult.astype(np.float64)
+        v += np.exp2(shift - 1.0)
+        v *= np.exp2(-shift.astype(np.float64))
+        np.floor(v, out=v)
+        v += zero
+        return np.clip(v, lo, hi, out=v).astype(np.uint8)
+    v = rshift_round(acc.astype(np.int64) * mult, shift) + zero
     return np.clip(v, lo, hi).astype(np.uint8)
 
 
@@ -70,9 +82,20 @@ def windows(x, kernel, strides, pads, dilations, fill):
     return v[:, :, ::strides[0], ::strides[1], ::dh, ::dw]
 
 
+def window_reduce(x, kernel, strides, pads, dilations, fill, ufunc, dtype=None) -> np.ndarray:
+    """Reduce every window with ufunc (maximum, add): one pass per kernel offset, not per window."""
+    v = windows(x, kernel, strides, pads, dilations, fill)
+    out = np.array(v[..., 0, 0], dtype=dtype or x.dtype)
+    for ky in range(kernel[0]):
+        for kx in range(kernel[1]):
+            if ky or kx:
+                ufunc(out, v[..., ky, kx], out=out)
+    return out
+
+
 def maxpool(x, kernel, strides, pads, dilations) -> np.ndarray:
     # pad with code 0: the smallest code never wins over a real element of the window
-    return windows(x, kernel, strides, pads, dilations, 0).max(axis=(4, 5))
+    return window_reduce(x, kernel, strides, pads, dilations, 0, np.maximum)
 
 
 def pool_counts(hw, kernel, strides, pads, dilations, count_include_pad) -> np.ndarray:
@@ -81,7 +104,7 @@ def pool_counts(hw, kernel, strides, pads, dilations, count_include_pad) -> np.n
     if count_include_pad:
         ones = pad_hw(ones, pads, 1)
         pads = (0, 0, 0, 0)
-    return windows(ones, kernel, strides, pads, dilations, 0).sum(axis=(4, 5))[0, 0]
+    return window_reduce(ones, kernel, strides, pads, dilations, 0, np.add)[0, 0]
 
 
 def avg_divide(acc, counts, mult, shift, zy, lo, hi) -> np.ndarray:
@@ -92,7 +115,7 @@ def avg_divide(acc, counts, mult, shift, zy, lo, hi) -> np.ndarray:
 
 
 def avgpool(x, zx, kernel, strides, pads, dilations, count_include_pad, mult, shift, zy, lo, hi):
-    acc = windows(x.astype(np.int64) - zx, kernel, strides, pads, dilations, 0).sum(axis=(4, 5))
+    acc = window_reduce(x.astype(np.int64) - zx, kernel, strides, pads, dilations, 0, np.add)
     counts = pool_counts(x.shape[2:], kernel, strides, pads, dilations, count_include_pad)
     return avg_divide(acc, counts, mult, shift, zy, lo, hi)
 

@@ -65,6 +65,7 @@ class Machine:
     def _run_chunk(self, feeds) -> dict[str, np.ndarray]:
         self.env = {}
         self.pulse_rows = {}
+        self.windowed = {}
         self.feeds = feeds
         self.results = {}
         for ins in self.p.code:
@@ -141,6 +142,34 @@ def _im2col(m: Machine, ins: Instr):
     B, C, OH, OW, kh, kw = v.shape
     # rows in (c, ky, kx) order, one row of the crossbar input per output position
     m.env[ins.args[0].name] = v.transpose(0, 2, 3, 1, 4, 5).reshape(B, OH * OW, C * kh * kw)
+    m.windowed[ins.args[0].name] = (x, ins)
+
+
+def _row_pulses(m: Machine, name: str, islices) -> np.ndarray:
+    """DAC pulses per crossbar input row over the batch. For im2col windows they come from the source tensor:
+    each pixel's pulses times the windows that read it (one strided sum per kernel offset), pads included."""
+    key = (name, islices)
+    if key in m.pulse_rows:
+        return m.pulse_rows[key]
+    per_code = _code_pulses(islices)
+    if name in m.windowed:
+        x, ins = m.windowed[name]
+        (kh, kw), (sh, sw), (dh, dw) = ins.attr("kernel"), ins.attr("strides"), ins.attr("dilations")
+        src = K.pad_hw(x, ins.attr("pads"), ins.attr("fill"))
+        pm = per_code[src].sum(axis=0, dtype=np.int64)                      # (C, Hp, Wp)
+        oh = (src.shape[2] - (kh - 1) * dh - 1) // sh + 1
+        ow = (src.shape[3] - (kw - 1) * dw - 1) // sw + 1
+        rows = np.stack([pm[:, ky * dh: ky * dh + (oh - 1) * sh + 1: sh, kx * dw: kx * dw + (ow - 1) * sw + 1: sw]
+                         .sum(axis=(1, 2)) for ky in range(kh) for kx in range(kw)], axis=1)
+        m.pulse_rows[key] = rows.reshape(-1)
+    else:
+        x = m.env[name]
+        m.pulse_rows[key] = per_code[x.reshape(-1, x.shape[-1])].sum(axis=0, dtype=np.int64)
+    return m.pulse_rows[key]
+
+
+def _code_pulses(islices) -> np.ndarray:
+    return sum(X.slice_values(np.arange(256), islices))
 
 
 @handler("mvm")
@@ -155,10 +184,8 @@ def _mvm(m: Machine, ins: Instr):
         raise m.fault(ins, f"input has {x.shape[-1]} rows, crossbar {idx} reads rows {r0}:{r1}")
     lead = x.shape[:-1]
     xs = x.reshape(-1, x.shape[-1])[:, r0:r1]      # a view: the matmul's cast is the only pass over it
-    key = (ins.args[1].name, ins.attr("islices"))
-    if key not in m.pulse_rows:     # per input buffer once, shared by every crossbar that reads it
-        m.pulse_rows[key] = X.row_pulses(x.reshape(-1, x.shape[-1]), ins.attr("islices"))
-    out, ev = X.mvm(xb, xs, ins.attr("islices"), m.adc, m.stats.hist_range, m.sliced, m.pulse_rows[key][r0:r1])
+    pulses = _row_pulses(m, ins.args[1].name, ins.attr("islices"))[r0:r1]
+    out, ev = X.mvm(xb, xs, ins.attr("islices"), m.adc, m.stats.hist_range, m.sliced, pulses)
     name = ins.args[0].name
     n = ins.attr("n")
     if name not in m.env:
@@ -188,7 +215,7 @@ def _layout(acc, chw):
 
 @handler("requant")
 def _requant(m: Machine, ins: Instr):
-    acc = m.val(ins.args[1]).astype(np.int64) + m.val(ins.attr("bias"))     # psums are exact integers
+    acc = m.val(ins.args[1]) + m.val(ins.attr("bias"))     # psums are exact integers held in float64
     y = K.requant(acc, m.val(ins.attr("mult")), m.val(ins.attr("shift")), ins.attr("zero"), ins.attr("lo"),
                   ins.attr("hi"))
     m.digital(ins, _layout(y, ins.attr("chw")), 3)

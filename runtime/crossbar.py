@@ -130,50 +130,53 @@ def _matmul_exact(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced=False, pulses=None):
     """x: (M, R) u8 codes for this crossbar's rows -> ((M, n) exact contribution as float, events).
 
-    Every (input slice, weight slice) column sum is formed and clipped to adc_range, unless the ADC is ideal
-    (adc_range None) or no column can leave the ADC range (column_bounds): then the clipped, corrected,
-    shift-added result equals the plain integer product, which BLAS gives directly. `sliced` forces the
-    per-slice path anyway; a histogram request does too. `pulses` gives row_pulses(x) when the caller has it.
+    Every (input slice, weight slice) column sum that can leave the ADC range is formed and clipped. A physical
+    column that cannot (column_bounds), or any column under an ideal ADC (adc_range None), is linear end to
+    end, so its shift-added result is the plain integer product, which one BLAS call gives for all such
+    columns at once. `sliced` forms every column's sums anyway, and so does a histogram request.
+    `pulses` gives row_pulses(x) when the caller has it.
     """
     M, R = x.shape
     n = xb.mask.shape[1]
     nI, nW = len(islices), len(xb.slices)
     ev = MvmEvents(converts=nI * M * nW * n, macs=M * int(xb.mask.sum()), cell_reads=nI * M * xb.cells,
                    dac_pulses=int((row_pulses(x, islices) if pulses is None else pulses).sum()))
-    safe = adc_range is None
-    if not safe:
-        lo, hi = adc_range
-        clo, chi = column_bounds(xb, islices)
-        safe = bool(clo.min() >= lo and chi.max() <= hi)
-    if safe and not sliced and hist_range is None:
+    if adc_range is None and not sliced and hist_range is None:
         return _matmul_exact(x, xb.weights), ev
     lo, hi = adc_range if adc_range is not None else (-np.inf, np.inf)
-    g = (xb.pos if xb.neg is None else xb.pos - xb.neg).transpose(1, 0, 2).reshape(R, nW * n).astype(np.float32)
-    # after the ADC everything is linear: flipped columns read (2^b - 1) * sum(x slice) - v, so per column the
-    # weight-slice factor is +-2^shift, and the flip's input-sum term joins the center term as (X @ mask) * d
-    wsh = np.array([1 << s for s in slice_shifts(xb.slices)], dtype=np.float32)[:, None]
-    full = np.array([(1 << s) - 1 for s in xb.slices], dtype=np.float32)[:, None]
+    clo, chi = column_bounds(xb, islices)
+    risky = (clo < lo) | (chi > hi) if not (sliced or hist_range is not None) else np.ones((nW, n), bool)
+    levels = (xb.pos if xb.neg is None else xb.pos - xb.neg).astype(np.float64)       # (nW, R, n)
+    # after the ADC everything is linear: a flipped column reads (2^b - 1) * sum(x slice) - v, so per column
+    # the weight-slice factor is +-2^shift, and the flip's input-sum term joins the center term as (X @ mask) * d
+    wsh = np.array([1 << s for s in slice_shifts(xb.slices)], dtype=np.float64)[:, None]
+    full = np.array([(1 << s) - 1 for s in xb.slices], dtype=np.float64)[:, None]
     coef = np.where(xb.flip, -wsh, wsh)                                   # (nW, n)
-    d = (xb.flip * wsh * full).sum(axis=0).astype(np.float64)             # (n,)
-    ish = np.array([2.0 ** s for s in slice_shifts(islices)])
-    out = np.zeros((M, n), dtype=np.float64)
-    step = max(1, BLOCK_ELEMS // max(1, nI * R))
-    if hist_range is not None:
-        ev.hist = np.zeros(hist_range[1] - hist_range[0] + 1, dtype=np.int64)
-    for m0 in range(0, M, step):
-        xc = x[m0:m0 + step]
-        m = len(xc)
-        xs = np.stack(slice_values(xc, islices)).astype(np.float32).reshape(nI * m, R)
-        s = xs @ g                                                         # exact column sums
-        if ev.hist is not None:
-            idx = np.clip(s, *hist_range).astype(np.int64) - hist_range[0]
-            ev.hist += np.bincount(idx.ravel(), minlength=ev.hist.size)
-        if s.max(initial=0) > hi or s.min(initial=0) < lo:
-            ev.saturated += int(np.count_nonzero(s > hi)) + int(np.count_nonzero(s < lo))
-            np.clip(s, lo, hi, out=s)
-        t = (s.reshape(nI * m, nW, n) * coef).sum(axis=1)                 # exact: |t| < 2^24
-        out[m0:m0 + m] = np.tensordot(ish, t.reshape(nI, m, n).astype(np.float64), axes=1)
-    corr = xb.center + d
-    if corr.any():
-        out += (x.astype(np.float64) @ xb.mask.astype(np.float64)) * corr[None, :]
+    d = (xb.flip * wsh * full).sum(axis=0)                                # (n,)
+    # everything linear in one exact product: the slices of columns that cannot saturate, already combined,
+    # plus the digital terms (center + flip correction) times the input sum of each filter's rows
+    linear = np.einsum("jrn,jn->rn", levels, coef * ~risky) + xb.mask * (xb.center + d)[None, :]
+    out = _matmul_exact(x, np.rint(linear).astype(np.int64)).astype(np.float64)
+    j_idx, n_idx = np.nonzero(risky)
+    if len(j_idx):
+        g = levels[j_idx, :, n_idx].T.astype(np.float32)                  # (R, risky columns)
+        fold = np.zeros((len(j_idx), n), dtype=np.float32)                # risky column -> its filter, with +-2^shift
+        fold[np.arange(len(j_idx)), n_idx] = coef[j_idx, n_idx]
+        ish = np.array([2.0 ** s for s in slice_shifts(islices)])
+        step = max(1, BLOCK_ELEMS // max(1, nI * max(R, len(j_idx))))
+        if hist_range is not None:
+            ev.hist = np.zeros(hist_range[1] - hist_range[0] + 1, dtype=np.int64)
+        for m0 in range(0, M, step):
+            xc = x[m0:m0 + step]
+            m = len(xc)
+            xs = np.stack(slice_values(xc, islices)).astype(np.float32).reshape(nI * m, R)
+            s = xs @ g                                                     # exact column sums
+            if ev.hist is not None:
+                idx = np.clip(s, *hist_range).astype(np.int64) - hist_range[0]
+                ev.hist += np.bincount(idx.ravel(), minlength=ev.hist.size)
+            if s.max(initial=0) > hi or s.min(initial=0) < lo:
+                ev.saturated += int(np.count_nonzero(s > hi)) + int(np.count_nonzero(s < lo))
+                np.clip(s, lo, hi, out=s)
+            t = s @ fold                                                   # exact: |t| < 2^24
+            out[m0:m0 + m] += np.tensordot(ish, t.reshape(nI, m, n).astype(np.float64), axes=1)
     return out, ev

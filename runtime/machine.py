@@ -42,6 +42,7 @@ class Machine:
         self.stats = Stats(self.t, hist_range)
         self.env: dict[str, np.ndarray] = {}
         self.adc = None if ideal else self.t.adc_range
+        self.capacity = self.t.buffer_kb_per_tile * 1024 * self.t.tiles
         self.inputs = [i for i in program.code if i.op == "input"]
         self.outputs = [i for i in program.code if i.op == "output"]
 
@@ -81,6 +82,10 @@ class Machine:
         return RuntimeFault(f"{self.file}:{ins.line}: {ins.op}: {msg}")
 
     def digital(self, ins: Instr, out: np.ndarray, ops_per_elem: int = 1):
+        per_sample = out.nbytes // max(1, out.shape[0]) if out.dtype == np.uint8 else 0
+        if per_sample > self.capacity:
+            raise self.fault(ins, f"result of {per_sample} B per sample exceeds the target's buffers "
+                                  f"({self.capacity} B)")
         s = self.stats.layer(ins.attr("layer", ins.op))
         s.digital_ops += out.size * ops_per_elem
         s.buffer_bytes += out.nbytes * 2

@@ -33,3 +33,14 @@ def test_chunks_change_nothing(digits_test):
     sa, sb = a.stats.to_json(), b.stats.to_json()
     for k in ("macs", "adc_converts", "saturated_converts", "dac_pulses", "crossbar_writes", "write_pulses"):
         assert sa[k] == sb[k], k          # weights are written once: a rewrite of unchanged cells is free
+
+
+def test_buffer_capacity_is_enforced(digits_test):
+    from dataclasses import replace as dc_replace
+
+    from runtime.errors import RuntimeFault
+    x, _ = digits_test
+    prog = digits_compiled("isaac").program
+    small = dc_replace(prog, target=prog.target.replace(tiles=1, buffer_kb_per_tile=1))
+    with pytest.raises(RuntimeFault, match=r"requant: result of 4096 B per sample exceeds the target's buffers"):
+        Machine(small).run({"image": x[:2]})

@@ -77,7 +77,7 @@ class Lowering:
             attrs = dict(xb=xb["xb"], layer=op.name, rows=xb["rows"], cols=xb["cols"], kg=op.attrs["kg"],
                          ng=op.attrs["ng"], encoding=enc["encoding"], slices=op.attrs["slices"])
             center = e["center"]
-            attrs["center"] = int(center) if np.ndim(center) == 0 else self.const(op, f"xb{xb['xb']}.center", center)
+            attrs["center"] = int(center) if np.ndim(center) == 0 else self.const(op, f"xb{xb['xb']}.center", _narrow(center))
             if e["flip"] is not None and e["flip"].any():
                 attrs["flip"] = self.const(op, f"xb{xb['xb']}.flip", e["flip"].astype(np.uint8))
             self.p.emit("xbwrite", w, **attrs)

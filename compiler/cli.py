@@ -6,8 +6,11 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from ir import CompileError, FrontendError
 from isa import AsmError, load_target, parse_program, print_program
+from runtime.cli import one_line
 from runtime.errors import RuntimeFault
 from runtime.io import load_arrays, write_json, write_text
 from runtime.machine import Machine
@@ -25,7 +28,11 @@ def _data(path, model_path, error):
     m = load_onnx(model_path)
     inits = {i.name for i in m.graph.initializer}
     names = [i.name for i in m.graph.input if i.name not in inits]
-    return load_arrays(path, names, error=error)
+    feeds, labels = load_arrays(path, names, error=error)
+    for name, x in feeds.items():
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise error(f"{path}: input '{name}' holds {int(np.sum(~np.isfinite(x)))} NaN or infinite values")
+    return feeds, labels
 
 
 def main(argv=None) -> int:
@@ -37,7 +44,9 @@ def main(argv=None) -> int:
     ap.add_argument("--report", help="write every pass's report (and the verification) to this JSON file")
     ap.add_argument("--plots", help="write PNG figures into this folder (runs the program on --verify or --calib data)")
     ap.add_argument("--verify", help="run the verification ladder on these inputs (.npy / .npz, labels as 'y')")
-    ap.add_argument("--encoding", choices=("unsigned", "differential"), help="override the target's weight encoding")
+    ap.add_argument("--encoding", choices=("center", "differential", "unsigned"),
+                    help="override the target's weight encoding: center (RAELLA's Center+Offset), differential "
+                         "(Zero+Offset), unsigned (ISAAC's offset binary)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     bar = Progress("pimc")
@@ -45,7 +54,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         target = load_target(args.target)
         if args.encoding:
-            target = target.replace(encoding=args.encoding, flip=target.flip and args.encoding == "unsigned")
+            enc = "center_offset" if args.encoding == "center" else args.encoding
+            target = target.replace(encoding=enc, flip=target.flip and enc == "unsigned")
         calib = _data(args.calib, args.model, CompileError)[0] if args.calib else None
         compiled = compile_model(args.model, target, calib, progress=bar)
         text = print_program(compiled.program)
@@ -80,16 +90,17 @@ def main(argv=None) -> int:
             if verify:
                 print(format_ladder(verify))
         return 0
-    except ERRORS as e:
+    except ERRORS + (OSError,) as e:
         bar.close()
-        print(f"pimc: error: {e}", file=sys.stderr)
+        print(f"pimc: error: {one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as e:
         if os.environ.get("PIM_DEBUG"):
             raise
-        print(f"pimc: internal error: {type(e).__name__}: {e} (set PIM_DEBUG=1 for a traceback)", file=sys.stderr)
+        print(f"pimc: internal error: {type(e).__name__}: {one_line(e)} (set PIM_DEBUG=1 for a traceback)",
+              file=sys.stderr)
         return 2
 
 

@@ -4,19 +4,22 @@ Every filter column stores offsets O = W - phi from a per-filter center phi; the
 phi * sum(inputs). unsigned (ISAAC): phi = -128, O in [1, 255] on one device per cell; with `flip`, a
 physical column whose slice values would sum above half their maximum stores the complements, and the
 digital side recovers (2^b - 1) * sum(input slice) - column sum. differential (Zero+Offset): phi = 0,
-O+ and O- on the two devices of a 2T2R pair. Contract: op.attrs["enc"] gets the encoding and, per
+O+ and O- on the two devices of a 2T2R pair. center_offset (RAELLA): the same pair around each filter's
+optimal center (center_offset.py), so offsets are balanced and column sums small. Contract: op.attrs["enc"] gets the encoding and, per
 crossbar, the centers and flip flags the backend writes into the program.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ir import CompileError, Graph
+from ir import Graph
 
 from runtime.crossbar import block_mask, block_weights, flip_flags, slice_values
 
+from .center_offset import optimal_centers
 from .mapping import CROSSBAR_OPS
 
 
@@ -26,6 +29,7 @@ class EncodingReport:
     flipped_columns: int = 0
     physical_columns: int = 0
     max_column_sum_bound: dict = field(default_factory=dict)   # layer -> worst stored column total
+    center_ms_per_filter: float = 0.0                          # Center+Offset search time per filter-crossbar
 
 
 class EncodeWeights:
@@ -34,19 +38,25 @@ class EncodeWeights:
     def run(self, g: Graph, ctx) -> EncodingReport:
         t = ctx.target
         enc = ctx.options.get("encoding") or t.encoding
-        if enc == "center_offset":
-            raise CompileError("encoding center_offset is not available yet; use unsigned or differential")
         rep = EncodingReport(encoding=enc)
+        spent, filters = 0.0, 0
         for op in g.topo():
             if op.kind not in CROSSBAR_OPS:
                 continue
             wm = op.attrs["wm"]
             kg, ng, slices = op.attrs["kg"], op.attrs["ng"], op.attrs["slices"]
-            phi = -128 if enc == "unsigned" else 0
             per_xbar, worst = [], 0
             for xb in op.attrs["xbars"]:
                 mask = block_mask(xb["rows"], xb["cols"], kg, ng)
-                block = np.where(mask, block_weights(wm, xb["rows"], xb["cols"], kg, ng) - phi, 0)
+                w = block_weights(wm, xb["rows"], xb["cols"], kg, ng)
+                if enc == "center_offset":
+                    t0 = time.perf_counter()
+                    phi = optimal_centers(w, mask, slices)
+                    spent += time.perf_counter() - t0
+                    filters += len(phi)
+                else:
+                    phi = -128 if enc == "unsigned" else 0
+                block = np.where(mask, w - np.asarray(phi)[None] if np.ndim(phi) else w - phi, 0)
                 flips = None
                 if enc == "unsigned" and t.flip:
                     flips = flip_flags(block, mask, slices)
@@ -56,5 +66,7 @@ class EncodeWeights:
                 per_xbar.append({"center": phi, "flip": flips})
             op.attrs["enc"] = {"encoding": enc, "xbars": per_xbar}
             rep.max_column_sum_bound[op.name] = worst
+        if filters:
+            rep.center_ms_per_filter = 1e3 * spent / filters
         return rep
 

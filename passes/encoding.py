@@ -23,6 +23,18 @@ from .center_offset import optimal_centers
 from .mapping import CROSSBAR_OPS
 
 
+def encode_block(w: np.ndarray, mask: np.ndarray, slices, encoding: str, flip: bool):
+    """Center(s) and flip flags of one crossbar block: (center int or (n,) array, flips or None)."""
+    if encoding == "center_offset":
+        phi = optimal_centers(w, mask, slices)
+    else:
+        phi = -128 if encoding == "unsigned" else 0
+    flips = None
+    if encoding == "unsigned" and flip:
+        flips = flip_flags(np.where(mask, w - phi, 0), mask, slices)
+    return phi, flips
+
+
 @dataclass
 class EncodingReport:
     encoding: str = ""
@@ -49,20 +61,16 @@ class EncodeWeights:
             for xb in op.attrs["xbars"]:
                 mask = block_mask(xb["rows"], xb["cols"], kg, ng)
                 w = block_weights(wm, xb["rows"], xb["cols"], kg, ng)
+                t0 = time.perf_counter()
+                phi, flips = encode_block(w, mask, slices, enc, t.flip)
                 if enc == "center_offset":
-                    t0 = time.perf_counter()
-                    phi = optimal_centers(w, mask, slices)
                     spent += time.perf_counter() - t0
                     filters += len(phi)
-                else:
-                    phi = -128 if enc == "unsigned" else 0
-                block = np.where(mask, w - np.asarray(phi)[None] if np.ndim(phi) else w - phi, 0)
-                flips = None
-                if enc == "unsigned" and t.flip:
-                    flips = flip_flags(block, mask, slices)
+                if flips is not None:
                     rep.flipped_columns += int(flips.sum())
+                block = np.abs(np.where(mask, w - np.asarray(phi).reshape(1, -1), 0))
                 rep.physical_columns += mask.shape[1] * len(slices)
-                worst = max(worst, int(max((np.abs(v) * mask).sum(axis=0).max() for v in slice_values(np.abs(block), slices))))
+                worst = max(worst, int(max((v * mask).sum(axis=0).max() for v in slice_values(block, slices))))
                 per_xbar.append({"center": phi, "flip": flips})
             op.attrs["enc"] = {"encoding": enc, "xbars": per_xbar}
             rep.max_column_sum_bound[op.name] = worst

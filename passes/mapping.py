@@ -33,41 +33,50 @@ class MappingReport:
     capacity: int = 0
 
 
+def tile_layer(kg: int, n: int, groups: int, rows: int, cols: int, nslices: int) -> list[tuple]:
+    """Crossbar blocks ((r0, r1), (c0, c1)) of a (kg x n) layer matrix with `groups` groups."""
+    fpx = cols // nslices                     # filters per crossbar
+    ng = n // groups
+    tiles = []
+    if groups > 1 and kg <= rows and ng <= fpx:
+        per = min(rows // kg, fpx // ng)
+        for g0 in range(0, groups, per):
+            g1 = min(groups, g0 + per)
+            tiles.append(((g0 * kg, g1 * kg), (g0 * ng, g1 * ng)))
+    else:
+        for grp in range(groups):
+            for r0 in range(0, kg, rows):
+                for c0 in range(0, ng, fpx):
+                    tiles.append(((grp * kg + r0, grp * kg + min(kg, r0 + rows)),
+                                  (grp * ng + c0, grp * ng + min(ng, c0 + fpx))))
+    return tiles
+
+
 class MapCrossbars:
     name = "map_crossbars"
 
     def run(self, g: Graph, ctx) -> MappingReport:
         t = ctx.target
-        slices = ctx.options.get("weight_slices") or t.weight_slices
-        fpx = t.cols // len(slices)              # filters per crossbar
         rep = MappingReport(capacity=t.xbars)
         next_id = 0
         for op in g.topo():
             if op.kind not in CROSSBAR_OPS:
                 continue
+            # a slicing chosen per layer (adaptive slicing, --slicing) or the target's
+            slices = tuple(op.attrs.get("slices") or ctx.options.get("weight_slices") or t.weight_slices)
             wm, groups = weight_matrix(op)
             kg, n = wm.shape
             ng = n // groups
-            tiles = []
-            if groups > 1 and kg <= t.rows and ng <= fpx:
-                per = min(t.rows // kg, fpx // ng)
-                for g0 in range(0, groups, per):
-                    g1 = min(groups, g0 + per)
-                    tiles.append(((g0 * kg, g1 * kg), (g0 * ng, g1 * ng)))
-            else:
-                for grp in range(groups):
-                    for r0 in range(0, kg, t.rows):
-                        for c0 in range(0, ng, fpx):
-                            tiles.append(((grp * kg + r0, grp * kg + min(kg, r0 + t.rows)),
-                                          (grp * ng + c0, grp * ng + min(ng, c0 + fpx))))
+            tiles = tile_layer(kg, n, groups, t.rows, t.cols, len(slices))
             op.attrs["wm"] = wm
             op.attrs["xbars"] = [{"xb": next_id + i, "rows": r, "cols": c} for i, (r, c) in enumerate(tiles)]
-            op.attrs["slices"] = tuple(slices)
+            op.attrs["slices"] = slices
             op.attrs["kg"], op.attrs["ng"] = kg, ng
             next_id += len(tiles)
             used = [block_mask(r, c, kg, ng).sum() * len(slices) for r, c in tiles]
             rep.layers[op.name] = {
                 "crossbars": len(tiles),
+                "slices": list(slices),
                 "rows_used_mean": float(np.mean([r[1] - r[0] for r, _ in tiles])),
                 "utilisation": float(np.sum(used) / (len(tiles) * t.rows * t.cols)),
             }
@@ -76,4 +85,3 @@ class MapCrossbars:
             raise CompileError(f"the model needs {next_id} crossbars, target {t.name} has {t.xbars}"
                                + (" (a program-once target cannot rewrite weights)" if t.program_once else ""))
         return rep
-

@@ -35,6 +35,19 @@ def _data(path, model_path, error):
     return feeds, labels
 
 
+def _options(args) -> dict:
+    opts = {"error_budget": args.error_budget}
+    if args.slicing:
+        if args.slicing == "adaptive":
+            opts["slicing"] = "adaptive"
+        else:
+            try:
+                opts["slicing"] = tuple(int(v) for v in args.slicing.split(","))
+            except ValueError:
+                raise CompileError(f"--slicing takes 'adaptive' or comma-separated widths, got {args.slicing!r}") from None
+    return opts
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="pimc", description=__doc__)
     ap.add_argument("model", help="an ONNX model (float, or quantised QDQ / QLinear*)")
@@ -47,6 +60,9 @@ def main(argv=None) -> int:
     ap.add_argument("--encoding", choices=("center", "differential", "unsigned"),
                     help="override the target's weight encoding: center (RAELLA's Center+Offset), differential "
                          "(Zero+Offset), unsigned (ISAAC's offset binary)")
+    ap.add_argument("--slicing", help="weight slicing: 'adaptive' (RAELLA's Algorithm 1) or widths such as 4,2,2 "
+                                      "for every layer (default: the target's)")
+    ap.add_argument("--error-budget", type=float, default=0.09, help="adaptive slicing's error budget (0.09)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     bar = Progress("pimc")
@@ -57,7 +73,7 @@ def main(argv=None) -> int:
             enc = "center_offset" if args.encoding == "center" else args.encoding
             target = target.replace(encoding=enc, flip=target.flip and enc == "unsigned")
         calib = _data(args.calib, args.model, CompileError)[0] if args.calib else None
-        compiled = compile_model(args.model, target, calib, progress=bar)
+        compiled = compile_model(args.model, target, calib, options=_options(args), progress=bar)
         text = print_program(compiled.program)
         seconds = time.perf_counter() - t0
         report = compiled.report() | {"compile_seconds": round(seconds, 3), "program_bytes": len(text),

@@ -9,7 +9,7 @@ from isa import parse_program, print_program
 from runtime.machine import Machine
 
 from .pipeline import Compiled
-from .reference import dequantize_outputs, run_reference
+from passes.reference import dequantize_outputs, run_reference
 
 
 def onnx_float(model_path: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

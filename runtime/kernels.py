@@ -93,6 +93,13 @@ def window_reduce(x, kernel, strides, pads, dilations, fill, ufunc, dtype=None) 
     return out
 
 
+def im2col(x, kernel, strides, pads, dilations, fill) -> np.ndarray:
+    """(B, C, H, W) -> (B, OH*OW, C*kh*kw): one crossbar input row per output position, (c, ky, kx) order."""
+    v = windows(x, kernel, strides, pads, dilations, fill)
+    B, C, OH, OW, kh, kw = v.shape
+    return v.transpose(0, 2, 3, 1, 4, 5).reshape(B, OH * OW, C * kh * kw)
+
+
 def maxpool(x, kernel, strides, pads, dilations) -> np.ndarray:
     # pad with code 0: the smallest code never wins over a real element of the window
     return window_reduce(x, kernel, strides, pads, dilations, 0, np.maximum)

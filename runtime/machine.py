@@ -143,10 +143,8 @@ def _im2col(m: Machine, ins: Instr):
     x = m.val(ins.args[1])
     if x.ndim != 4:
         raise m.fault(ins, f"needs a (C, H, W) buffer, got {list(x.shape[1:])}")
-    v = K.windows(x, ins.attr("kernel"), ins.attr("strides"), ins.attr("pads"), ins.attr("dilations"), ins.attr("fill"))
-    B, C, OH, OW, kh, kw = v.shape
-    # rows in (c, ky, kx) order, one row of the crossbar input per output position
-    m.env[ins.args[0].name] = v.transpose(0, 2, 3, 1, 4, 5).reshape(B, OH * OW, C * kh * kw)
+    m.env[ins.args[0].name] = K.im2col(x, ins.attr("kernel"), ins.attr("strides"), ins.attr("pads"),
+                                       ins.attr("dilations"), ins.attr("fill"))
     m.windowed[ins.args[0].name] = (x, ins)
 
 

@@ -1,0 +1,157 @@
+"""The quantised reference (verification ladder level 2): the quantised IR evaluated exactly in integers.
+
+Crossbar ops are plain integer dot products here (no slicing, no ADC, computed in float64 BLAS, exact for
+these ranges), written independently of the runtime's sliced crossbar path. Digital ops call the runtime's
+kernels, which *define* the rounding of each digital instruction, so there is one definition of each.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ir import Graph
+from runtime import kernels as K
+
+REF = {}
+
+
+def ref(*kinds):
+    def reg(fn):
+        for k in kinds:
+            REF[k] = fn
+        return fn
+    return reg
+
+
+def _finish(op, acc, g):
+    q = op.attrs["q"]
+    acc = acc + q["bias"]
+    if "mult" not in q:                      # accumulator output
+        return acc.astype(np.int64)
+    return K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"])
+
+
+@ref("conv")
+def _conv(op, g, x, *_weights):
+    a, q = op.attrs, op.attrs["q"]
+    w = q["w"].astype(np.float64)
+    grp = a["group"]
+    v = K.windows(x.astype(np.float64) - q["zx"], a["kernel"], a["strides"], a["pads"], a["dilations"], 0.0)
+    B, C, OH, OW, kh, kw = v.shape
+    cout = w.shape[0]
+    v = v.reshape(B, grp, C // grp, OH, OW, kh, kw)
+    wg = w.reshape(grp, cout // grp, C // grp, kh, kw)
+    acc = np.einsum("bgchwij,gocij->bhwgo", v, wg, optimize=True).reshape(B, OH, OW, cout)
+    y = _finish(op, np.rint(acc).astype(np.int64), g)
+    return np.moveaxis(y, -1, 1)
+
+
+@ref("linear")
+def _linear(op, g, x, *_weights):
+    q = op.attrs["q"]
+    acc = (x.astype(np.float64) - q["zx"]) @ q["w"].astype(np.float64)
+    return _finish(op, np.rint(acc).astype(np.int64), g)
+
+
+@ref("add")
+def _add(op, g, a, b):
+    q = op.attrs["q"]
+    return K.add(a, q["za"], q["ma"], b, q["zb"], q["mb"], q["shift"], q["zy"], q["lo"], q["hi"])
+
+
+@ref("mul")
+def _mul(op, g, a, b):
+    q = op.attrs["q"]
+    return K.mul(a, q["za"], b, q["zb"], q["mult"], q["shift"], q["zy"], q["lo"], q["hi"])
+
+
+@ref("matmul")
+def _matmul(op, g, a, b):
+    q = op.attrs["q"]
+    acc = np.rint((a.astype(np.float64) - q["za"]) @ (b.astype(np.float64) - q["zb"])).astype(np.int64)
+    return K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"])
+
+
+@ref("relu", "clip", "unary")
+def _lut(op, g, x):
+    return K.lut(x, op.attrs["q"]["table"])
+
+
+@ref("maxpool")
+def _maxpool(op, g, x):
+    a = op.attrs
+    return K.maxpool(x, a["kernel"], a["strides"], a["pads"], a["dilations"])
+
+
+@ref("gmaxpool")
+def _gmaxpool(op, g, x):
+    return x.max(axis=(2, 3), keepdims=True)
+
+
+@ref("avgpool")
+def _avgpool(op, g, x):
+    a, q = op.attrs, op.attrs["q"]
+    return K.avgpool(x, q["zx"], a["kernel"], a["strides"], a["pads"], a["dilations"], a["count_include_pad"],
+                     q["mult"], q["shift"], q["zy"], q["lo"], q["hi"])
+
+
+@ref("gavgpool")
+def _gavgpool(op, g, x):
+    q = op.attrs["q"]
+    return K.global_avgpool(x, q["zx"], q["mult"], q["shift"], q["zy"], q["lo"], q["hi"])
+
+
+@ref("concat")
+def _concat(op, g, *xs):
+    q = op.attrs["q"]
+    parts = [K.rescale(np.broadcast_to(x, (xs[0].shape[0],) + x.shape[1:]) if x.shape[0] == 1 else x, zx, m, s, q["zy"])
+             for x, zx, m, s in zip(xs, q["zx"], q["mult"], q["shift"])]
+    return np.concatenate(parts, axis=op.attrs["axis"])
+
+
+@ref("reshape")
+def _reshape(op, g, x):
+    return x.reshape((x.shape[0],) + tuple(op.attrs["shape"]))
+
+
+@ref("transpose")
+def _transpose(op, g, x):
+    return x.transpose(op.attrs["perm"])
+
+
+@ref("pad")
+def _pad(op, g, x):
+    p = op.attrs["pads"]
+    n = len(p) // 2
+    return np.pad(x, ((0, 0),) + tuple(zip(p[:n], p[n:])), constant_values=op.attrs["q"]["fill"])
+
+
+@ref("softmax")
+def _softmax(op, g, x):
+    return K.softmax(x, op.attrs["q"]["table"], op.attrs["axis"])
+
+
+@ref("lrn")
+def _lrn(op, g, x):
+    a, q = op.attrs, op.attrs["q"]
+    return K.lrn(x, q["zx"], q["sx"], a["size"], a["alpha"], a["beta"], a["bias"], q["sy"], q["zy"])
+
+
+def run_reference(g: Graph, feeds: dict[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
+    """Integer evaluation; returns each graph output (or with keep_all every tensor) as its integer codes
+    (u8, or i32 accumulators)."""
+    env = {}
+    for name in g.inputs:
+        t = g.tensors[name]
+        env[name] = K.quantize(feeds[name], t.scale, t.zero)
+    for op in g.topo():
+        args = [env[t] if t in env else g.tensors[t].data for t in op.inputs]
+        env[op.outputs[0]] = REF[op.kind](op, g, *args)
+    return env if keep_all else {n: env[n] for n in g.outputs}
+
+
+def dequantize_outputs(g: Graph, codes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, onnx_name in zip(g.outputs, g.output_names):
+        t = g.tensors[name]
+        out[onnx_name] = K.dequantize(codes[name], t.scale, t.zero, axis=t.qaxis if t.dtype == "i32" else None)
+    return out

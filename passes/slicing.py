@@ -1,0 +1,145 @@
+"""Adaptive Weight Slicing (PAPERS.md R3; thesis 004 sec. 4.2, Algorithm 1).
+
+Contract: sets op.attrs["slices"] of every crossbar layer. With options["slicing"] a given tuple is used
+for every layer. With options["slicing"] == "adaptive" each layer tries the 108 slicings of an 8-bit weight
+(widths 1..4 summing to 8, fewer slices first): it is encoded as the target encodes it, run through the
+crossbars with ADC saturation on 10 calibration inputs in 1-bit input slices, and its error is the mean
+|8-bit output - exact 8-bit output| over the outputs whose exact value is nonzero. The first slice count
+with a slicing under the error budget wins, with its lowest-error slicing; the last crossbar layer always
+takes eight 1-bit slices. Without the option the target's slicing stands.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ir import CompileError, Graph
+from runtime import crossbar as X
+from runtime import kernels as K
+
+from .encoding import encode_block
+from .mapping import CROSSBAR_OPS, tile_layer, weight_matrix
+from .reference import run_reference
+
+SAMPLES = 10
+DEFAULT_BUDGET = 0.09
+
+
+def slicings(max_width: int = 4, bits: int = 8) -> list[tuple[int, ...]]:
+    """Every ordered tuple of widths in 1..max_width summing to `bits`, fewest slices first."""
+    out = []
+    for count in range(1, bits + 1):
+        out += sorted((c for c in itertools.product(range(1, max_width + 1), repeat=count) if sum(c) == bits),
+                      reverse=True)
+    return out
+
+
+def layer_inputs(op, codes: np.ndarray) -> np.ndarray:
+    """A layer's crossbar input rows (M, K) from its input codes, as the program streams them."""
+    if op.kind == "conv":
+        a = op.attrs
+        x = K.im2col(codes, a["kernel"], a["strides"], a["pads"], a["dilations"], a["q"]["zx"])
+    else:
+        x = codes
+    return x.reshape(-1, x.shape[-1])
+
+
+def layer_outputs(op, codes: np.ndarray) -> np.ndarray:
+    """Output codes in the psum layout (M, N)."""
+    if op.kind == "conv":
+        codes = codes.transpose(0, 2, 3, 1)
+    return codes.reshape(-1, codes.shape[-1])
+
+
+def simulate_layer(op, x: np.ndarray, slices, target, encoding: str, islices=(1,) * 8) -> tuple[np.ndarray, int]:
+    """8-bit outputs of the layer on the target's crossbars with ADC saturation, and the saturated count."""
+    wm, groups = weight_matrix(op)
+    kg, n = wm.shape
+    ng = n // groups
+    acc = np.zeros((len(x), n))
+    saturated = 0
+    for rows, cols in tile_layer(kg, n, groups, target.rows, target.cols, len(slices)):
+        mask = X.block_mask(rows, cols, kg, ng)
+        w = X.block_weights(wm, rows, cols, kg, ng)
+        phi, flips = encode_block(w, mask, slices, encoding, target.flip)
+        xb = X.program(op.name, wm, rows, cols, kg, ng, encoding, phi, slices, flips)
+        out, ev = X.mvm(xb, x[:, rows[0]:rows[1]], islices, target.adc_range)
+        acc[:, cols[0]:cols[1]] += out
+        saturated += ev.saturated
+    q = op.attrs["q"]
+    acc += q["bias"] - q["zx"] * wm.astype(np.int64).sum(axis=0)
+    return K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"]), saturated
+
+
+def output_error(y: np.ndarray, ref: np.ndarray) -> float:
+    nz = ref != 0
+    return float(np.abs(y[nz].astype(np.int64) - ref[nz]).mean()) if nz.any() else 0.0
+
+
+def slicing_error(op, x, ref, slices, target, encoding) -> float:
+    return output_error(simulate_layer(op, x, slices, target, encoding)[0], ref)
+
+
+def choose(errors_of, candidates, budget):
+    """Algorithm 1's order and stop rule: (error, slicing, tried) of the first slice count with a slicing
+    under the budget, its lowest error (the earlier slicing on ties); eight 1-bit slices if none passes."""
+    tried = 0
+    for count in sorted({len(c) for c in candidates}):
+        errors = []
+        for s in (c for c in candidates if len(c) == count):
+            errors.append((errors_of(s), s))
+            tried += 1
+        passing = [e for e in errors if e[0] < budget]
+        if passing:
+            err, s = min(passing, key=lambda e: e[0])
+            return err, s, tried
+    return None, (1,) * 8, tried
+
+
+@dataclass
+class SlicingReport:
+    mode: str = "target"
+    error_budget: float = DEFAULT_BUDGET
+    layers: dict = field(default_factory=dict)   # layer -> {slices, error, tried, ms}
+
+
+class AdaptiveSlicing:
+    name = "weight_slicing"
+
+    def run(self, g: Graph, ctx) -> SlicingReport:
+        t = ctx.target
+        mode = ctx.options.get("slicing")
+        layers = [op for op in g.topo() if op.kind in CROSSBAR_OPS]
+        if mode is None:
+            return SlicingReport(layers={op.name: {"slices": list(t.weight_slices)} for op in layers})
+        if mode != "adaptive":
+            forced = tuple(mode)
+            if sum(forced) != 8 or any(not 1 <= s <= t.cell_bits for s in forced):
+                raise CompileError(f"slicing {list(forced)} must be widths 1..{t.cell_bits} summing to 8")
+            for op in layers:
+                op.attrs["slices"] = forced
+            return SlicingReport("forced", layers={op.name: {"slices": list(forced)} for op in layers})
+        if ctx.calib is None:
+            raise CompileError("adaptive weight slicing needs calibration inputs (--calib)")
+        budget = ctx.options.get("error_budget", DEFAULT_BUDGET)
+        encoding = ctx.options.get("encoding") or t.encoding
+        env = run_reference(g, {k: v[:SAMPLES] for k, v in ctx.calib.items()}, keep_all=True)
+        rep = SlicingReport("adaptive", budget)
+        candidates = slicings(min(4, t.cell_bits))
+        for op in layers:
+            t0 = time.perf_counter()
+            last = op is layers[-1] or "mult" not in op.attrs["q"]
+            if last:
+                op.attrs["slices"] = (1,) * 8
+                rep.layers[op.name] = {"slices": [1] * 8, "error": None, "tried": 0, "ms": 0.0}
+                continue
+            x = layer_inputs(op, env[op.inputs[0]])
+            ref = layer_outputs(op, env[op.outputs[0]])
+            err, chosen, tried = choose(lambda sl: slicing_error(op, x, ref, sl, t, encoding), candidates, budget)
+            op.attrs["slices"] = chosen
+            rep.layers[op.name] = {"slices": list(chosen), "error": err, "tried": tried,
+                                   "ms": round(1e3 * (time.perf_counter() - t0), 2)}
+        return rep

@@ -1,0 +1,64 @@
+"""Adaptive Weight Slicing (R3, Algorithm 1): the 108 slicings, the order and stop rule, the digits CNN."""
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.pipeline import compile_model
+from isa import load_target
+from passes.reference import dequantize_outputs, run_reference
+from passes.slicing import choose, slicings
+from runtime.machine import Machine
+from tests.conftest import DIGITS
+
+
+def test_there_are_108_slicings_fewest_slices_first():
+    s = slicings()
+    assert len(s) == 108 and len(set(s)) == 108
+    assert all(sum(c) == 8 and all(1 <= w <= 4 for w in c) for c in s)
+    assert [len(c) for c in s] == sorted(len(c) for c in s)
+    assert s[0] == (4, 4) and s[-1] == (1,) * 8
+    assert len(slicings(max_width=2)) == 34        # compositions of 8 into 1s and 2s: Fibonacci(9)
+
+
+def test_stop_at_the_first_slice_count_that_passes_and_take_its_lowest_error():
+    cands = slicings()
+    errors = {c: 1.0 for c in cands}
+    errors[(4, 2, 2)] = 0.08
+    errors[(2, 2, 4)] = 0.05
+    errors[(2, 2, 2, 2)] = 0.0                     # better, but it has more slices
+    seen = []
+
+    def err(c):
+        seen.append(c)
+        return errors[c]
+    e, s, tried = choose(err, cands, 0.09)
+    assert (e, s) == (0.05, (2, 2, 4))
+    assert tried == len([c for c in cands if len(c) <= 3]) == len(seen)
+    assert all(len(c) <= 3 for c in seen)
+
+
+def test_nothing_passes_gives_eight_one_bit_slices():
+    e, s, tried = choose(lambda c: 1.0, slicings(), 0.09)
+    assert (e, s, tried) == (None, (1,) * 8, 108)
+
+
+def test_digits_adaptive_slicing_is_within_budget_and_exact(digits_test):
+    x, y = digits_test
+    c = compile_model(DIGITS / "digits_cnn.onnx", load_target("raella").replace(encoding="center_offset"),
+                      np.load(DIGITS / "digits_calib.npy"), options={"slicing": "adaptive"})
+    rep = next(r.report for r in c.records if r.name == "weight_slicing")
+    layers = list(rep.layers.values())
+    assert layers[-1]["slices"] == [1] * 8
+    assert all(v["error"] < 0.09 for v in layers[:-1])
+    assert any(len(v["slices"]) < 4 for v in layers)
+    ref = dequantize_outputs(c.graph, run_reference(c.graph, {"image": x}))["logits"]
+    assert np.array_equal(Machine(c.program, ideal=True).run({"image": x})["logits"], ref)
+    acc = np.mean(Machine(c.program).run({"image": x})["logits"].argmax(1) == y)
+    assert acc >= 0.985
+
+
+def test_forced_slicing_applies_to_every_layer():
+    c = compile_model(DIGITS / "digits_cnn.onnx", "raella", np.load(DIGITS / "digits_calib.npy"),
+                      options={"slicing": (4, 2, 2)})
+    writes = [i for i in c.program.code if i.op == "xbwrite"]
+    assert writes and all(i.attr("slices") == (4, 2, 2) for i in writes)

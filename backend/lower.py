@@ -110,9 +110,10 @@ def _crossbar_op(L: Lowering, op: Op):
     wm = op.attrs["wm"]
     acc = Buf(f"{L.b(op.outputs[0]).name}.acc")
     n = wm.shape[1]
-    islices = op.attrs.get("islices") or L.p.target.input_slices
+    islices, recover = op.attrs.get("islices") or (L.p.target.input_slices, L.p.target.recovery_bits)
+    spec = {"recover": recover} if recover else {}
     for xb in op.attrs["xbars"]:
-        L.p.emit("mvm", acc, src, xb=xb["xb"], n=n, islices=islices, layer=op.name)
+        L.p.emit("mvm", acc, src, xb=xb["xb"], n=n, islices=islices, layer=op.name, **spec)
     # the mvm sums W * x over input codes; the zero-point term -zx * sum(W) folds into the bias
     bias = q["bias"] - q["zx"] * wm.astype(np.int64).sum(axis=0)
     y = L.b(op.outputs[0])

@@ -33,6 +33,8 @@ class Target:
     flip: bool
     weight_slices: tuple[int, ...]
     input_slices: tuple[int, ...]
+    recovery_bits: int           # 0: input slices as given; else they speculate and recover in slices this wide
+    adaptive_slicing: bool       # per-layer weight slicing by RAELLA's Algorithm 1 (weight_slices otherwise)
     # chip
     tiles: int
     imas_per_tile: int
@@ -115,6 +117,8 @@ def _check(t: Target, where: str) -> None:
     for k, slices, width in (("weight_slices", t.weight_slices, t.cell_bits), ("input_slices", t.input_slices, t.dac_bits)):
         if sum(slices) != 8 or any(not 1 <= s <= width for s in slices):
             bad(f"{k} {list(slices)} must be widths in 1..{width} summing to 8")
+    if not 0 <= t.recovery_bits <= t.dac_bits:
+        bad(f"recovery_bits must be in 0..{t.dac_bits} (dac_bits)")
     if t.flip and t.encoding != "unsigned":
         bad("flip applies only to the unsigned encoding")
     if t.adc_bits > 30:

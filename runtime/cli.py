@@ -15,9 +15,9 @@ from .machine import Machine
 from .progress import Progress
 
 
-def run_file(path, input_path, ideal=False, chunk=256, hist_range=None, progress=None):
+def run_file(path, input_path, ideal=False, chunk=256, hist_range=None, progress=None, noise=0.0, seed=0):
     prog = read_program(path)
-    m = Machine(prog, ideal=ideal, hist_range=hist_range, filename=str(path))
+    m = Machine(prog, ideal=ideal, hist_range=hist_range, filename=str(path), noise=noise, seed=seed)
     names = [i.attr("name") for i in m.inputs]
     feeds, labels = load_arrays(input_path, names, error=RuntimeFault)
     check_feeds(m, feeds)
@@ -51,8 +51,11 @@ def one_line(e: BaseException) -> str:
 
 
 def summary(stats: dict) -> str:
+    spec = stats.get("speculation_success")
     return (f"{stats['samples']} samples on {stats['target']}: converts/MAC {stats['converts_per_mac']:.4f}, "
-            f"saturation {stats['saturation_rate']:.4%}, crossbars {stats['crossbars_used']}, "
+            f"saturation {stats['saturation_rate']:.4%}, "
+            + (f"speculation success {spec:.2%}, " if spec is not None else "")
+            + f"crossbars {stats['crossbars_used']}, "
             f"energy {stats['per_inference']['energy_pj'] / 1e6:.3f} uJ/inference")
 
 
@@ -63,12 +66,17 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--output", help=".npy (one output) or .npz keyed by output names")
     ap.add_argument("--stats", help="write the event counts, energy and time to this JSON file")
     ap.add_argument("--ideal", action="store_true", help="an ADC wide enough never to saturate, no noise")
+    ap.add_argument("--noise", type=float, default=0.0, help="R6 analog noise E (e.g. 0.05 for 5%%) on column sums")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the noise")
     ap.add_argument("--chunk", type=int, default=256, help="samples per batch chunk (memory bound)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     bar = Progress("pimrun")
     try:
-        m, outs, labels = run_file(args.program, args.input, args.ideal, max(1, args.chunk), progress=bar)
+        if args.noise < 0:
+            raise RuntimeFault(f"--noise must be >= 0, got {args.noise}")
+        m, outs, labels = run_file(args.program, args.input, args.ideal, max(1, args.chunk), progress=bar,
+                                   noise=args.noise, seed=args.seed)
         bar.close()
         stats = m.stats.to_json()
         if args.output:

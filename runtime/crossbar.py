@@ -98,11 +98,13 @@ def program(layer, wm, rows, cols, kg, ng, encoding, center, slices, flip) -> Cr
 
 @dataclass
 class MvmEvents:
-    converts: int = 0
-    saturated: int = 0
+    converts: int = 0              # ADC conversions, speculative and recovery
+    saturated: int = 0             # conversions whose column sum lay outside the ADC range and were kept
     macs: int = 0
     dac_pulses: int = 0
     cell_reads: int = 0
+    spec_converts: int = 0         # conversions of speculative input slices (speculation only)
+    spec_failures: int = 0         # of those, the ones at an ADC bound, recovered bit by bit
     hist: np.ndarray | None = None
 
 
@@ -127,25 +129,59 @@ def _matmul_exact(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return x.astype(dt) @ w.astype(dt)
 
 
-def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced=False, pulses=None):
+@dataclass
+class Noise:
+    """R6: a column sum is Normal(N+ - N-, (E * sqrt(N+ + N-))^2), then the ADC rounds it to its step."""
+    e: float
+    rng: np.random.Generator
+
+
+class _Columns:
+    """The physical columns that go through the ADC model: their cell levels and how to sum them."""
+
+    def __init__(self, xb: Crossbar, j_idx, n_idx, noise: Noise | None):
+        self.g = (xb.pos if xb.neg is None else xb.pos - xb.neg)[j_idx, :, n_idx].T.astype(np.float32)
+        self.noise = noise
+        if noise is not None:                      # N+ and N- separately: the noise grows with both
+            self.gp = xb.pos[j_idx, :, n_idx].T.astype(np.float32)
+            self.gn = xb.neg[j_idx, :, n_idx].T.astype(np.float32) if xb.neg is not None else None
+
+    def sums(self, xs: np.ndarray) -> np.ndarray:
+        if self.noise is None:
+            return xs @ self.g                                             # exact integers
+        p = xs @ self.gp
+        q = xs @ self.gn if self.gn is not None else np.zeros_like(p)
+        s = p - q + self.noise.e * np.sqrt(p + q) * self.noise.rng.standard_normal(p.shape, dtype=np.float32)
+        return np.rint(s, out=s)
+
+
+def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced=False, pulses=None,
+        recover: int = 0, noise: Noise | None = None):
     """x: (M, R) u8 codes for this crossbar's rows -> ((M, n) exact contribution as float, events).
 
-    Every (input slice, weight slice) column sum that can leave the ADC range is formed and clipped. A physical
+    Every (input slice, weight slice) column sum that can reach an ADC bound is formed and clipped. A physical
     column that cannot (column_bounds), or any column under an ideal ADC (adc_range None), is linear end to
     end, so its shift-added result is the plain integer product, which one BLAS call gives for all such
-    columns at once. `sliced` forms every column's sums anyway, and so does a histogram request.
-    `pulses` gives row_pulses(x) when the caller has it.
+    columns at once. `sliced`, a histogram request and noise form every column's sums anyway.
+    With `recover` (R4) the input slices are speculative: a column sum at either ADC bound is recomputed from
+    that slice's bits in `recover`-bit slices, converting only the failed columns; recovery keeps what its
+    ADC gives. `pulses` gives row_pulses(x) when the caller has it.
     """
     M, R = x.shape
     n = xb.mask.shape[1]
     nI, nW = len(islices), len(xb.slices)
     ev = MvmEvents(converts=nI * M * nW * n, macs=M * int(xb.mask.sum()), cell_reads=nI * M * xb.cells,
                    dac_pulses=int((row_pulses(x, islices) if pulses is None else pulses).sum()))
-    if adc_range is None and not sliced and hist_range is None:
+    if recover:
+        ev.spec_converts = ev.converts
+    if adc_range is None and not sliced and hist_range is None and noise is None:
         return _matmul_exact(x, xb.weights), ev
     lo, hi = adc_range if adc_range is not None else (-np.inf, np.inf)
     clo, chi = column_bounds(xb, islices)
-    risky = (clo < lo) | (chi > hi) if not (sliced or hist_range is not None) else np.ones((nW, n), bool)
+    if sliced or hist_range is not None or noise is not None:
+        risky = np.ones((nW, n), bool)
+    else:   # under speculation a sum that lands on a bound fails too, so only a strict margin is safe
+        risky = (clo <= lo) | (chi >= hi) if recover else (clo < lo) | (chi > hi)
     levels = (xb.pos if xb.neg is None else xb.pos - xb.neg).astype(np.float64)       # (nW, R, n)
     # after the ADC everything is linear: a flipped column reads (2^b - 1) * sum(x slice) - v, so per column
     # the weight-slice factor is +-2^shift, and the flip's input-sum term joins the center term as (X @ mask) * d
@@ -158,25 +194,52 @@ def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced
     linear = np.einsum("jrn,jn->rn", levels, coef * ~risky) + xb.mask * (xb.center + d)[None, :]
     out = _matmul_exact(x, np.rint(linear).astype(np.int64)).astype(np.float64)
     j_idx, n_idx = np.nonzero(risky)
-    if len(j_idx):
-        g = levels[j_idx, :, n_idx].T.astype(np.float32)                  # (R, risky columns)
-        fold = np.zeros((len(j_idx), n), dtype=np.float32)                # risky column -> its filter, with +-2^shift
-        fold[np.arange(len(j_idx)), n_idx] = coef[j_idx, n_idx]
-        ish = np.array([2.0 ** s for s in slice_shifts(islices)])
-        step = max(1, BLOCK_ELEMS // max(1, nI * max(R, len(j_idx))))
-        if hist_range is not None:
-            ev.hist = np.zeros(hist_range[1] - hist_range[0] + 1, dtype=np.int64)
-        for m0 in range(0, M, step):
-            xc = x[m0:m0 + step]
-            m = len(xc)
-            xs = np.stack(slice_values(xc, islices)).astype(np.float32).reshape(nI * m, R)
-            s = xs @ g                                                     # exact column sums
-            if ev.hist is not None:
-                idx = np.clip(s, *hist_range).astype(np.int64) - hist_range[0]
-                ev.hist += np.bincount(idx.ravel(), minlength=ev.hist.size)
-            if s.max(initial=0) > hi or s.min(initial=0) < lo:
-                ev.saturated += int(np.count_nonzero(s > hi)) + int(np.count_nonzero(s < lo))
-                np.clip(s, lo, hi, out=s)
-            t = s @ fold                                                   # exact: |t| < 2^24
-            out[m0:m0 + m] += np.tensordot(ish, t.reshape(nI, m, n).astype(np.float64), axes=1)
+    if not len(j_idx):
+        return out, ev
+    cols = _Columns(xb, j_idx, n_idx, noise)
+    fold = np.zeros((len(j_idx), n), dtype=np.float32)                    # risky column -> its filter, +-2^shift
+    fold[np.arange(len(j_idx)), n_idx] = coef[j_idx, n_idx]
+    shifts = slice_shifts(islices)
+    ish = np.array([2.0 ** s for s in shifts])
+    step = max(1, BLOCK_ELEMS // max(1, nI * max(R, len(j_idx))))
+    if hist_range is not None:
+        ev.hist = np.zeros(hist_range[1] - hist_range[0] + 1, dtype=np.int64)
+    for m0 in range(0, M, step):
+        xc = x[m0:m0 + step]
+        m = len(xc)
+        xs = np.stack(slice_values(xc, islices)).astype(np.float32).reshape(nI * m, R)
+        s = cols.sums(xs)
+        if ev.hist is not None:
+            idx = np.clip(s, *hist_range).astype(np.int64) - hist_range[0]
+            ev.hist += np.bincount(idx.ravel(), minlength=ev.hist.size)
+        if recover:
+            s = s.reshape(nI, m, -1)
+            for i, (l, w) in enumerate(zip(shifts, islices)):
+                _recover(s[i], xc, l, w, recover, cols, lo, hi, ev)
+            s = s.reshape(nI * m, -1)
+        elif s.max(initial=0) > hi or s.min(initial=0) < lo:
+            ev.saturated += int(np.count_nonzero(s > hi)) + int(np.count_nonzero(s < lo))
+            np.clip(s, lo, hi, out=s)
+        t = s @ fold                                                       # exact: |t| < 2^24
+        out[m0:m0 + m] += np.tensordot(ish, t.reshape(nI, m, n).astype(np.float64), axes=1)
     return out, ev
+
+
+def _recover(s, xc, l, w, recover, cols, lo, hi, ev):
+    """In place on one speculative slice's sums s (m, columns): failed columns take their recovery value."""
+    failed = (s <= lo) | (s >= hi)
+    nf = int(np.count_nonzero(failed))
+    ev.spec_failures += nf
+    if not nf:
+        return
+    rows = np.nonzero(failed.any(axis=1))[0]
+    sub = [recover] * (w // recover) + ([w % recover] if w % recover else [])
+    bits = [(xc[rows] >> (l + sum(sub[k + 1:]))) & ((1 << b) - 1) for k, b in enumerate(sub)]
+    rec = np.zeros((len(rows), s.shape[1]), dtype=np.float32)
+    f = failed[rows]
+    for k, b in enumerate(sub):
+        r = cols.sums(bits[k].astype(np.float32))
+        ev.saturated += int(np.count_nonzero(((r > hi) | (r < lo)) & f))
+        rec += np.clip(r, lo, hi) * float(1 << sum(sub[k + 1:]))
+    ev.converts += nf * len(sub)
+    s[rows] = np.where(f, rec, s[rows])      # a sum that did not fail lies strictly inside the range

@@ -28,7 +28,7 @@ def handler(*ops):
 
 class Machine:
     def __init__(self, program: Program, ideal: bool = False, hist_range=None, filename: str = "<program>",
-                 sliced: bool = False):
+                 sliced: bool = False, noise: float = 0.0, seed: int = 0):
         self.p = program
         self.sliced = sliced      # form every slice's column sums even where no column can saturate
         self.t = program.target
@@ -42,6 +42,8 @@ class Machine:
         self.stats = Stats(self.t, hist_range)
         self.env: dict[str, np.ndarray] = {}
         self.adc = None if ideal else self.t.adc_range
+        # R6 noise, seeded: the same program, inputs, seed and chunk size give the same outputs
+        self.noise = X.Noise(noise, np.random.default_rng(seed)) if noise and not ideal else None
         self.capacity = self.t.buffer_kb_per_tile * 1024 * self.t.tiles
         self.inputs = [i for i in program.code if i.op == "input"]
         self.outputs = [i for i in program.code if i.op == "output"]
@@ -188,7 +190,8 @@ def _mvm(m: Machine, ins: Instr):
     lead = x.shape[:-1]
     xs = x.reshape(-1, x.shape[-1])[:, r0:r1]      # a view: the matmul's cast is the only pass over it
     pulses = _row_pulses(m, ins.args[1].name, ins.attr("islices"))[r0:r1]
-    out, ev = X.mvm(xb, xs, ins.attr("islices"), m.adc, m.stats.hist_range, m.sliced, pulses)
+    out, ev = X.mvm(xb, xs, ins.attr("islices"), m.adc, m.stats.hist_range, m.sliced, pulses,
+                    ins.attr("recover", 0), m.noise)
     name = ins.args[0].name
     n = ins.attr("n")
     if name not in m.env:
@@ -200,6 +203,8 @@ def _mvm(m: Machine, ins: Instr):
     s.macs += ev.macs
     s.adc_converts += ev.converts
     s.saturated_converts += ev.saturated
+    s.spec_converts += ev.spec_converts
+    s.spec_failures += ev.spec_failures
     s.dac_pulses += ev.dac_pulses
     s.cell_reads += ev.cell_reads
     s.buffer_bytes += xs.nbytes + out.size * 2

@@ -14,6 +14,8 @@ class LayerStats:
     macs: int = 0
     adc_converts: int = 0
     saturated_converts: int = 0
+    spec_converts: int = 0
+    spec_failures: int = 0
     crossbars: set = field(default_factory=set)
     rows_used: list = field(default_factory=list)
     cells_used: int = 0
@@ -68,6 +70,7 @@ class Stats:
             "converts_per_mac": s.adc_converts / s.macs if s.macs else 0.0,
             "saturated_converts": s.saturated_converts,
             "saturation_rate": s.saturated_converts / s.adc_converts if s.adc_converts else 0.0,
+            "speculation_success": 1 - s.spec_failures / s.spec_converts if s.spec_converts else None,
             "crossbars_used": nx,
             "rows_used": float(np.mean(s.rows_used)) if s.rows_used else 0.0,
             "utilisation": s.cells_used / (nx * t.rows * t.cols) if nx else 0.0,
@@ -83,6 +86,8 @@ class Stats:
 
     def to_json(self) -> dict:
         rows = [self.row(s) for s in self.layers.values()]
+        spec = sum(s.spec_converts for s in self.layers.values())
+        fails = sum(s.spec_failures for s in self.layers.values())
         tot = {k: sum(r[k] for r in rows) for k in ("macs", "adc_converts", "saturated_converts", "crossbar_writes",
                                                       "write_pulses", "dac_pulses", "digital_ops", "time_ns",
                                                       "cycles", "crossbars_used")}
@@ -98,6 +103,8 @@ class Stats:
             "converts_per_mac": tot["adc_converts"] / tot["macs"] if tot["macs"] else 0.0,
             "saturation_rate": tot["saturated_converts"] / tot["adc_converts"] if tot["adc_converts"] else 0.0,
             "rows_used": float(np.mean(all_rows)) if all_rows else 0.0,
+            "speculation_success": 1 - fails / spec if spec else None,
+            "speculation_failures": fails,
             "utilisation": cells / (tot["crossbars_used"] * self.t.rows * self.t.cols) if mvm_rows else 0.0,
             "energy_pj": energy,
             "energy_pj_total": sum(energy.values()),

@@ -11,8 +11,10 @@ import numpy as np
 from isa import Buf, ConstRef, Instr, Program
 from isa.instructions import SPECS
 
+from .crossbar import block_mask, block_weights
 from .errors import RuntimeFault
 
+CODES = ("zero", "zx", "za", "zb", "lo", "hi", "fill")     # zero points, clamps and fills of u8 codes
 MAX_SHIFT = 62          # rounding right shifts work on int64: 1 << (shift - 1) must stay positive
 
 
@@ -73,6 +75,14 @@ def validate(p: Program, filename: str = "<program>") -> None:
                 fail(f"attribute '{k}' must be {want}, got {attrs[k]!r}")
             if isinstance(attrs[k], ConstRef) and attrs[k].name not in p.consts:
                 fail(f"constant @{attrs[k].name} is not defined")
+        for k, v in attrs.items():
+            ints = v if isinstance(v, tuple) else (v,)
+            if any(isinstance(x, int) and not -2 ** 63 <= x < 2 ** 63 for x in ints):
+                fail(f"attribute '{k}' does not fit in 64 bits")
+            if k in CODES and ins.op != "output" and any(isinstance(x, int) and not 0 <= x <= 255 for x in ints):
+                fail(f"attribute '{k}' is a u8 code and must lie in 0..255, got {v}")
+        if "lo" in attrs and "hi" in attrs and attrs["lo"] > attrs["hi"]:
+            fail(f"clamp range lo={attrs['lo']} > hi={attrs['hi']}")
         if "shift" in attrs:
             sh = attrs["shift"]
             sh = np.asarray(p.consts[sh.name].data if isinstance(sh, ConstRef) else sh)
@@ -92,6 +102,8 @@ def validate(p: Program, filename: str = "<program>") -> None:
             if cols[1] > attrs["n"]:
                 fail(f"crossbar {xb} holds filters {cols[0]}:{cols[1]}, beyond the psum width n={attrs['n']}")
             _check_slices(attrs["islices"], t.dac_bits, "islices", "dac_bits", fail)
+            if not 0 <= attrs.get("recover", 0) <= t.dac_bits:
+                fail(f"recover={attrs['recover']} must be in 0..{t.dac_bits} (dac_bits of the target)")
             if not written.__contains__(ins.args[0].name):
                 written.add(ins.args[0].name)
         if ins.op == "input":
@@ -128,8 +140,8 @@ def _check_xbwrite(ins, a, p, fail):
     if a["encoding"] not in ("unsigned", "differential", "center_offset"):
         fail(f"unknown encoding '{a['encoding']}'")
     w = p.consts[ins.args[0].name].data
-    if w.ndim != 2:
-        fail(f"weight constant @{ins.args[0].name} must be 2-D")
+    if w.ndim != 2 or w.dtype.kind not in "iu":
+        fail(f"weight constant @{ins.args[0].name} must be a 2-D integer matrix, got {w.dtype} {list(w.shape)}")
     kg, ng = a["kg"], a["ng"]
     if kg != w.shape[0] or ng < 1 or w.shape[1] % ng:
         fail(f"kg={kg} ng={ng} do not match weights of shape {list(w.shape)}")
@@ -143,4 +155,17 @@ def _check_xbwrite(ins, a, p, fail):
         shape = p.consts[a["center"].name].data.shape
         if shape not in ((), (1,), (c1 - c0,)):
             fail(f"center must be one value or one per filter ([{c1 - c0}]), got shape {list(shape)}")
+        center = p.consts[a["center"].name].data
+        if center.dtype.kind not in "iu":
+            fail(f"center constant @{a['center'].name} must hold integers, got {center.dtype}")
+    else:
+        center = a["center"]
+    # the stored offsets W - center must fit the encoding's 8-bit range (float64: no int64 wrap-around here)
+    mask = block_mask(a["rows"], a["cols"], kg, ng)
+    offsets = block_weights(w, a["rows"], a["cols"], kg, ng).astype(np.float64) - np.asarray(center, np.float64)
+    offsets = offsets[mask]
+    lo = 0 if a["encoding"] == "unsigned" else -255
+    if offsets.size and (offsets.min() < lo or offsets.max() > 255):
+        fail(f"weights minus center span [{offsets.min():.0f}, {offsets.max():.0f}], outside the {a['encoding']} "
+             f"range [{lo}, 255]")
 

@@ -36,7 +36,7 @@ def _data(path, model_path, error):
 
 
 def _options(args) -> dict:
-    opts = {"error_budget": args.error_budget}
+    opts = {"error_budget": args.error_budget, "no_speculation": args.no_speculation}
     if args.slicing:
         if args.slicing == "adaptive":
             opts["slicing"] = "adaptive"
@@ -63,6 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--slicing", help="weight slicing: 'adaptive' (RAELLA's Algorithm 1) or widths such as 4,2,2 "
                                       "for every layer (default: the target's)")
     ap.add_argument("--error-budget", type=float, default=0.09, help="adaptive slicing's error budget (0.09)")
+    ap.add_argument("--no-speculation", action="store_true", help="eight 1-bit input slices, no speculation")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     bar = Progress("pimc")

@@ -14,13 +14,13 @@ from passes.fuse import FuseActivations
 from passes.manager import Context, PassRecord, run_passes
 from passes.mapping import MapCrossbars
 from passes.quantize import Quantize
-from passes.slicing import AdaptiveSlicing
+from passes.slicing import Slicing
 
 from .frontend import import_onnx
 
 
 def default_passes():
-    return [FuseActivations(), Calibrate(), Quantize(), AdaptiveSlicing(), MapCrossbars(), EncodeWeights()]
+    return [FuseActivations(), Calibrate(), Quantize(), Slicing(), MapCrossbars(), EncodeWeights()]
 
 
 @dataclass

@@ -1,6 +1,8 @@
-"""Adaptive Weight Slicing (PAPERS.md R3; thesis 004 sec. 4.2, Algorithm 1).
+"""Weight and input slicing; Adaptive Weight Slicing (PAPERS.md R3, R4; thesis 004 sec. 4.2-4.3, Algorithm 1).
 
-Contract: sets op.attrs["slices"] of every crossbar layer. With options["slicing"] a given tuple is used
+Contract: sets op.attrs["slices"] (weight slices) and op.attrs["islices"] = (input slices, recovery bits) of
+every crossbar layer. Input slices are the target's (speculation widths with their recovery width, R4);
+options["no_speculation"] gives eight 1-bit slices without recovery. With options["slicing"] a given tuple is used
 for every layer. With options["slicing"] == "adaptive" each layer tries the 108 slicings of an 8-bit weight
 (widths 1..4 summing to 8, fewer slices first): it is encoded as the target encodes it, run through the
 crossbars with ADC saturation on 10 calibration inputs in 1-bit input slices, and its error is the mean
@@ -102,32 +104,40 @@ def choose(errors_of, candidates, budget):
 @dataclass
 class SlicingReport:
     mode: str = "target"
+    input_slices: list = field(default_factory=list)
+    recovery_bits: int = 0
     error_budget: float = DEFAULT_BUDGET
     layers: dict = field(default_factory=dict)   # layer -> {slices, error, tried, ms}
 
 
-class AdaptiveSlicing:
-    name = "weight_slicing"
+class Slicing:
+    name = "slicing"
 
     def run(self, g: Graph, ctx) -> SlicingReport:
         t = ctx.target
-        mode = ctx.options.get("slicing")
+        mode = ctx.options.get("slicing") or ("adaptive" if t.adaptive_slicing else None)
         layers = [op for op in g.topo() if op.kind in CROSSBAR_OPS]
+        inputs = ((1,) * 8, 0) if ctx.options.get("no_speculation") else (tuple(t.input_slices), t.recovery_bits)
+        for op in layers:
+            op.attrs["islices"] = inputs
+        rep = SlicingReport(input_slices=list(inputs[0]), recovery_bits=inputs[1])
         if mode is None:
-            return SlicingReport(layers={op.name: {"slices": list(t.weight_slices)} for op in layers})
+            rep.layers = {op.name: {"slices": list(t.weight_slices)} for op in layers}
+            return rep
         if mode != "adaptive":
             forced = tuple(mode)
             if sum(forced) != 8 or any(not 1 <= s <= t.cell_bits for s in forced):
                 raise CompileError(f"slicing {list(forced)} must be widths 1..{t.cell_bits} summing to 8")
             for op in layers:
                 op.attrs["slices"] = forced
-            return SlicingReport("forced", layers={op.name: {"slices": list(forced)} for op in layers})
+            rep.mode, rep.layers = "forced", {op.name: {"slices": list(forced)} for op in layers}
+            return rep
         if ctx.calib is None:
             raise CompileError("adaptive weight slicing needs calibration inputs (--calib)")
         budget = ctx.options.get("error_budget", DEFAULT_BUDGET)
         encoding = ctx.options.get("encoding") or t.encoding
         env = run_reference(g, {k: v[:SAMPLES] for k, v in ctx.calib.items()}, keep_all=True)
-        rep = SlicingReport("adaptive", budget)
+        rep.mode, rep.error_budget = "adaptive", budget
         candidates = slicings(min(4, t.cell_bits))
         for op in layers:
             t0 = time.perf_counter()

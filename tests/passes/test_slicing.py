@@ -46,7 +46,7 @@ def test_digits_adaptive_slicing_is_within_budget_and_exact(digits_test):
     x, y = digits_test
     c = compile_model(DIGITS / "digits_cnn.onnx", load_target("raella").replace(encoding="center_offset"),
                       np.load(DIGITS / "digits_calib.npy"), options={"slicing": "adaptive"})
-    rep = next(r.report for r in c.records if r.name == "weight_slicing")
+    rep = next(r.report for r in c.records if r.name == "slicing")
     layers = list(rep.layers.values())
     assert layers[-1]["slices"] == [1] * 8
     assert all(v["error"] < 0.09 for v in layers[:-1])

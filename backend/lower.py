@@ -112,10 +112,14 @@ def _crossbar_op(L: Lowering, op: Op):
     n = wm.shape[1]
     islices, recover = op.attrs.get("islices") or (L.p.target.input_slices, L.p.target.recovery_bits)
     spec = {"recover": recover} if recover else {}
+    signed = op.attrs.get("signed_input", False)
+    if signed:
+        spec["signed"] = q["zx"]
     for xb in op.attrs["xbars"]:
         L.p.emit("mvm", acc, src, xb=xb["xb"], n=n, islices=islices, layer=op.name, **spec)
-    # the mvm sums W * x over input codes; the zero-point term -zx * sum(W) folds into the bias
-    bias = q["bias"] - q["zx"] * wm.astype(np.int64).sum(axis=0)
+    # unsigned: the mvm sums W * x over input codes, and the zero-point term -zx * sum(W) folds into the bias;
+    # signed: the mvm already sums W * (x - zx)
+    bias = q["bias"] - (0 if signed else q["zx"]) * wm.astype(np.int64).sum(axis=0)
     y = L.b(op.outputs[0])
     if "mult" in q:
         L.p.emit("requant", y, acc, bias=L.const(op, "bias", _narrow(bias)), mult=L.const(op, "mult", q["mult"]),

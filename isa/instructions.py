@@ -32,9 +32,10 @@ SPECS: dict[str, Spec] = {
                     "program crossbar xb with rows x cols of a layer's weight matrix"),
     "im2col": Spec(("buf", "buf"), {**_WINDOW, "fill": "int"}, _LAYER,
                    "stream the windows of a (C, H, W) buffer as rows of C*kh*kw codes"),
-    "mvm": Spec(("buf", "buf"), {"xb": "int", "n": "int", "islices": "ints"}, {"recover": "int", **_LAYER},
+    "mvm": Spec(("buf", "buf"), {"xb": "int", "n": "int", "islices": "ints"}, {"recover": "int", "signed": "int", **_LAYER},
                 "sliced crossbar MVM of the input's rows through crossbar xb, accumulated into an n-wide psum; "
-                "with recover=b the input slices speculate and failed columns recover in b-bit slices"),
+                "with recover=b the input slices speculate and failed columns recover in b-bit slices; with signed=z "
+                "the inputs' codes minus z run as positive and negative parts"),
     "requant": Spec(("buf", "buf"), {"bias": "const", "mult": "const", "shift": "const", **_CLAMP},
                     {"chw": "ints", **_LAYER}, "psum + bias -> u8 codes with a per-channel fixed-point multiplier"),
     "accout": Spec(("buf", "buf"), {"bias": "const"}, {"chw": "ints", **_LAYER},

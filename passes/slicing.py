@@ -2,7 +2,9 @@
 
 Contract: sets op.attrs["slices"] (weight slices) and op.attrs["islices"] = (input slices, recovery bits) of
 every crossbar layer. Input slices are the target's (speculation widths with their recovery width, R4);
-options["no_speculation"] gives eight 1-bit slices without recovery. With options["slicing"] a given tuple is used
+options["no_speculation"] gives eight 1-bit slices without recovery. A layer whose input has a nonzero zero
+point runs it as positive and negative parts (R0, op.attrs["signed_input"]) unless options["signed_inputs"]
+is "offset" (u8 codes with the zero point corrected digitally). With options["slicing"] a given tuple is used
 for every layer. With options["slicing"] == "adaptive" each layer tries the 108 slicings of an 8-bit weight
 (widths 1..4 summing to 8, fewer slices first): it is encoded as the target encodes it, run through the
 crossbars with ADC saturation on 10 calibration inputs in 1-bit input slices, and its error is the mean
@@ -61,6 +63,12 @@ def simulate_layer(op, x: np.ndarray, slices, target, encoding: str, islices=(1,
     wm, groups = weight_matrix(op)
     kg, n = wm.shape
     ng = n // groups
+    q = op.attrs["q"]
+    signed = op.attrs.get("signed_input", False)
+    parts = [x]
+    if signed:
+        v = x.astype(np.int16) - q["zx"]
+        parts = [np.maximum(v, 0).astype(np.uint8), np.maximum(-v, 0).astype(np.uint8)]
     acc = np.zeros((len(x), n))
     saturated = 0
     for rows, cols in tile_layer(kg, n, groups, target.rows, target.cols, len(slices)):
@@ -68,11 +76,11 @@ def simulate_layer(op, x: np.ndarray, slices, target, encoding: str, islices=(1,
         w = X.block_weights(wm, rows, cols, kg, ng)
         phi, flips = encode_block(w, mask, slices, encoding, target.flip)
         xb = X.program(op.name, wm, rows, cols, kg, ng, encoding, phi, slices, flips)
-        out, ev = X.mvm(xb, x[:, rows[0]:rows[1]], islices, target.adc_range)
-        acc[:, cols[0]:cols[1]] += out
-        saturated += ev.saturated
-    q = op.attrs["q"]
-    acc += q["bias"] - q["zx"] * wm.astype(np.int64).sum(axis=0)
+        for sign, part in zip((1, -1), parts):
+            out, ev = X.mvm(xb, part[:, rows[0]:rows[1]], islices, target.adc_range)
+            acc[:, cols[0]:cols[1]] += sign * out
+            saturated += ev.saturated
+    acc += q["bias"] - (0 if signed else q["zx"]) * wm.astype(np.int64).sum(axis=0)
     return K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"]), saturated
 
 
@@ -118,8 +126,11 @@ class Slicing:
         mode = ctx.options.get("slicing") or ("adaptive" if t.adaptive_slicing else None)
         layers = [op for op in g.topo() if op.kind in CROSSBAR_OPS]
         inputs = ((1,) * 8, 0) if ctx.options.get("no_speculation") else (tuple(t.input_slices), t.recovery_bits)
+        signed = ctx.options.get("signed_inputs", "split") == "split"
         for op in layers:
             op.attrs["islices"] = inputs
+            # R0: an input with a zero point can be negative; it runs as positive and negative parts
+            op.attrs["signed_input"] = signed and op.attrs["q"]["zx"] > 0
         rep = SlicingReport(input_slices=list(inputs[0]), recovery_bits=inputs[1])
         if mode is None:
             rep.layers = {op.name: {"slices": list(t.weight_slices)} for op in layers}

@@ -189,9 +189,20 @@ def _mvm(m: Machine, ins: Instr):
         raise m.fault(ins, f"input has {x.shape[-1]} rows, crossbar {idx} reads rows {r0}:{r1}")
     lead = x.shape[:-1]
     xs = x.reshape(-1, x.shape[-1])[:, r0:r1]      # a view: the matmul's cast is the only pass over it
-    pulses = _row_pulses(m, ins.args[1].name, ins.attr("islices"))[r0:r1]
-    out, ev = X.mvm(xb, xs, ins.attr("islices"), m.adc, m.stats.hist_range, m.sliced, pulses,
-                    ins.attr("recover", 0), m.noise)
+    args = (ins.attr("islices"), m.adc, m.stats.hist_range, m.sliced)
+    spec = dict(recover=ins.attr("recover", 0), noise=m.noise)
+    z = ins.attr("signed")
+    if z is None:
+        pulses = _row_pulses(m, ins.args[1].name, ins.attr("islices"))[r0:r1]
+        out, ev = X.mvm(xb, xs, *args, pulses, **spec)
+    else:   # R0: inputs around a zero point run as their positive and negative parts, one pass each
+        v = xs.astype(np.int16) - z
+        out, ev = X.mvm(xb, np.maximum(v, 0).astype(np.uint8), *args, **spec)
+        neg, ev2 = X.mvm(xb, np.maximum(-v, 0).astype(np.uint8), *args, **spec)
+        out = out - neg
+        for f in ("converts", "saturated", "macs", "dac_pulses", "cell_reads", "spec_converts", "spec_failures"):
+            setattr(ev, f, getattr(ev, f) + getattr(ev2, f))
+        ev.macs //= 2
     name = ins.args[0].name
     n = ins.attr("n")
     if name not in m.env:
@@ -209,7 +220,8 @@ def _mvm(m: Machine, ins: Instr):
     s.cell_reads += ev.cell_reads
     s.buffer_bytes += xs.nbytes + out.size * 2
     s.digital_ops += ev.converts          # one shift-add per converted column sum
-    s.add_xbar_time(idx, xs.shape[0] * len(ins.attr("islices")) * m.t.xbar_cycle_ns)
+    passes = (1 if z is None else 2) * (len(ins.attr("islices")) + (8 if ins.attr("recover") else 0))
+    s.add_xbar_time(idx, xs.shape[0] * passes * m.t.xbar_cycle_ns)
     if ev.hist is not None:
         s.hist = ev.hist if s.hist is None else s.hist + ev.hist
 

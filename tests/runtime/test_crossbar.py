@@ -81,3 +81,50 @@ def test_block_diagonal_groups_do_not_mix():
 def test_offsets_outside_8_bits_are_refused():
     with pytest.raises(ValueError):
         _xbar(np.array([[200]]), "unsigned")
+
+
+def test_speculation_fails_at_both_bounds_and_recovers_exactly():
+    # one 2-bit weight slice pair per column: +3 on every row (column 0), -3 on every row (column 1)
+    w = np.array([[3, -3]] * 8)
+    xb = _xbar(w, "differential", slices=(4, 4))
+    x = np.full((2, 8), 0x30, np.uint8)        # high 4-bit slice = 3 on every row, low slice 0
+    x[1] = 0x10                                 # high slice 1: sums +-24, inside the 7-bit range
+    out, ev = X.mvm(xb, x, (4, 4), (-64, 63), recover=1)
+    # row 0: +-3*3*8 = +-72 hits 63 and -64 -> both columns fail and recover from 1-bit slices
+    # (per bit: +-3*8 = +-24, inside the range), so the result is exact
+    assert np.array_equal(out, x.astype(np.int64) @ w)
+    assert ev.spec_failures == 2 and ev.saturated == 0
+    assert ev.spec_converts == 2 * 2 * 2 * 2                 # samples x spec slices x weight slices x filters
+    assert ev.converts == ev.spec_converts + 2 * 4           # each failed column converts 4 more times
+
+
+def test_a_sum_exactly_on_a_bound_also_fails_speculation():
+    w = np.array([[3]] * 7)
+    xb = _xbar(w, "differential", slices=(4, 4))
+    x = np.full((1, 7), 0x30, np.uint8)          # 3 * 3 * 7 = 63: exactly the top code
+    out, ev = X.mvm(xb, x, (4, 4), (-64, 63), recover=1)
+    assert ev.spec_failures == 1 and np.array_equal(out, x.astype(np.int64) @ w)
+
+
+def test_recovery_keeps_a_saturated_sum():
+    w = np.array([[3]] * 30)
+    xb = _xbar(w, "differential", slices=(4, 4))
+    x = np.full((1, 30), 0x10, np.uint8)          # per bit: 3 * 30 = 90 > 63 even in recovery
+    out, ev = X.mvm(xb, x, (4, 4), (-64, 63), recover=1)
+    assert ev.spec_failures == 1 and ev.saturated == 1
+    assert out[0, 0] == 63 * 16                   # bit 4 of the high slice, clipped at 63
+
+
+def test_noise_is_seeded_and_grows_with_E():
+    rng = np.random.default_rng(2)
+    w = rng.integers(-127, 128, (256, 16))
+    x = rng.integers(0, 256, (64, 256)).astype(np.uint8)
+    xb = _xbar(w, "differential", slices=(2, 2, 2, 2))
+    exact = x.astype(np.int64) @ w
+    a, _ = X.mvm(xb, x, (1,) * 8, (-64, 63), noise=X.Noise(0.05, np.random.default_rng(7)))
+    b, _ = X.mvm(xb, x, (1,) * 8, (-64, 63), noise=X.Noise(0.05, np.random.default_rng(7)))
+    c, _ = X.mvm(xb, x, (1,) * 8, (-64, 63), noise=X.Noise(0.12, np.random.default_rng(7)))
+    z, _ = X.mvm(xb, x, (1,) * 8, (-64, 63), noise=X.Noise(0.0, np.random.default_rng(7)))
+    clean, _ = X.mvm(xb, x, (1,) * 8, (-64, 63))
+    assert np.array_equal(a, b) and np.array_equal(z, clean)
+    assert 0 < np.abs(a - exact).mean() < np.abs(c - exact).mean()

@@ -32,6 +32,7 @@ class Frontend:
         self.alias: dict[str, str] = {}             # onnx name -> IR tensor name
         self.qhint: dict[str, dict] = {}            # IR tensor -> quantisation given by the model
         self.static_batch: int | None = None
+        self.batchnorms: list[tuple[str, str]] = []  # (scaled, shifted) IR tensors of each BatchNormalization
 
     # -- helpers used by the op converters ---------------------------------------------------------
     def name(self, onnx_name: str) -> str:
@@ -87,12 +88,11 @@ class Frontend:
             if vi.name in inits:
                 continue
             self._add_input(vi)
-        unsupported = [(n.name or "<unnamed>", n.op_type) for n in graph.node
-                       if n.op_type not in onnx_ops.CONVERTERS and n.op_type not in FOLD_ONLY]
+        unsupported = self._unsupported()
         if unsupported:
-            kinds = sorted({t for _, t in unsupported})
+            kinds = sorted({t for _, t, _ in unsupported})
             raise FrontendError(f"unsupported op(s) {', '.join(kinds)} at node(s) "
-                                + ", ".join(f"{n} ({t})" for n, t in unsupported))
+                                + ", ".join(f"{n} ({t}{why})" for n, t, why in unsupported))
         for node in graph.node:
             try:
                 self._node(node)
@@ -104,12 +104,17 @@ class Frontend:
             n = self.name(vo.name)
             if n in self.consts:
                 raise FrontendError(f"output {vo.name} is a constant; nothing to compile")
+            if n not in self.g.tensors:
+                raise FrontendError(f"output {vo.name} is not computed by any node")
             self.g.outputs.append(n)
             self.g.output_names.append(vo.name)
         for n, h in self.qhint.items():
             if n in self.g.tensors:
                 self.g.tensors[n].qhint = h
+        onnx_ops.fold_batchnorms(self)
+        onnx_ops.fold_bias_adds(self)
         self.g.prune()
+        onnx_ops.propagate_hints(self)
         return self.g
 
     def _add_input(self, vi) -> None:
@@ -129,6 +134,20 @@ class Frontend:
         self.g.inputs.append(vi.name)
         self.probe[vi.name] = np.zeros((PROBE_BATCH, *per_sample), dtype=np.float64 if elem.kind == "f" else np.int64)
 
+    def _unsupported(self) -> list[tuple[str, str, str]]:
+        """(node, op, why) for every node that cannot be converted, found before converting any: a node whose
+        inputs are all constants folds whatever its type; any other needs a converter."""
+        const = set(self.consts)
+        bad = []
+        for n in self.model.graph.node:
+            live = [i for i in n.input if i]
+            if n.op_type in ("Constant", "Shape") and n.domain in ("", "ai.onnx") or all(i in const for i in live):
+                const |= set(n.output)
+            elif op_key(n) not in onnx_ops.CONVERTERS:
+                why = ": supported on constants only" if op_key(n) in FOLD_ONLY else ""
+                bad.append((n.name or "<unnamed>", op_key(n), why))
+        return bad
+
     def _node(self, node) -> None:
         live = [i for i in node.input if i]
         if node.op_type == "Shape" and not self.is_const(node.input[0]):
@@ -140,14 +159,15 @@ class Frontend:
         if all(self.is_const(i) for i in live) and node.op_type not in ("QuantizeLinear",):
             self._fold(node)
             return
-        if node.op_type not in onnx_ops.CONVERTERS:
-            raise FrontendError(f"node {node.name or '<unnamed>'} ({node.op_type}): only supported on constants, "
-                                "here it takes a run-time value")
-        onnx_ops.CONVERTERS[node.op_type](self, node)
+        onnx_ops.CONVERTERS[op_key(node)](self, node)
 
     def _fold(self, node) -> None:
         if node.op_type == "Constant":
             self.set_const(node.output[0], _constant_value(node))
+            return
+        if node.op_type in NUMPY_FOLD and node.domain in ("", "ai.onnx"):
+            self.set_const(node.output[0], NUMPY_FOLD[node.op_type](node, *[self.value(i) if i else None
+                                                                            for i in node.input]))
             return
         ins = [i for i in node.input if i]
         g = onnx.helper.make_graph(
@@ -163,6 +183,39 @@ class Frontend:
 FOLD_ONLY = {"Constant", "Shape", "Range", "ConstantOfShape", "Equal", "Less", "Greater", "Not", "Floor", "Ceil",
              "Cast", "Gather", "Slice", "Squeeze", "Unsqueeze", "Expand", "Where", "ReduceProd", "Tile", "Size",
              "NonZero", "GreaterOrEqual", "LessOrEqual", "And", "Or", "Div", "Sub"}
+
+
+def op_key(node) -> str:
+    """The converter registry key: the op type, prefixed by its domain outside the standard one."""
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+
+
+def _qaxis(node, v, x) -> np.ndarray:
+    """A per-axis scale / zero point shaped to broadcast against x."""
+    v = np.asarray(v)
+    if onnx_ops.attrs(node).get("block_size", 0):
+        raise FrontendError(f"node {node.name} ({node.op_type}): blocked quantisation is not supported")
+    if v.ndim == 0 or v.size == 1:
+        return v.reshape(())
+    axis = onnx_ops.attrs(node).get("axis", 1) % x.ndim
+    return v.reshape([-1 if d == axis else 1 for d in range(x.ndim)])
+
+
+def _dequantize(node, x, s, z=None):
+    z = np.zeros((), np.int64) if z is None else _qaxis(node, z, x).astype(np.int64)
+    return ((x.astype(np.int64) - z) * _qaxis(node, s, x).astype(np.float64)).astype(np.asarray(s).dtype)
+
+
+def _quantize(node, x, s, z=None):
+    to = onnx_ops.attrs(node).get("output_dtype", 0)
+    dtype = np.asarray(z).dtype if z is not None else onnx.helper.tensor_dtype_to_np_dtype(to) if to else np.uint8
+    info = np.iinfo(dtype)
+    zz = 0 if z is None else _qaxis(node, z, x).astype(np.int64)
+    return np.clip(np.rint(x / _qaxis(node, s, x)) + zz, info.min, info.max).astype(dtype)
+
+
+# Q / DQ folds in NumPy: onnx's reference evaluator has no kernel for every opset these ops come in
+NUMPY_FOLD = {"DequantizeLinear": _dequantize, "QuantizeLinear": _quantize}
 
 
 def _constant_value(node) -> np.ndarray:
@@ -207,5 +260,8 @@ def _upgrade(model: onnx.ModelProto, path) -> onnx.ModelProto:
 
 
 def import_onnx(model_or_path) -> Graph:
-    model = model_or_path if isinstance(model_or_path, onnx.ModelProto) else load_onnx(model_or_path)
+    if isinstance(model_or_path, onnx.ModelProto):
+        model = _upgrade(model_or_path, model_or_path.graph.name or "<model>")
+    else:
+        model = load_onnx(model_or_path)
     return Frontend(model).run()

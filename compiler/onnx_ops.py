@@ -45,13 +45,19 @@ def _spatial(fe, node, x_shape, kernel, a):
         pads = (p[0][0], p[1][0], p[0][1], p[1][1])
     elif auto == "VALID":
         pads = (0, 0, 0, 0)
+    extra = [0, 0]
     if a.get("ceil_mode", 0):
-        extra = []
+        # output ceil((span) / stride) + 1, less a last window that would start in the end padding (what
+        # onnxruntime and PyTorch compute); the extra end padding makes the floor formula give that count
         for i in range(2):
-            span = hw[i] + pads[i] + pads[i + 2] - ((kernel[i] - 1) * dil[i] + 1)
-            extra.append((-span) % strides[i] if span % strides[i] else 0)
+            eff = (kernel[i] - 1) * dil[i] + 1
+            span = hw[i] + pads[i] + pads[i + 2] - eff
+            out = -(-span // strides[i]) + 1
+            if (out - 1) * strides[i] >= hw[i] + pads[i]:
+                out -= 1
+            extra[i] = max(0, (out - 1) * strides[i] + eff - (hw[i] + pads[i] + pads[i + 2]))
         pads = (pads[0], pads[1], pads[2] + extra[0], pads[3] + extra[1])
-    return dict(kernel=tuple(kernel), strides=strides, pads=pads, dilations=dil)
+    return dict(kernel=tuple(kernel), strides=strides, pads=pads, dilations=dil), any(extra)
 
 
 @converts("Conv")
@@ -61,15 +67,10 @@ def conv(fe, node):
     if not fe.is_const(w):
         raise FrontendError(f"node {node.name} (Conv): weights must be constant")
     W = fe.value(w).astype(np.float64)
-    b = fe.value(node.input[2]).astype(np.float64) if len(node.input) > 2 and node.input[2] else None
-    geo = _spatial(fe, node, fe.shape(x), W.shape[2:], a)
-    wname = fe.g.unique(w)
-    fe.set_const(wname, W)
-    ins = [x, wname]
-    if b is not None:
-        bname = fe.g.unique(node.input[2])
-        fe.set_const(bname, b)
-        ins.append(bname)
+    geo, _ = _spatial(fe, node, fe.shape(x), W.shape[2:], a)
+    ins = [x, _new_const(fe, w, W)]      # a copy of its own: folding a BatchNormalization rewrites it
+    if len(node.input) > 2 and node.input[2]:
+        ins.append(_new_const(fe, node.input[2], fe.value(node.input[2]).astype(np.float64)))
     fe.emit(node, "conv", ins, node.output[0], group=a.get("group", 1), **geo)
 
 
@@ -83,8 +84,10 @@ def gemm(fe, node):
     W = (W.T if a.get("transB", 0) else W) * a.get("alpha", 1.0)
     ins = [A, _new_const(fe, B, W)]
     if len(node.input) > 2 and node.input[2]:
-        C = np.broadcast_to(fe.value(node.input[2]).astype(np.float64) * a.get("beta", 1.0), (W.shape[1],))
-        ins.append(_new_const(fe, node.input[2], C.copy()))
+        C = fe.value(node.input[2]).astype(np.float64) * a.get("beta", 1.0)
+        if C.size not in (1, W.shape[1]) or C.ndim > 2 or C.ndim == 2 and C.shape[0] != 1:
+            raise FrontendError(f"node {node.name} (Gemm): bias of shape {list(C.shape)} varies per row")
+        ins.append(_new_const(fe, node.input[2], np.broadcast_to(C.reshape(-1), (W.shape[1],)).copy()))
     fe.emit(node, "linear", ins, node.output[0])
 
 
@@ -109,38 +112,111 @@ def matmul(fe, node):
 
 @converts("BatchNormalization")
 def batchnorm(fe, node):
+    """y = x * scale + shift per channel (axis 1); fold_batchnorms merges it into a conv / linear later."""
     a = attrs(node)
     x, s, b, m, v = node.input[:5]
-    scale = fe.value(s) / np.sqrt(fe.value(v) + a.get("epsilon", 1e-5))
-    shift = fe.value(b) - fe.value(m) * scale
-    prod = fe.g.producer(fe.name(x))
-    if prod is not None and prod.kind == "conv" and len(fe.g.consumers(prod.outputs[0])) == 1 \
-            and prod.outputs[0] not in fe.g.outputs:
-        # fold into the conv: W' = W * scale, b' = b * scale + shift
-        W = fe.g.tensors[prod.inputs[1]].data
-        fe.g.tensors[prod.inputs[1]].data = W * scale.reshape(-1, 1, 1, 1)
-        old_b = fe.g.tensors[prod.inputs[2]].data if len(prod.inputs) > 2 else 0.0
-        bias = old_b * scale + shift
-        if len(prod.inputs) > 2:
-            fe.g.tensors[prod.inputs[2]].data = bias
-        else:
-            bname = _new_const(fe, node.name + ".bias", bias)
-            fe.g.const(bname, bias)
-            prod.inputs.append(bname)
-        out = prod.outputs[0]
-        fe.probe[out] = run_again(fe, prod)
-        fe.forward(node.output[0], out)
-        return
-    rank = len(fe.shape(x))
-    shp = (1, -1) + (1,) * (rank - 1)
+    if not all(fe.is_const(i) for i in (s, b, m, v)) or a.get("training_mode", 0):
+        raise FrontendError(f"node {node.name} (BatchNormalization): only inference with constant statistics "
+                            "is supported")
+    scale = fe.value(s).astype(np.float64) / np.sqrt(fe.value(v).astype(np.float64) + a.get("epsilon", 1e-5))
+    shift = fe.value(b).astype(np.float64) - fe.value(m).astype(np.float64) * scale
+    shape = fe.shape(x)
+    if not shape or scale.shape != (shape[0],) or shift.shape != (shape[0],):
+        raise FrontendError(f"node {node.name} (BatchNormalization): statistics of shape {list(scale.shape)} "
+                            f"for input {list(shape)}; only per-channel (axis 1) statistics are supported")
+    shp = (1, -1) + (1,) * (len(shape) - 1)
     t = fe.emit(node, "mul", [x, _new_const(fe, s, scale.reshape(shp))], node.output[0] + ".scaled")
-    fe.emit(node, "add", [t, _new_const(fe, b, shift.reshape(shp))], node.output[0])
+    fe.batchnorms.append((t, fe.emit(node, "add", [t, _new_const(fe, b, shift.reshape(shp))], node.output[0])))
 
 
-def run_again(fe, op):
-    from ir.float_eval import run_op
-    args = [fe.g.tensors[n].data if fe.g.tensors[n].is_const else fe.probe[n] for n in op.inputs]
-    return run_op(op, args)
+def fold_batchnorms(fe):
+    """Merge each BatchNormalization into the conv / linear that feeds it, where that op's output feeds
+    nothing else (run once the whole graph is built, so every consumer is known): W' = W * scale per output
+    channel, b' = b * scale + shift. A quantised model's statement about the conv output (a Q/DQ pair between
+    conv and BN) goes with that tensor: the folded op never produces it. A BN that stays (mul, add) on a
+    tensor with the model's quantisation gets the bounds that range maps to, so a QDQ model compiles
+    without calibration."""
+    g = fe.g
+    for t, y in fe.batchnorms:
+        mul, add = g.producer(t), g.producer(y)
+        src = mul.inputs[0]
+        prod = g.producer(src)
+        scale, shift = g.tensors[mul.inputs[1]].data.reshape(-1), g.tensors[add.inputs[1]].data.reshape(-1)
+        if prod is None or prod.kind not in ("conv", "linear") or src in g.outputs \
+                or len(g.consumers(src)) != 1 or len(g.consumers(t)) != 1 \
+                or prod.kind == "linear" and len(g.tensors[src].shape) != 1:
+            h = g.tensors[src].qhint
+            if h:
+                lo, hi = -h["zero"] * h["scale"], (255 - h["zero"]) * h["scale"]
+                for name, (a, b) in ((t, (lo * scale, hi * scale)), (y, (lo * scale + shift, hi * scale + shift))):
+                    if not g.tensors[name].qhint:
+                        g.tensors[name].qhint = _bounds_hint(float(np.minimum(a, b).min()), float(np.maximum(a, b).max()))
+            continue
+        w = g.tensors[prod.inputs[1]]
+        w.data = w.data * (scale.reshape(-1, 1, 1, 1) if prod.kind == "conv" else scale)
+        if len(prod.inputs) > 2:
+            g.tensors[prod.inputs[2]].data = g.tensors[prod.inputs[2]].data * scale + shift
+        else:
+            prod.inputs.append(g.const(g.unique(prod.name + ".bias"), shift))
+        prod.outputs = [y]
+        g.remove_op(mul.name)
+        g.remove_op(add.name)
+        del g.tensors[src], g.tensors[t]
+
+
+def fold_bias_adds(fe):
+    """An Add of a constant bias right after a conv / linear (MatMul + Add is how exporters write a Linear
+    on 3-D inputs; some write a bias-less Conv + Add) becomes that op's bias, where the op's output feeds
+    nothing else and the constant is one value per output channel (or a scalar)."""
+    g = fe.g
+    for add in [op for op in g.topo() if op.kind == "add"]:
+        consts = [i for i in add.inputs if g.tensors[i].is_const]
+        if len(consts) != 1:
+            continue
+        src = next(i for i in add.inputs if i != consts[0])
+        prod, c = g.producer(src), g.tensors[consts[0]].data
+        if prod is None or prod.kind not in ("conv", "linear") or src in g.outputs or len(g.consumers(src)) != 1:
+            continue
+        full = (1,) + tuple(g.tensors[src].shape)
+        n = full[1] if prod.kind == "conv" else full[-1]
+        axis = 1 if prod.kind == "conv" else len(full) - 1
+        lead = c.ndim - (len(full) - axis)       # the constant's axis that lines up with the channels
+        if c.ndim > len(full) or np.broadcast_shapes(full, c.shape) != full or c.size not in (1, n) \
+                or c.size == n > 1 and (lead < 0 or c.shape[lead] != n):
+            continue
+        bias = np.broadcast_to(c.reshape(-1), (n,)).astype(np.float64)
+        if len(prod.inputs) > 2:
+            g.tensors[prod.inputs[2]].data = g.tensors[prod.inputs[2]].data + bias
+        else:
+            prod.inputs.append(g.const(g.unique(prod.name + ".bias"), bias.copy()))
+        prod.outputs = list(add.outputs)
+        g.remove_op(add.name)
+        del g.tensors[src]
+
+
+VALUE_PRESERVING = ("reshape", "transpose", "maxpool", "gmaxpool", "pad")
+
+
+def propagate_hints(fe):
+    """Across ops that only move or select values, one quantisation serves both sides: a quantised model
+    that states it on one side (QOperator models leave Reshape / Transpose / MaxPool between QLinear ops in
+    float) needs no calibration for the other. Forward to outputs, then back to single-consumer inputs."""
+    g = fe.g
+    ops = [op for op in g.topo() if op.kind in VALUE_PRESERVING]
+    for op in ops:
+        src, dst = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
+        if src.qhint and not dst.qhint:
+            dst.qhint = dict(src.qhint)
+    for op in reversed(ops):
+        src, dst = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
+        if dst.qhint and not src.qhint and not src.is_const and len(g.consumers(src.name)) == 1:
+            src.qhint = dict(dst.qhint)
+
+
+def _bounds_hint(lo, hi) -> dict:
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = (hi - lo) / 255 if hi > lo else 1.0
+    return {"scale": scale, "zero": int(np.clip(round(-lo / scale), 0, 255)), "signed": False}
 
 
 @converts("Relu")
@@ -192,13 +268,19 @@ def pool(fe, node):
     a = attrs(node)
     if len(node.output) > 1 and node.output[1]:
         raise FrontendError(f"node {node.name} (MaxPool): the Indices output is not supported")
-    geo = _spatial(fe, node, fe.shape(node.input[0]), tuple(a["kernel_shape"]), a)
+    geo, ceil_extra = _spatial(fe, node, fe.shape(node.input[0]), tuple(a["kernel_shape"]), a)
     if node.op_type == "MaxPool":
         fe.emit(node, "maxpool", [node.input[0]], node.output[0], **geo)
-    else:
-        if a.get("ceil_mode", 0) and a.get("count_include_pad", 0):
-            raise FrontendError(f"node {node.name} (AveragePool): ceil_mode with count_include_pad is not supported")
-        fe.emit(node, "avgpool", [node.input[0]], node.output[0], count_include_pad=a.get("count_include_pad", 0), **geo)
+        return
+    include = a.get("count_include_pad", 0)
+    if include and ceil_extra:
+        # the divisor counts the explicit pads but not the ceil-mode overhang: with no explicit pads that is
+        # the in-image count (count_include_pad=0); otherwise the window op cannot express it
+        if any(a.get("pads", (0, 0, 0, 0))) or _decode(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
+            raise FrontendError(f"node {node.name} (AveragePool): ceil_mode with count_include_pad and padding "
+                                "is not supported")
+        include = 0
+    fe.emit(node, "avgpool", [node.input[0]], node.output[0], count_include_pad=include, **geo)
 
 
 @converts("GlobalAveragePool")
@@ -226,6 +308,19 @@ def _binary(fe, node, kind, transform=None):
 @converts("Add")
 def add(fe, node):
     _binary(fe, node, "add")
+
+
+@converts("Sum")
+def sum_(fe, node):
+    """Variadic Add as a chain of adds."""
+    ins = list(node.input)
+    acc = ins[0]
+    for k, i in enumerate(ins[1:], 1):
+        out = node.output[0] if k == len(ins) - 1 else f"{node.output[0]}.{k}"
+        _binary(fe, onnx.helper.make_node("Add", [acc, i], [out], name=node.name), "add")
+        acc = out
+    if len(ins) == 1:
+        fe.forward(node.output[0], ins[0])
 
 
 @converts("Mul")
@@ -349,14 +444,19 @@ def pad(fe, node):
     mode = _decode(a.get("mode", "constant"))
     if mode != "constant":
         raise FrontendError(f"node {node.name} (Pad): mode '{mode}' is not supported")
-    pads = [int(p) for p in (fe.value(node.input[1]) if len(node.input) > 1 else a["pads"])]
-    value = float(fe.value(node.input[2])) if len(node.input) > 2 and node.input[2] else 0.0
-    n = len(pads) // 2
-    if pads[0] or pads[n]:
+    rank = len(fe.shape(node.input[0])) + 1
+    given = [int(p) for p in (fe.value(node.input[1]) if len(node.input) > 1 else a["pads"])]
+    axes = [int(i) % rank for i in fe.value(node.input[3])] if len(node.input) > 3 and node.input[3] \
+        else list(range(rank))
+    pads = [0] * (2 * rank)
+    for k, ax in enumerate(axes):                  # opset 18: pads for the listed axes only
+        pads[ax], pads[rank + ax] = given[k], given[len(axes) + k]
+    value = float(fe.value(node.input[2])) if len(node.input) > 2 and node.input[2] else float(a.get("value", 0.0))
+    if pads[0] or pads[rank]:
         raise FrontendError(f"node {node.name} (Pad): padding the batch axis is not supported")
     if any(p < 0 for p in pads):
         raise FrontendError(f"node {node.name} (Pad): negative pads are not supported")
-    fe.emit(node, "pad", [node.input[0]], node.output[0], pads=tuple(pads[1:n] + pads[n + 1:]), value=value)
+    fe.emit(node, "pad", [node.input[0]], node.output[0], pads=tuple(pads[1:rank] + pads[rank + 1:]), value=value)
 
 
 @converts("Cast")
@@ -366,22 +466,12 @@ def cast(fe, node):
 
 # ---- models that are already quantised: QDQ and QLinear* --------------------------------------------
 
-def _qparams(fe, scale, zero):
-    s = np.asarray(fe.value(scale), dtype=np.float64)
-    z = np.asarray(fe.value(zero)) if zero else np.zeros((), np.uint8)
-    return s, z
-
-
 @converts("QuantizeLinear")
 def quantize_linear(fe, node):
-    s, z = _qparams(fe, node.input[1], node.input[2] if len(node.input) > 2 else "")
     x = node.input[0]
     if fe.is_const(x):  # a constant quantised on the fly: fold, keep the integers
         return fe._fold(node)
-    if s.size != 1:
-        raise FrontendError(f"node {node.name} (QuantizeLinear): per-axis activation quantisation is not supported")
-    fe.qhint[fe.name(x)] = {"scale": float(s), "zero": int(z) - (-128 if z.dtype == np.int8 else 0),
-                            "signed": z.dtype == np.int8}
+    fe.qhint[fe.name(x)] = _hint(fe, node, node.input[1], node.input[2] if len(node.input) > 2 else "")
     fe.forward(node.output[0], x)
 
 
@@ -396,27 +486,81 @@ def dequantize_linear(fe, node):
 @converts("QLinearConv")
 def qlinear_conv(fe, node):
     x, xs, xz, w, ws, wz, ys, yz = node.input[:8]
+    _hint_in(fe, node, x, xs, xz)
     W = (fe.value(w).astype(np.float64) - _per_out(fe.value(wz), 4)) * _per_out(fe.value(ws), 4)
-    sx = float(fe.value(xs))
     wname = _new_const(fe, w, W)
     ins = [x, wname]
     if len(node.input) > 8 and node.input[8]:
-        ins.append(_new_const(fe, node.input[8], fe.value(node.input[8]).astype(np.float64) * sx
+        ins.append(_new_const(fe, node.input[8], fe.value(node.input[8]).astype(np.float64) * float(fe.value(xs))
                               * np.broadcast_to(fe.value(ws), (W.shape[0],))))
     a = attrs(node)
-    geo = _spatial(fe, node, fe.shape(x), W.shape[2:], a)
+    geo, _ = _spatial(fe, node, fe.shape(x), W.shape[2:], a)
     out = fe.emit(node, "conv", ins, node.output[0], group=a.get("group", 1), **geo)
-    _hint_out(fe, out, ys, yz)
+    _hint_out(fe, node, out, ys, yz)
 
 
 @converts("QLinearMatMul")
 def qlinear_matmul(fe, node):
     a, as_, az, b, bs, bz, ys, yz = node.input
-    if not fe.is_const(b):
-        raise FrontendError(f"node {node.name} (QLinearMatMul): only constant weights are supported")
+    if not fe.is_const(b) or fe.value(b).ndim != 2:
+        raise FrontendError(f"node {node.name} (QLinearMatMul): only constant 2-D weights are supported")
+    _hint_in(fe, node, a, as_, az)
     W = (fe.value(b).astype(np.float64) - fe.value(bz)) * fe.value(bs)
     out = fe.emit(node, "linear", [a, _new_const(fe, b, W)], node.output[0])
-    _hint_out(fe, out, ys, yz)
+    _hint_out(fe, node, out, ys, yz)
+
+
+@converts("com.microsoft.QGemm")
+def qgemm(fe, node):
+    """Y = alpha * A B' + C, C in int32 at scale a_scale * b_scale (how onnxruntime's quantiser writes it);
+    without y_scale the output is float."""
+    A, as_, az, B, bs, bz = node.input[:6]
+    C, ys, yz = (list(node.input[6:]) + ["", "", ""])[:3]
+    a = attrs(node)
+    if not fe.is_const(B) or a.get("transA", 0):
+        raise FrontendError(f"node {node.name} (QGemm): only activation x constant weight (transA=0) is supported")
+    _hint_in(fe, node, A, as_, az)
+    Bq = fe.value(B).astype(np.float64)
+    W = (Bq - _per_out(fe.value(bz), 2)) * _per_out(fe.value(bs), 2) if a.get("transB", 0) \
+        else (Bq - fe.value(bz)) * fe.value(bs)
+    W = (W.T if a.get("transB", 0) else W) * a.get("alpha", 1.0)
+    ins = [A, _new_const(fe, B, W)]
+    if C:
+        scale = float(fe.value(as_)) * np.broadcast_to(np.asarray(fe.value(bs), np.float64).reshape(-1), (W.shape[1],))
+        ins.append(_new_const(fe, C, np.broadcast_to(fe.value(C).astype(np.float64).reshape(-1), (W.shape[1],)) * scale))
+    out = fe.emit(node, "linear", ins, node.output[0])
+    if ys:
+        _hint_out(fe, node, out, ys, yz)
+
+
+# com.microsoft QLinear* ops that are a float op between quantised tensors: (float op, input positions; each
+# input is followed by its scale and zero point, the output's scale and zero point come last)
+_QLINEAR = {"QLinearAdd": ("Add", (0, 3)), "QLinearMul": ("Mul", (0, 3)), "QLinearSigmoid": ("Sigmoid", (0,)),
+            "QLinearLeakyRelu": ("LeakyRelu", (0,)), "QLinearGlobalAveragePool": ("GlobalAveragePool", (0,)),
+            "QLinearAveragePool": ("AveragePool", (0,)), "QLinearSoftmax": ("Softmax", (0,))}
+
+
+@converts(*[f"com.microsoft.{k}" for k in _QLINEAR])
+def qlinear_op(fe, node):
+    op, pos = _QLINEAR[node.op_type]
+    a = attrs(node)
+    if a.pop("channels_last", 0):
+        raise FrontendError(f"node {node.name} ({node.op_type}): channels_last layout is not supported")
+    if node.op_type == "QLinearSoftmax":
+        a.pop("opset", None)
+    ins = list(node.input) + [""] * 8
+    xs = [_qin(fe, node, ins[p], ins[p + 1], ins[p + 2]) for p in pos]
+    ys, yz = ins[pos[-1] + 3], ins[pos[-1] + 4]
+    CONVERTERS[op](fe, onnx.helper.make_node(op, xs, [node.output[0]], name=node.name, **a))
+    _hint_out(fe, node, fe.name(node.output[0]), ys, yz)
+
+
+@converts("com.microsoft.QLinearConcat")
+def qlinear_concat(fe, node):
+    ys, yz, *rest = node.input
+    xs = [_qin(fe, node, x, s, z) for x, s, z in zip(rest[0::3], rest[1::3], rest[2::3])]
+    concat(fe, onnx.helper.make_node("Concat", xs, [node.output[0]], name=node.name, axis=attrs(node)["axis"]))
+    _hint_out(fe, node, fe.name(node.output[0]), ys, yz)
 
 
 def _per_out(v, rank):
@@ -424,7 +568,32 @@ def _per_out(v, rank):
     return v.reshape((-1,) + (1,) * (rank - 1)) if v.size > 1 else v
 
 
-def _hint_out(fe, out, ys, yz):
-    z = np.asarray(fe.value(yz))
-    fe.qhint[out] = {"scale": float(fe.value(ys)), "zero": int(z) - (-128 if z.dtype == np.int8 else 0),
-                     "signed": z.dtype == np.int8}
+def _hint(fe, node, scale, zero) -> dict:
+    s = np.asarray(fe.value(scale))
+    z = np.asarray(fe.value(zero)) if zero else np.zeros((), np.uint8)
+    if s.size != 1 or z.size != 1:
+        raise FrontendError(f"node {node.name} ({node.op_type}): per-axis activation quantisation is not supported")
+    if z.dtype not in (np.uint8, np.int8):
+        raise FrontendError(f"node {node.name} ({node.op_type}): {z.dtype} activations are not supported (8-bit only)")
+    return {"scale": float(s.reshape(())), "zero": int(z.reshape(())) + (128 if z.dtype == np.int8 else 0),
+            "signed": z.dtype == np.int8}
+
+
+def _qin(fe, node, x, scale, zero) -> str:
+    """A QLinear op's input: a run-time tensor (noting its quantisation), or a quantised constant, which
+    is dequantised here since the IR holds real values."""
+    if not fe.is_const(x):
+        _hint_in(fe, node, x, scale, zero)
+        return x
+    z = fe.value(zero).astype(np.float64) if zero else 0.0
+    return _new_const(fe, x, (fe.value(x).astype(np.float64) - z) * fe.value(scale).astype(np.float64))
+
+
+def _hint_in(fe, node, x, scale, zero):
+    """An input's quantisation as a QLinear op states it; the producer's own statement wins."""
+    if not fe.is_const(x):
+        fe.qhint.setdefault(fe.name(x), _hint(fe, node, scale, zero))
+
+
+def _hint_out(fe, node, out, ys, yz):
+    fe.qhint[out] = _hint(fe, node, ys, yz)

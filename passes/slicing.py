@@ -10,7 +10,8 @@ for every layer. With options["slicing"] == "adaptive" each layer tries the 108 
 crossbars with ADC saturation on 10 calibration inputs in 1-bit input slices, and its error is the mean
 |8-bit output - exact 8-bit output| over the outputs whose exact value is nonzero. The first slice count
 with a slicing under the error budget wins, with its lowest-error slicing; the last crossbar layer always
-takes eight 1-bit slices. Without the option the target's slicing stands.
+takes eight 1-bit slices (unless options["slicing_last_layer"], for one-layer studies). Without the option
+the target's slicing stands.
 """
 from __future__ import annotations
 
@@ -135,13 +136,15 @@ class Slicing:
         if mode is None:
             rep.layers = {op.name: {"slices": list(t.weight_slices)} for op in layers}
             return rep
-        if mode != "adaptive":
-            forced = tuple(mode)
-            if sum(forced) != 8 or any(not 1 <= s <= t.cell_bits for s in forced):
-                raise CompileError(f"slicing {list(forced)} must be widths 1..{t.cell_bits} summing to 8")
+        if mode != "adaptive":   # one slicing for every layer, or a {layer: slicing} map (others: the target's)
+            chosen = {op.name: tuple(mode.get(op.name, t.weight_slices) if isinstance(mode, dict) else mode)
+                      for op in layers}
             for op in layers:
-                op.attrs["slices"] = forced
-            rep.mode, rep.layers = "forced", {op.name: {"slices": list(forced)} for op in layers}
+                sl = chosen[op.name]
+                if sum(sl) != 8 or any(not 1 <= w <= t.cell_bits for w in sl):
+                    raise CompileError(f"slicing {list(sl)} must be widths 1..{t.cell_bits} summing to 8")
+                op.attrs["slices"] = sl
+            rep.mode, rep.layers = "forced", {k: {"slices": list(v)} for k, v in chosen.items()}
             return rep
         if ctx.calib is None:
             raise CompileError("adaptive weight slicing needs calibration inputs (--calib)")
@@ -152,7 +155,7 @@ class Slicing:
         candidates = slicings(min(4, t.cell_bits))
         for op in layers:
             t0 = time.perf_counter()
-            last = op is layers[-1] or "mult" not in op.attrs["q"]
+            last = (op is layers[-1] and not ctx.options.get("slicing_last_layer")) or "mult" not in op.attrs["q"]
             if last:
                 op.attrs["slices"] = (1,) * 8
                 rep.layers[op.name] = {"slices": [1] * 8, "error": None, "tried": 0, "ms": 0.0}

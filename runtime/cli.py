@@ -95,6 +95,10 @@ def main(argv=None) -> int:
         bar.close()
         print(f"pimrun: error: {one_line(e)}", file=sys.stderr)
         return 1
+    except MemoryError as e:      # a program or batch too large for this host
+        bar.close()
+        print(f"pimrun: error: out of memory ({one_line(e)}); try a smaller --chunk", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug: still one line, unless asked for the traceback

@@ -14,7 +14,7 @@ from isa.instructions import SPECS
 from .crossbar import block_mask, block_weights
 from .errors import RuntimeFault
 
-CODES = ("zero", "zx", "za", "zb", "lo", "hi", "fill")     # zero points, clamps and fills of u8 codes
+CODES = ("zero", "zx", "za", "zb", "lo", "hi", "fill", "signed")   # zero points, clamps, fills of u8 codes
 MAX_SHIFT = 62          # rounding right shifts work on int64: 1 << (shift - 1) must stay positive
 
 

@@ -1,8 +1,8 @@
 """Small ONNX models of real CNN families, built with onnx.helper and seeded random weights.
 
-Every builder returns a checked onnx.ModelProto with one input "x" float32 [N, C, H, W] (N symbolic) and
-one output; the families end in GlobalAveragePool + Flatten + Gemm (transB=1) like their torchvision
-originals. Weights are He-scaled so activations keep a useful range through the layers; BatchNormalization
+Every builder returns an onnx.ModelProto that passes onnx.checker (full check) with one input "x" float32
+[N, C, H, W] (N symbolic, except the batch-1 export in `preprocessing`) and one output (two in `two_heads`);
+the families end in GlobalAveragePool + Flatten + Gemm (transB=1) like their torchvision originals. Weights are He-scaled so activations keep a useful range through the layers; BatchNormalization
 is left unfolded with non-trivial statistics, as a training-mode export carries it.
 """
 from __future__ import annotations
@@ -15,8 +15,9 @@ from onnx import TensorProto, helper, numpy_helper
 class Net:
     """A tiny graph builder: tracks the channel count of every NCHW activation it makes."""
 
-    def __init__(self, name: str, c: int = 3, hw: int = 16, seed: int = 0, opset: int = 17, ir_version: int = 8):
-        self.name, self.c, self.hw, self.opset, self.ir_version = name, c, hw, opset, ir_version
+    def __init__(self, name: str, c: int = 3, hw: int = 16, seed: int = 0, opset: int = 17, ir_version: int = 8,
+                 batch: int | str = "N"):
+        self.name, self.c, self.hw, self.opset, self.ir_version, self.batch = name, c, hw, opset, ir_version, batch
         self.rng = np.random.default_rng(seed)
         self.nodes, self.inits, self.ch = [], [], {"x": c}
         self.count = 0
@@ -81,10 +82,10 @@ class Net:
     def flatten(self, x):
         return self.node("Flatten", [x], axis=1)
 
-    def gemm(self, x, fin, fout, bias=True):
+    def gemm(self, x, fin, fout, bias=True, bias_shape=None):
         w = self.rng.normal(0, np.sqrt(1.0 / fin), (fout, fin)).astype(np.float32)
-        ins = [x, self.const(w, "fc")] + ([self.const(self.rng.normal(0, 0.1, fout).astype(np.float32), "fcb")]
-                                          if bias else [])
+        b = self.rng.normal(0, 0.1, fout).astype(np.float32).reshape(bias_shape or (fout,))
+        ins = [x, self.const(w, "fc")] + ([self.const(b, "fcb")] if bias else [])
         return self.node("Gemm", ins, transB=1)
 
     def head(self, x, classes=10):
@@ -98,14 +99,20 @@ class Net:
         shape = self.node("Concat", [n, self.const(np.array([-1], np.int64), "m1")], axis=0)
         return self.node("Reshape", [x, shape])
 
-    def model(self, y) -> onnx.ModelProto:
-        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", self.c, self.hw, self.hw])
-        g = helper.make_graph(self.nodes, self.name, [x], [helper.make_tensor_value_info(y, TensorProto.FLOAT, None)],
-                              self.inits)
-        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", self.opset)], producer_name="cnn_blocks")
+    def model(self, y, extra_opsets: dict | None = None, inits_as_inputs: bool = False) -> onnx.ModelProto:
+        """y: the output tensor, or a list of them."""
+        ys = [y] if isinstance(y, str) else list(y)
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [self.batch, self.c, self.hw, self.hw])
+        ins = [x] + ([helper.make_tensor_value_info(i.name, i.data_type, list(i.dims)) for i in self.inits]
+                     if inits_as_inputs else [])
+        g = helper.make_graph(self.nodes, self.name, ins, [helper.make_tensor_value_info(t, TensorProto.FLOAT, None)
+                                                           for t in ys], self.inits)
+        opsets = [helper.make_opsetid("", self.opset)] + [helper.make_opsetid(d, v) for d, v in (extra_opsets or {}).items()]
+        m = helper.make_model(g, opset_imports=opsets, producer_name="cnn_blocks")
         m.ir_version = self.ir_version
-        inferred = onnx.shape_inference.infer_shapes(m, strict_mode=True)    # the output's shape, as exporters write it
-        m.graph.output[0].CopyFrom(inferred.graph.output[0])
+        inferred = onnx.shape_inference.infer_shapes(m, strict_mode=True)    # the outputs' shapes, as exporters write them
+        for out, inf in zip(m.graph.output, inferred.graph.output):
+            out.CopyFrom(inf)
         onnx.checker.check_model(m, full_check=True)
         return m
 
@@ -200,6 +207,20 @@ def mobilenet_v2() -> onnx.ModelProto:
     y = n.conv_bn(y, 32, group=32, act="Relu6")
     x = n.add(x, n.conv_bn(y, 8, k=1, pad=0, act=None))
     x = n.conv_bn(x, 32, k=1, pad=0, act="Relu6")
+    return n.model(n.head(x))
+
+
+def mobilenet_v3() -> onnx.ModelProto:
+    """MobileNet v3 bneck: expand 1x1 + HardSwish, depthwise 5x5 + ReLU, squeeze-excitation made of 1x1 convs
+    on the pooled vector with HardSigmoid, linear 1x1 projection, residual Add."""
+    n = Net("mobilenet_v3", seed=16)
+    x = n.act(n.bn(n.conv("x", 8, stride=2, bias=False)), "HardSwish")
+    y = n.act(n.bn(n.conv(x, 24, k=1, pad=0, bias=False)), "HardSwish")
+    y = n.conv_bn(y, 24, k=5, group=24)
+    s = n.act(n.conv(n.act(n.conv(n.node("GlobalAveragePool", [y], ch=24), 8, k=1, pad=0)), 24, k=1, pad=0),
+              "HardSigmoid", alpha=1 / 6, beta=0.5)
+    y = n.conv_bn(n.node("Mul", [y, s], ch=24), 8, k=1, pad=0, act=None)
+    x = n.act(n.bn(n.conv(n.add(x, y), 16, k=1, pad=0, bias=False)), "HardSwish")
     return n.model(n.head(x))
 
 
@@ -302,28 +323,83 @@ def legacy_opset11() -> onnx.ModelProto:
 
 
 def legacy_opset10() -> onnx.ModelProto:
-    """An opset-10, IR-5 export: Dropout with ratio, Reshape to a constant [-1, K] shape, LeakyRelu."""
+    """An opset-10, IR-5 export: Dropout with ratio, Reshape to a constant [-1, K] shape, LeakyRelu, a Gemm
+    bias of shape [1, N] (as Keras / TF converters write it)."""
     n = Net("legacy_opset10", seed=14, c=2, hw=12, opset=10, ir_version=5)
     x = n.act(n.conv("x", 8, stride=2), "LeakyRelu", alpha=0.2)
     x = n.node("Dropout", [x], ratio=0.5)
     x = n.node("Reshape", [x, n.const(np.array([-1, 8 * 6 * 6], np.int64), "s")])
-    return n.model(n.gemm(x, 8 * 6 * 6, 10))
+    return n.model(n.gemm(x, 8 * 6 * 6, 10, bias_shape=(1, 10)))
+
+
+def legacy_opset8() -> onnx.ModelProto:
+    """An opset-8, IR-3 export (Caffe2 / early torch era): every initializer also listed as a graph input,
+    BatchNormalization with spatial=1, Sum of branches, MaxPool without pads."""
+    n = Net("legacy_opset8", seed=18, opset=8, ir_version=3)
+    x = n.act(n.bn(n.conv("x", 8, bias=False), spatial=1, epsilon=1e-5))
+    x = n.act(n.node("Sum", [n.conv(x, 8), n.conv(x, 8, k=1, pad=0), x], ch=8))
+    x = n.node("MaxPool", [x], ch=8, kernel_shape=[2, 2], strides=[2, 2])
+    return n.model(n.head(x), inits_as_inputs=True)
+
+
+def preprocessing() -> onnx.ModelProto:
+    """Input normalisation as exporters embed it (Sub mean, Div std per channel), Sum of three branches,
+    Tanh and Elu, and a fixed batch of 1 with a Reshape to [1, -1] (a batch-1 export)."""
+    n = Net("preprocessing", seed=17, batch=1)
+    x = n.node("Sub", ["x", n.const(np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1), "mean")], ch=3)
+    x = n.node("Div", [x, n.const(np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1), "std")], ch=3)
+    x = n.act(n.conv(x, 8, stride=2))
+    x = n.node("Sum", [x, n.act(n.conv(x, 8), "Tanh"), n.act(n.conv(x, 8), "Elu")], ch=8)
+    x = n.pool(n.act(x), "AveragePool", k=2, stride=2, pad=0)
+    x = n.node("Reshape", [x, n.const(np.array([1, -1], np.int64), "s")])
+    return n.model(n.gemm(x, 8 * 4 * 4, 10))
+
+
+def two_heads() -> onnx.ModelProto:
+    """Two outputs: a dense per-pixel head (a 1x1 conv straight to the output, kept as 32-bit accumulators)
+    and a classifier on the same features, as detection / segmentation models end."""
+    n = Net("two_heads", seed=21)
+    x = n.conv_bn(n.conv_bn("x", 8, stride=2), 16)
+    return n.model([n.conv(x, 4, k=1, pad=0), n.head(x)])
+
+
+def opset18_pad_axes() -> onnx.ModelProto:
+    """Opset 18: Pad with an axes input (negative axes) and a constant value; Clip with only a max."""
+    n = Net("opset18_pad_axes", seed=19, opset=18)
+    x = n.act(n.conv("x", 8, stride=2))
+    x = n.node("Pad", [x, n.const(np.array([1, 0, 2, 1], np.int64), "p"), n.const(np.float32(0.5), "v"),
+                       n.const(np.array([-2, -1], np.int64), "ax")], ch=8)                             # 8 -> 11 x 9
+    x = n.node("Clip", [n.conv(x, 8, pad=0), "", n.const(np.float32(1.5), "hi")], ch=8)
+    return n.model(n.head(x))
 
 
 FAMILIES = {f.__name__: f for f in (resnet_basic, densenet_block, inception_block, squeezenet_fire,
-                                    shufflenet_unit, mobilenet_v2)}
-COVERAGE = {f.__name__: f for f in (conv_geometry, matmul_mlp, se_block, pools, alexnet_style, legacy_opset9,
-                                    legacy_opset11, legacy_opset10)}
+                                    shufflenet_unit, mobilenet_v2, mobilenet_v3)}
+COVERAGE = {f.__name__: f for f in (conv_geometry, matmul_mlp, se_block, pools, alexnet_style, preprocessing,
+                                    two_heads, opset18_pad_axes, legacy_opset8, legacy_opset9, legacy_opset10, legacy_opset11)}
 MODELS = {**FAMILIES, **COVERAGE}
 
 
 def unsupported_model() -> onnx.ModelProto:
-    """Three ops the frontend cannot compile: TopK and NonMaxSuppression (no converter) and Floor (only
-    folded on constants) on run-time values."""
+    """Four nodes the frontend cannot compile: TopK and NonMaxSuppression (no converter), Floor (folded on
+    constants only) on a run-time value, and an onnxruntime contrib op (com.microsoft Gelu)."""
     n = Net("unsupported", seed=15, c=1, hw=4)
     x = n.node("Relu", ["x"])
     flat = n.node("Reshape", [x, n.const(np.array([0, 4, 4], np.int64), "s")])
     vals, _ = n.node("TopK", [flat, n.const(np.array([2], np.int64), "k")], n_out=2, axis=-1)
-    boxes = n.node("Floor", [flat])
-    sel = n.node("NonMaxSuppression", [boxes, vals])
-    return n.model(n.node("Cast", [sel], to=TensorProto.FLOAT))
+    n.nodes.append(helper.make_node("Gelu", [flat], ["gelu_out"], name="gelu_ms", domain="com.microsoft"))
+    sel = n.node("NonMaxSuppression", [n.node("Floor", ["gelu_out"]), vals])
+    return n.model(n.node("Cast", [sel], to=TensorProto.FLOAT), extra_opsets={"com.microsoft": 1})
+
+
+def images(n: int, shape, seed: int) -> np.ndarray:
+    """Image-like inputs in [0, 1): smooth random fields (bilinear upsampled 4x4 noise) with per-sample
+    contrast and brightness, plus a little pixel noise, so a network's outputs vary from sample to sample
+    much more than white noise would make them (white noise averages out in the global pooling)."""
+    rng = np.random.default_rng(seed)
+    c, h, w = shape
+    coarse = rng.random((n, c, 4, 4))
+    up = lambda k: np.maximum(0, 1 - np.abs(np.linspace(0, 3, k)[:, None] - np.arange(4)[None, :]))
+    field = np.einsum("hi,ncij,wj->nchw", up(h), coarse, up(w))
+    x = rng.uniform(0.2, 1.0, (n, 1, 1, 1)) * field + rng.uniform(0, 0.3, (n, 1, 1, 1))
+    return np.clip(x + rng.normal(0, 0.03, x.shape), 0, 0.999).astype(np.float32)

@@ -1,0 +1,237 @@
+"""The CLIs fail cleanly: non-zero exit, exactly one line on stderr, no traceback, no output file left.
+
+Each case runs `python -m compiler.cli` (pimc) or `python -m runtime.cli` (pimrun) from the repository
+root, writing into an `out/` folder of its own that must still be empty afterwards (no program, no
+half-written temp file). A success case checks that the same command line does write its file.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "examples" / "digits"
+MODEL = DIGITS / "digits_cnn.onnx"
+CALIB = DIGITS / "digits_calib.npy"
+
+
+def run(module: str, *args, cwd=ROOT) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "PIM_DEBUG"}
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def pimc(*args):
+    return run("compiler.cli", *args)
+
+
+def pimrun(*args):
+    return run("runtime.cli", *args)
+
+
+def assert_clean_failure(r: subprocess.CompletedProcess, prog: str, out: Path, *needles: str) -> str:
+    lines = r.stderr.splitlines()
+    assert r.returncode == 1, (r.returncode, r.stderr)             # 1: a user error; 2 would be an internal one
+    assert len(lines) == 1, f"stderr has {len(lines)} lines:\n{r.stderr}"
+    line = lines[0]
+    assert line.startswith(f"{prog}: error: "), line
+    assert "Traceback" not in r.stderr + r.stdout
+    assert "internal error" not in line
+    for n in needles:
+        assert n in line, (n, line)
+    left = sorted(p.name for p in out.iterdir())
+    assert not left, f"files left in the output folder: {left}"
+    return line
+
+
+@pytest.fixture
+def out(tmp_path) -> Path:
+    d = tmp_path / "out"
+    d.mkdir()
+    return d
+
+
+@lru_cache(maxsize=None)
+def program_text() -> str:
+    from compiler.pipeline import compile_model
+    from isa import print_program
+    return print_program(compile_model(MODEL, "isaac", np.load(CALIB)).program)
+
+
+@pytest.fixture
+def program(tmp_path) -> Path:
+    p = tmp_path / "d.pimasm"
+    p.write_text(program_text())
+    return p
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    p = tmp_path / "x.npy"
+    np.save(p, np.load(DIGITS / "digits_test.npz")["x"][:4])
+    return p
+
+
+# ---- pimc ------------------------------------------------------------------------------------------------
+
+def test_pimc_success_writes_the_program(out):
+    r = pimc(MODEL, "-o", out / "d.pimasm", "--target", "isaac", "--calib", CALIB, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""
+    assert sorted(p.name for p in out.iterdir()) == ["d.pimasm"]        # no temp file beside it
+    from isa import parse_program
+    assert parse_program((out / "d.pimasm").read_text()) == parse_program(program_text())
+
+
+def test_pimc_corrupt_onnx(tmp_path, out):
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    assert_clean_failure(pimc(bad, "-o", out / "d.pimasm", "--calib", CALIB), "pimc", out, "corrupt.onnx")
+
+
+def test_pimc_truncated_onnx(tmp_path, out):
+    data = MODEL.read_bytes()
+    bad = tmp_path / "trunc.onnx"
+    bad.write_bytes(data[:len(data) // 2])
+    assert_clean_failure(pimc(bad, "-o", out / "d.pimasm", "--calib", CALIB), "pimc", out, "trunc.onnx")
+
+
+def test_pimc_missing_model(tmp_path, out):
+    assert_clean_failure(pimc(tmp_path / "none.onnx", "-o", out / "d.pimasm", "--calib", CALIB), "pimc", out,
+                         "none.onnx")
+
+
+def test_pimc_unsupported_op(tmp_path, out):
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    g = helper.make_graph([helper.make_node("Det", ["x"], ["y"], name="det0")], "g", [x], [y])
+    path = tmp_path / "det.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    calib = tmp_path / "c.npy"
+    np.save(calib, np.random.default_rng(0).standard_normal((4, 3, 3)).astype(np.float32))
+    assert_clean_failure(pimc(path, "-o", out / "d.pimasm", "--calib", calib), "pimc", out, "Det")
+
+
+def test_pimc_float_model_without_calib(out):
+    assert_clean_failure(pimc(MODEL, "-o", out / "d.pimasm"), "pimc", out, "--calib")
+
+
+def test_pimc_misshaped_calib(tmp_path, out):
+    calib = tmp_path / "c.npy"
+    np.save(calib, np.zeros((4, 3, 3), np.float32))
+    assert_clean_failure(pimc(MODEL, "-o", out / "d.pimasm", "--calib", calib), "pimc", out, "[4, 3, 3]",
+                         "[N, 1, 16, 16]")
+
+
+def test_pimc_calib_with_nan(tmp_path, out):
+    x = np.load(CALIB).copy()
+    x[0, 0, 0, 0] = np.nan
+    calib = tmp_path / "c.npy"
+    np.save(calib, x)
+    assert_clean_failure(pimc(MODEL, "-o", out / "d.pimasm", "--calib", calib), "pimc", out, "NaN")
+
+
+def test_pimc_calib_not_an_array(tmp_path, out):
+    calib = tmp_path / "c.npy"
+    calib.write_bytes(b"not numpy at all")
+    assert_clean_failure(pimc(MODEL, "-o", out / "d.pimasm", "--calib", calib), "pimc", out, "c.npy")
+
+
+def test_pimc_unknown_target(out):
+    assert_clean_failure(pimc(MODEL, "-o", out / "d.pimasm", "--calib", CALIB, "--target", "nope"), "pimc", out,
+                         "unknown target 'nope'")
+
+
+def test_pimc_bad_toml_target(tmp_path, out):
+    t = tmp_path / "bad.toml"
+    t.write_text('name = "x"\nrows = [\n')
+    assert_clean_failure(pimc(MODEL, "-o", out / "d.pimasm", "--calib", CALIB, "--target", t), "pimc", out,
+                         "bad target TOML")
+
+
+def test_pimc_target_toml_with_a_wrong_type(tmp_path, out):
+    t = tmp_path / "t.toml"
+    t.write_text((ROOT / "isa" / "targets" / "isaac.toml").read_text().replace("rows = 128", 'rows = "128"'))
+    assert_clean_failure(pimc(MODEL, "-o", out / "d.pimasm", "--calib", CALIB, "--target", t), "pimc", out,
+                         "'rows' must be int")
+
+
+def test_pimc_output_path_is_a_directory(out):
+    (out / "d.pimasm").mkdir()
+    r = pimc(MODEL, "-o", out / "d.pimasm", "--target", "isaac", "--calib", CALIB, "--quiet")
+    (out / "d.pimasm").rmdir()
+    assert_clean_failure(r, "pimc", out, "d.pimasm")
+
+
+# ---- pimrun ----------------------------------------------------------------------------------------------
+
+def test_pimrun_success_writes_the_outputs(program, images, out):
+    r = pimrun(program, "--input", images, "-o", out / "y.npy", "--stats", out / "s.json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["s.json", "y.npy"]
+    assert np.load(out / "y.npy").shape == (4, 10)
+
+
+def test_pimrun_wrong_input_shape(tmp_path, program, out):
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((3, 1, 8, 8), np.float32))
+    assert_clean_failure(pimrun(program, "--input", x, "-o", out / "y.npy"), "pimrun", out, "[3, 1, 8, 8]",
+                         "[N, 1, 16, 16]")
+
+
+def test_pimrun_wrong_dtype(tmp_path, program, out):
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((3, 1, 16, 16), np.int64))
+    assert_clean_failure(pimrun(program, "--input", x, "-o", out / "y.npy"), "pimrun", out, "int64")
+
+
+def test_pimrun_input_with_nan(tmp_path, program, out):
+    x = np.zeros((3, 1, 16, 16), np.float32)
+    x[1, 0, 2, 2] = np.inf
+    x[2, 0, 3, 3] = np.nan
+    p = tmp_path / "x.npy"
+    np.save(p, x)
+    assert_clean_failure(pimrun(program, "--input", p, "-o", out / "y.npy"), "pimrun", out, "2 NaN or infinite")
+
+
+def test_pimrun_missing_input_file(tmp_path, program, out):
+    assert_clean_failure(pimrun(program, "--input", tmp_path / "none.npy", "-o", out / "y.npy"), "pimrun", out,
+                         "none.npy")
+
+
+def test_pimrun_program_with_a_syntax_error(tmp_path, images, out):
+    text = program_text()
+    p = tmp_path / "syn.pimasm"
+    p.write_text(text.replace("im2col %t1.win, %t0", "im2col %t1.win %t0"))
+    line = text[:text.index("im2col %t1.win, %t0")].count("\n") + 1
+    assert_clean_failure(pimrun(p, "--input", images, "-o", out / "y.npy"), "pimrun", out,
+                         f"syn.pimasm:{line}:16: unexpected '%'", "','")
+
+
+def test_pimrun_program_breaking_the_target(tmp_path, images, out):
+    text = program_text()
+    p = tmp_path / "big.pimasm"
+    old = next(ln for ln in text.splitlines() if ln.startswith("xbwrite @L10.w"))
+    p.write_text(text.replace(old, old.replace("xb=20 ", "xb=98304 ")))
+    line = text[:text.index(old)].count("\n") + 1
+    assert_clean_failure(pimrun(p, "--input", images, "-o", out / "y.npy"), "pimrun", out,
+                         f"big.pimasm:{line}: xbwrite: crossbar index 98304", "98304 crossbars")
+
+
+def test_pimrun_not_a_program(tmp_path, images, out):
+    p = tmp_path / "bin.pimasm"
+    p.write_bytes(MODEL.read_bytes()[:1000])
+    assert_clean_failure(pimrun(p, "--input", images, "-o", out / "y.npy"), "pimrun", out, "bin.pimasm")
+
+
+def test_pimrun_missing_program(tmp_path, images, out):
+    assert_clean_failure(pimrun(tmp_path / "none.pimasm", "--input", images, "-o", out / "y.npy"), "pimrun", out,
+                         "none.pimasm")

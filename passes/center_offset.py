@@ -7,6 +7,8 @@ weight range. All candidates and filters are evaluated at once in NumPy.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from runtime.crossbar import slice_shifts
@@ -18,34 +20,41 @@ def D(h: int, l: int, x):
     return np.sign(x) * ((np.abs(x) >> l) & ((1 << (h - l + 1)) - 1))
 
 
-def center_cost(w: np.ndarray, mask: np.ndarray, phis: np.ndarray, slices) -> np.ndarray:
-    """(len(phis), n) cost of eq. 4.2 for each candidate center and filter (column of w, rows in mask).
+WEIGHTS = np.arange(-127, 128)          # symmetric int8 weights, and so the candidate centers
+
+
+@lru_cache(maxsize=64)
+def _table(l: int, width: int) -> np.ndarray:
+    """D(h, l, w - phi) for every weight w (rows) and candidate center phi (columns)."""
+    return D(l + width - 1, l, WEIGHTS[:, None] - WEIGHTS[None, :]).astype(np.float64)
+
+
+def center_cost(w: np.ndarray, mask: np.ndarray, slices) -> np.ndarray:
+    """(255, n) cost of eq. 4.2 for every candidate center in [-127, 127] and filter (column of w, rows in mask).
 
     sum_w D(w - phi) depends only on how many weights take each value, so each slice's sums for all
-    candidates are the filters' weight histograms times a (values x candidates) table of D: the cost does
-    not grow with the number of rows.
+    candidates are the filters' weight histograms times a fixed (weights x candidates) table of D: the cost
+    does not grow with the number of rows.
     """
     n = w.shape[1]
-    lo = int(min(w.min(initial=0), phis.min()))
-    values = np.arange(lo, int(max(w.max(initial=0), phis.max())) + 1)
-    idx = (w - lo) + len(values) * np.arange(n)[None, :]
-    hist = np.bincount(idx[mask], minlength=len(values) * n).reshape(n, len(values)).astype(np.float64)
-    cost = np.zeros((len(phis), n))
+    idx = (w + 127) + len(WEIGHTS) * np.arange(n)[None, :]
+    hist = np.bincount(idx[mask], minlength=len(WEIGHTS) * n).reshape(n, len(WEIGHTS)).astype(np.float64)
+    cost = np.zeros((len(WEIGHTS), n))
     for l, width in zip(slice_shifts(slices), slices):
-        table = D(l + width - 1, l, values[:, None] - phis[None, :]).astype(np.float64)   # (values, P)
-        cost += 2.0 ** l * (hist @ table).T ** 4
+        cost += 2.0 ** l * (hist @ _table(l, width)).T ** 4
     return cost
 
 
 def optimal_centers(w: np.ndarray, mask: np.ndarray, slices) -> np.ndarray:
-    """Integer center per filter (column); w is the crossbar's (R, n) integer weights, mask its devices.
-    Candidates span each filter's own weight range; ties go to the smallest center."""
-    big = np.iinfo(np.int64).max
+    """Integer center per filter (column); w is the crossbar's (R, n) integer weights in [-127, 127], mask its
+    devices. Candidates span each filter's own weight range; ties go to the smallest center."""
+    if np.abs(w).max(initial=0) > 127:
+        raise ValueError("Center+Offset expects symmetric 8-bit weights in [-127, 127]")
+    big = 1 << 30
     lo = np.where(mask, w, big).min(axis=0)
     hi = np.where(mask, w, -big).max(axis=0)
     empty = lo > hi                                   # a filter with no devices here
     lo, hi = np.where(empty, 0, lo), np.where(empty, 0, hi)
-    phis = np.arange(int(lo.min()), int(hi.max()) + 1)
-    cost = center_cost(w, mask, phis, slices)
-    cost[(phis[:, None] < lo[None]) | (phis[:, None] > hi[None])] = np.inf
-    return phis[np.argmin(cost, axis=0)]
+    cost = center_cost(w, mask, slices)
+    cost[(WEIGHTS[:, None] < lo[None]) | (WEIGHTS[:, None] > hi[None])] = np.inf
+    return WEIGHTS[np.argmin(cost, axis=0)]

@@ -153,7 +153,7 @@ def test_input_slices_not_summing_to_8():
 
 
 def test_raella_allows_4_bit_input_slices():
-    text, _ = edit("mvm %t1.acc, %t1.win ; xb=0 n=16 islices=[1, 1, 1, 1, 1, 1, 1, 1]",
+    text, _ = edit("mvm %t1.acc, %t1.win ; xb=0 n=16 islices=[4, 2, 2]",
                    "mvm %t1.acc, %t1.win ; xb=0 n=16 islices=[4, 4]", "raella")
     Machine(parse_program(text))
 

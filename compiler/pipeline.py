@@ -41,6 +41,8 @@ def check_calib(g: Graph, calib: dict[str, np.ndarray] | None) -> None:
             raise CompileError(f"calibration set has no input '{name}' (has: {', '.join(sorted(calib))})")
         want = g.tensors[name].shape
         got = calib[name].shape
+        if calib[name].dtype.kind == "f" and not np.isfinite(calib[name]).all():
+            raise CompileError(f"calibration input '{name}' holds NaN or infinity")
         if tuple(got[1:]) != tuple(want) or len(got) < 1 or got[0] < 1:
             raise CompileError(f"calibration input '{name}' has shape {list(got)}, the model needs [N, "
                                f"{', '.join(map(str, want))}]")

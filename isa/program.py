@@ -32,7 +32,8 @@ class Const:
 
     def __eq__(self, other):
         return (isinstance(other, Const) and self.name == other.name and self.data.dtype == other.data.dtype
-                and self.data.shape == other.data.shape and np.array_equal(self.data, other.data))
+                and self.data.shape == other.data.shape
+                and np.array_equal(self.data, other.data, equal_nan=self.data.dtype.kind == "f"))
 
     __hash__ = None
 

@@ -151,6 +151,8 @@ def load_target(spec: str | Path) -> Target:
         doc = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise AsmError(f"target file {spec} not found") from None
+    except OSError as e:
+        raise AsmError(f"cannot read target file {spec}: {e.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise AsmError(f"bad target TOML {spec}: {e}") from None
     return from_dict(_flatten(doc, spec), where=spec)

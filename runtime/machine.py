@@ -76,7 +76,7 @@ class Machine:
                 EXEC[ins.op](self, ins)
             except RuntimeFault:
                 raise
-            except (ValueError, IndexError, KeyError, TypeError) as e:
+            except (ValueError, IndexError, KeyError, TypeError, MemoryError, OverflowError, FloatingPointError) as e:
                 raise RuntimeFault(f"{self.file}:{ins.line}: {ins.op}: {e}") from None
         return self.results
 
@@ -101,6 +101,8 @@ def _input(m: Machine, ins: Instr):
     shape = tuple(ins.attr("shape"))
     if x.shape[1:] != shape:
         raise m.fault(ins, f"input '{name}' has shape {list(x.shape[1:])} per sample, the program expects {list(shape)}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise m.fault(ins, f"input '{name}' holds NaN or infinity")
     m.env[ins.args[0].name] = K.quantize(x, ins.attr("scale"), ins.attr("zero"))
 
 

@@ -34,6 +34,16 @@ def line_of(text: str, needle: str) -> int:
     return text[:text.index(needle)].count("\n") + 1
 
 
+def edit(text: str, starts: str, pattern: str, repl: str) -> tuple[str, int, int]:
+    """Substitute once in the first line starting with `starts`: (text, line number, column of the change)."""
+    lines = text.splitlines(keepends=True)
+    i = next(i for i, ln in enumerate(lines) if ln.startswith(starts))
+    m = re.search(pattern, lines[i])
+    assert m, (pattern, lines[i])
+    lines[i] = lines[i][:m.start()] + m.expand(repl) + lines[i][m.end():]
+    return "".join(lines), i + 1, m.start() + 1
+
+
 def parse_error(text: str) -> tuple[int, int, str]:
     with pytest.raises(AsmError) as e:
         parse_program(text, "f.pimasm")
@@ -47,52 +57,57 @@ def parse_error(text: str) -> tuple[int, int, str]:
 # ---- syntax ----------------------------------------------------------------------------------------------
 
 def test_missing_comma_between_operands():
-    text = digits_text()
-    bad = text.replace("im2col %t1.win, %t0", "im2col %t1.win %t0")
-    line, col, msg = parse_error(bad)
-    assert line == line_of(text, "im2col %t1.win, %t0")
-    assert col == len("im2col %t1.win ") + 1
+    bad, line, col = edit(digits_text(), "im2col ", r"(%[\w.]+), ", r"\1 ")     # im2col %a %b ; ...
+    got_line, got_col, msg = parse_error(bad)
+    assert got_line == line
+    assert got_col > col
     assert "unexpected '%'" in msg and "','" in msg and "';'" in msg and "end of line" in msg
 
 
 def test_bad_token_in_a_value():
-    text = digits_text()
-    bad = text.replace('fill=0 layer="/f/f.0/Conv"', "fill=0 layer=?x")
-    line, col, msg = parse_error(bad)
-    assert line == line_of(text, 'fill=0 layer="/f/f.0/Conv"')
+    bad, line, col = edit(digits_text(), "im2col ", r"fill=\d+", "fill=?x")
+    assert parse_error(bad)[:2] == (line, col + len("fill="))
+    msg = parse_error(bad)[2]
     assert "unexpected character '?'" in msg
     for what in ("a name", "a quoted string", "an integer", "'['", "'%'", "'@'"):
         assert what in msg
 
 
 def test_missing_attribute_value():
-    _, _, msg = parse_error(digits_text().replace(" n=16 ", " n= "))
-    assert "expected" in msg
+    bad, line, _ = edit(digits_text(), "mvm ", r"\bn=\d+", "n=")
+    got, _, msg = parse_error(bad)
+    assert got == line and "expected" in msg
 
 
 def test_unterminated_string():
-    text = digits_text()
-    _, _, msg = parse_error(text.replace('layer="/f/f.0/Conv"', 'layer="/f/f.0/Conv', 1))
-    assert "unexpected character '\"'" in msg
+    bad, line, _ = edit(digits_text(), "im2col ", r'layer="([^"]*)"', r'layer="\1')
+    got, _, msg = parse_error(bad)
+    assert got == line and "unexpected character '\"'" in msg
 
 
 def test_bad_string_escape_is_an_asm_error_at_the_string():
-    text = digits_text()
-    needle = 'layer="/f/f.0/Conv"'
-    line, col, msg = parse_error(text.replace(needle, 'layer="\\q"', 1))
-    assert line == line_of(text, needle)
+    bad, line, col = edit(digits_text(), "im2col ", r'layer="[^"]*"', r'layer="\\q"')
+    assert parse_error(bad)[:2] == (line, col + len("layer="))
+    msg = parse_error(bad)[2]
     assert "bad value" in msg and "escape" in msg
 
 
 def test_raw_control_character_inside_a_string():
-    _, _, msg = parse_error(digits_text().replace('layer="/f/f.0/Conv"', 'layer="a\tb"', 1))
-    assert "bad value" in msg
+    bad, line, _ = edit(digits_text(), "im2col ", r'layer="[^"]*"', 'layer="a\tb"')
+    assert parse_error(bad)[0] == line and "bad value" in parse_error(bad)[2]
+
+
+def test_float_beyond_float64_is_an_asm_error():
+    bad, line, _ = edit(digits_text(), "input ", r"scale=\S+", "scale=1e999")
+    got, _, msg = parse_error(bad)
+    assert got == line and "1e999 is out of the float64 range" in msg
 
 
 def test_deeply_nested_list_is_an_asm_error_not_a_recursion_error():
     deep = "[" * 5000 + "]" * 5000
-    _, _, msg = parse_error(digits_text().replace(" n=16 ", f" n=16 deep={deep} ", 1))
-    assert "nested too deeply" in msg
+    bad, line, _ = edit(digits_text(), "mvm ", r"\bn=(\d+)", rf"n=\1 deep={deep}")
+    got, _, msg = parse_error(bad)
+    assert got == line and "nested too deeply" in msg
 
 
 @pytest.mark.parametrize("frac", [0.1, 0.3, 0.5, 0.8, 0.99])
@@ -118,27 +133,33 @@ def test_empty_and_binary_input():
 
 
 def test_operand_after_attributes():
-    _, _, msg = parse_error(digits_text().replace("fill=0 layer", "fill=0 %t9 layer", 1))
-    assert "unexpected '%'" in msg
+    bad, line, _ = edit(digits_text(), "im2col ", r"fill=(\d+)", r"fill=\1 %t9")
+    got, _, msg = parse_error(bad)
+    assert got == line and "unexpected '%'" in msg
 
 
 def test_dtype_needs_its_shape_directly_after():
     text = digits_text()
-    line, _, msg = parse_error(text.replace("@L0.w = i8[9,16]", "@L0.w = i9[9,16]"))
-    assert line == line_of(text, "@L0.w =")
+    bad, line, _ = edit(text, "@", r"= \w+\[", "= i9[")
+    got, _, msg = parse_error(bad)
+    assert got == line
     assert "a dtype (u8, i8, i16, i32, i64, f32, f64)" in msg
-    assert parse_error(text.replace("@L0.w = i8[9,16]", "@L0.w = i8 [9,16]"))[0] == line
+    assert parse_error(edit(text, "@", r"= (\w+)\[", r"= \1 [")[0])[0] == line
 
 
 def test_negative_dimension():
-    assert "unexpected '-4'" in parse_error(digits_text().replace("@L0.w = i8[9,16]", "@L0.w = i8[-4,16]"))[2]
+    assert "unexpected '-4'" in parse_error(edit(digits_text(), "@", r"\[\d+", "[-4")[0])[2]
 
 
 # ---- data payloads ---------------------------------------------------------------------------------------
 
-def payload_line(text: str, name: str = "@L0.xb0.flip") -> tuple[str, int]:
-    ln = next(x for x in text.splitlines() if x.startswith(name + " "))
-    return ln, line_of(text, ln)
+def first_const(text: str) -> tuple[str, int, np.dtype, tuple[int, ...]]:
+    """The first constant line of the data section: the line, its number, its dtype and shape."""
+    from isa.program import DTYPES
+    ln = next(x for x in text.splitlines() if x.startswith("@"))
+    m = re.match(r"@\S+ = (\w+)\[([\d,]*)\] ", ln)
+    shape = tuple(int(d) for d in m.group(2).split(",") if d)
+    return ln, line_of(text, ln), np.dtype(DTYPES[m.group(1)]), shape
 
 
 @pytest.mark.parametrize("mangle, expect", [
@@ -149,7 +170,7 @@ def payload_line(text: str, name: str = "@L0.xb0.flip") -> tuple[str, int]:
 ])
 def test_bad_payload(mangle, expect):
     text = digits_text()
-    ln, line = payload_line(text)
+    ln, line, _, _ = first_const(text)
     payload = ln.split()[-1]
     got_line, col, msg = parse_error(text.replace(ln, ln.replace(payload, mangle(payload))))
     assert (got_line, col) == (line, 1)
@@ -160,7 +181,7 @@ def test_payload_with_trailing_bytes():
     import base64
     import zlib
     text = digits_text()
-    ln, _ = payload_line(text)
+    ln, _, _, _ = first_const(text)
     good = ln.split()[-1]
     raw = zlib.decompress(base64.b64decode(good[1:]))
     bad = "$" + base64.b64encode(zlib.compress(raw) + b"junk").decode()
@@ -168,25 +189,32 @@ def test_payload_with_trailing_bytes():
 
 
 def test_payload_size_must_match_the_shape():
-    text = digits_text()                                           # @L0.xb0.flip = u8[4,16]: 64 bytes
-    assert "payload holds 64 values, shape [4, 17] needs 68" in parse_error(text.replace("u8[4,16]", "u8[4,17]", 1))[2]
-    assert "more than the 60 values" in parse_error(text.replace("u8[4,16]", "u8[4,15]", 1))[2]
+    text = digits_text()
+    ln, line, _, shape = first_const(text)
+    n = int(np.prod(shape))
+
+    def reshaped(dims):
+        return text.replace(ln, re.sub(r"\[[\d,]*\]", "[" + ",".join(map(str, dims)) + "]", ln, count=1))
+    longer = (n + 1,)
+    got, _, msg = parse_error(reshaped(longer))
+    assert got == line and f"payload holds {n} values, shape [{n + 1}] needs {n + 1}" in msg
+    assert f"more than the {n - 1} values" in parse_error(reshaped((n - 1,)))[2]
     # a payload that claims a huge shape is refused without inflating anything large
-    huge = parse_error(text.replace("u8[4,16]", "u8[99999999999,99999999999]", 1))[2]
-    assert "shape [99999999999, 99999999999]" in huge
+    assert "shape [99999999999, 99999999999]" in parse_error(reshaped((99999999999, 99999999999)))[2]
 
 
 def test_constant_defined_twice():
     text = digits_text()
-    ln, line = payload_line(text)
+    ln, line, _, _ = first_const(text)
     got, _, msg = parse_error(text.replace(ln, ln + "\n" + ln))
     assert got == line + 1
     assert "defined twice" in msg
 
 
 def test_attribute_given_twice():
-    text = digits_text()
-    assert "attribute 'fill' given twice" in parse_error(text.replace("fill=0 layer", "fill=0 fill=1 layer", 1))[2]
+    bad, line, _ = edit(digits_text(), "im2col ", r"fill=(\d+)", r"fill=\1 fill=1")
+    got, _, msg = parse_error(bad)
+    assert got == line and "attribute 'fill' given twice" in msg
 
 
 # ---- header and target lines -----------------------------------------------------------------------------
@@ -197,58 +225,66 @@ def test_wrong_format_version():
     assert "format version 2" in msg and "reads 1" in msg
 
 
+def set_key(text: str, key: str, value: str | None, extra: str = "") -> tuple[str, int]:
+    """Rewrite the `.target key = ...` line (None: drop it; extra: a line to add after it)."""
+    lines = text.splitlines(keepends=True)
+    i = next(i for i, ln in enumerate(lines) if ln.startswith(f".target {key} = "))
+    lines[i] = ("" if value is None else f".target {key} = {value}\n") + extra
+    return "".join(lines), i + 1
+
+
 def test_unknown_target_key():
     text = digits_text()
-    bad = text.replace(".target rows = 128\n", ".target rows = 128\n.target rowz = 128\n")
-    line, _, msg = parse_error(bad)
-    assert line == line_of(text, ".target rows") + 1
+    bad, line = set_key(text, "rows", "128", ".target rowz = 128\n")
+    got, _, msg = parse_error(bad)
+    assert got == line + 1
     assert "unknown target key 'rowz'" in msg
 
 
 def test_target_key_given_twice():
-    text = digits_text()
-    line, _, msg = parse_error(text.replace(".target rows = 128\n", ".target rows = 128\n.target rows = 64\n"))
-    assert line == line_of(text, ".target rows") + 1
+    bad, line = set_key(digits_text(), "rows", "128", ".target rows = 64\n")
+    got, _, msg = parse_error(bad)
+    assert got == line + 1
     assert "'rows' given twice" in msg
 
 
 def test_missing_target_key():
-    _, _, msg = parse_error(digits_text().replace(".target cols = 128\n", ""))
+    _, _, msg = parse_error(set_key(digits_text(), "cols", None)[0])
     assert "missing key(s) cols" in msg
 
 
-@pytest.mark.parametrize("old, new, expect", [
-    (".target rows = 128", '.target rows = "128"', "'rows' must be int"),
-    (".target rows = 128", ".target rows = 128.0", "'rows' must be int"),
-    (".target rows = 128", ".target rows = true", "'rows' must be int"),
-    (".target adc_signed = false", ".target adc_signed = 0", "'adc_signed' must be bool"),
-    (".target weight_slices = [2, 2, 2, 2]", ".target weight_slices = [2, 2, 2.0, 2]", "'weight_slices' must be"),
-    (".target weight_slices = [2, 2, 2, 2]", ".target weight_slices = 8", "'weight_slices' must be"),
-    (".target name = isaac", ".target name = 3", "'name' must be str"),
-    (".target xbar_cycle_ns = 100.0", ".target xbar_cycle_ns = fast", "'xbar_cycle_ns' must be float"),
+@pytest.mark.parametrize("key, value, expect", [
+    ("rows", '"128"', "'rows' must be int"),
+    ("rows", "128.0", "'rows' must be int"),
+    ("rows", "true", "'rows' must be int"),
+    ("adc_signed", "0", "'adc_signed' must be bool"),
+    ("weight_slices", "[2, 2, 2.0, 2]", "'weight_slices' must be"),
+    ("weight_slices", "8", "'weight_slices' must be"),
+    ("name", "3", "'name' must be str"),
+    ("xbar_cycle_ns", "fast", "'xbar_cycle_ns' must be float"),
 ])
-def test_bad_target_value_type(old, new, expect):
-    text = digits_text()
-    line, _, msg = parse_error(text.replace(old, new, 1))
-    assert line == line_of(text, old)
+def test_bad_target_value_type(key, value, expect):
+    bad, line = set_key(digits_text(), key, value)
+    got, _, msg = parse_error(bad)
+    assert got == line
     assert expect in msg
 
 
-@pytest.mark.parametrize("old, new, expect", [
-    (".target weight_slices = [2, 2, 2, 2]", ".target weight_slices = [2, 2, 2]", "weight_slices"),
-    (".target input_slices = [1, 1, 1, 1, 1, 1, 1, 1]", ".target input_slices = [4, 4]", "input_slices"),
-    (".target encoding = unsigned", ".target encoding = sideways", "encoding must be one of"),
-    (".target encoding = unsigned", ".target encoding = differential", "flip applies only"),
-    (".target rows = 128", ".target rows = 0", "rows must be >= 1"),
-    (".target adc_bits = 8", ".target adc_bits = 31", "adc_bits must be <= 30"),
+@pytest.mark.parametrize("key, value, expect", [
+    ("weight_slices", "[2, 2, 2]", "weight_slices"),
+    ("input_slices", "[4, 4]", "input_slices"),                     # isaac: 1-bit DACs
+    ("encoding", "sideways", "encoding must be one of"),
+    ("encoding", "differential", "flip applies only"),              # isaac flips
+    ("rows", "0", "rows must be >= 1"),
+    ("adc_bits", "31", "adc_bits must be <= 30"),
 ])
-def test_inconsistent_target(old, new, expect):
-    _, _, msg = parse_error(digits_text().replace(old, new, 1))
+def test_inconsistent_target(key, value, expect):
+    _, _, msg = parse_error(set_key(digits_text(), key, value)[0])
     assert expect in msg and "header" in msg
 
 
 def test_int_accepted_for_a_float_target_key():
-    p = parse_program(digits_text().replace(".target xbar_cycle_ns = 100.0", ".target xbar_cycle_ns = 100"))
+    p = parse_program(set_key(digits_text(), "xbar_cycle_ns", "100")[0])
     assert p.target.xbar_cycle_ns == 100.0 and isinstance(p.target.xbar_cycle_ns, float)
 
 
@@ -260,7 +296,7 @@ def test_read_program_errors(tmp_path):
         read_program(tmp_path / "bin.pimasm")
     with pytest.raises(AsmError, match="cannot read"):
         read_program(tmp_path)
-    (tmp_path / "bad.pimasm").write_text(digits_text().replace("im2col %t1.win, %t0", "im2col %t1.win %t0"))
+    (tmp_path / "bad.pimasm").write_text(edit(digits_text(), "im2col ", r"(%[\w.]+), ", r"\1 ")[0])
     with pytest.raises(AsmError, match=re.escape(str(tmp_path / "bad.pimasm")) + r":\d+:\d+: "):
         read_program(tmp_path / "bad.pimasm")
 
@@ -269,6 +305,14 @@ def test_read_program_errors(tmp_path):
 
 def preset_toml(name="isaac") -> str:
     return (ROOT / "isa" / "targets" / f"{name}.toml").read_text()
+
+
+def toml_set(key: str, value: str | None, extra: str = "") -> str:
+    """The isaac preset with `key = value` (None: the key dropped) and an extra line after it."""
+    text, n = re.subn(rf"(?m)^{key}\s*=[^#\n]*", "" if value is None else f"{key} = {value} " + extra,
+                      preset_toml(), count=1)
+    assert n == 1, key
+    return text
 
 
 def write(tmp_path, text, name="t.toml"):
@@ -301,25 +345,25 @@ def test_bad_toml_syntax(tmp_path):
 
 def test_target_file_missing_key(tmp_path):
     with pytest.raises(AsmError, match="missing key\\(s\\) cols"):
-        load_target(write(tmp_path, preset_toml().replace("cols = 128", "")))
+        load_target(write(tmp_path, toml_set("cols", None)))
 
 
 def test_target_file_unknown_key(tmp_path):
     with pytest.raises(AsmError, match="unknown key\\(s\\) colz"):
-        load_target(write(tmp_path, preset_toml().replace("cols = 128", "cols = 128\ncolz = 1")))
+        load_target(write(tmp_path, toml_set("cols", "128", "\ncolz = 1")))
 
 
-@pytest.mark.parametrize("old, new, expect", [
-    ("rows = 128", 'rows = "128"', "'rows' must be int"),
-    ("rows = 128", "rows = 128.5", "'rows' must be int"),
-    ("adc_signed = false", "adc_signed = 1", "'adc_signed' must be bool"),
-    ("weight_slices = [2, 2, 2, 2]", 'weight_slices = [2, 2, "2", 2]', "'weight_slices' must be"),
-    ("xbar_cycle_ns = 100.0", 'xbar_cycle_ns = "100"', "'xbar_cycle_ns' must be float"),
-    ("program_once = true", "program_once = 2024-01-01", "'program_once' must be bool"),
+@pytest.mark.parametrize("key, value, expect", [
+    ("rows", '"128"', "'rows' must be int"),
+    ("rows", "128.5", "'rows' must be int"),
+    ("adc_signed", "1", "'adc_signed' must be bool"),
+    ("weight_slices", '[2, 2, "2", 2]', "'weight_slices' must be"),
+    ("xbar_cycle_ns", '"100"', "'xbar_cycle_ns' must be float"),
+    ("program_once", "2024-01-01", "'program_once' must be bool"),
 ])
-def test_target_file_wrong_type(tmp_path, old, new, expect):
+def test_target_file_wrong_type(tmp_path, key, value, expect):
     with pytest.raises(AsmError, match=expect):
-        load_target(write(tmp_path, preset_toml().replace(old, new, 1)))
+        load_target(write(tmp_path, toml_set(key, value)))
 
 
 def test_target_file_key_twice_across_sections(tmp_path):

@@ -65,3 +65,13 @@ def test_examples_parse_and_match_the_spec(op):
 def _fmt(v):
     from isa.text import format_value
     return format_value(v)
+
+
+def test_every_target_key_is_documented():
+    import dataclasses
+
+    from isa import Target
+    text = README.read_text()
+    table = text[text.index("## Target keys"):text.index("## Data section")]
+    missing = [f.name for f in dataclasses.fields(Target) if f"`{f.name}`" not in table]
+    assert not missing, f"target keys missing from isa/README.md's table: {missing}"

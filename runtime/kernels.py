@@ -16,21 +16,23 @@ def rshift_round(v: np.ndarray, shift) -> np.ndarray:
     return (v + (np.int64(1) << (shift - 1))) >> shift
 
 
-def requant(acc, mult, shift, zero, lo, hi) -> np.ndarray:
-    """u8 = clamp(floor((acc * mult + 2^(shift-1)) / 2^shift) + zero, lo, hi); mult, shift broadcast on the
-    last axis. An integer-valued float acc whose products stay below 2^52 takes the same arithmetic in float64
-    (every step exact there), which is faster than int64 shifts."""
+def requant(acc, mult, shift, zero, lo, hi, bias=None) -> np.ndarray:
+    """u8 = clamp(floor(((acc + bias) * mult + 2^(shift-1)) / 2^shift) + zero, lo, hi); mult, shift, bias
+    broadcast on the last axis. An integer-valued float acc whose products stay below 2^52 takes the same
+    arithmetic in float64: there every step is exact (mult / 2^shift is exact, and so are the products and
+    sums of these multiples of 2^-shift), and it is faster than int64 shifts."""
     mult, shift = np.asarray(mult, dtype=np.int64), np.asarray(shift, dtype=np.int64)
     acc = np.asarray(acc)
-    if acc.dtype.kind == "f" and acc.size and \
-            float(np.abs(acc).max()) * float(mult.max()) + 2.0 ** (int(shift.max()) - 1) < 2.0 ** 52:
-        v = acc * mult.astype(np.float64)
-        v += np.exp2(shift - 1.0)
-        v *= np.exp2(-shift.astype(np.float64))
-        np.floor(v, out=v)
-        v += zero
-        return np.clip(v, lo, hi, out=v).astype(np.uint8)
-    v = rshift_round(acc.astype(np.int64) * mult, shift) + zero
+    b = np.zeros(1, np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
+    if acc.dtype.kind == "f" and acc.size:
+        peak = max(abs(float(acc.max())), abs(float(acc.min()))) + float(np.abs(b).max())
+        if peak * float(mult.max()) + 2.0 ** (int(shift.max()) - 1) + 256 * 2.0 ** int(shift.max()) < 2.0 ** 52:
+            m = mult * np.exp2(-shift.astype(np.float64))
+            v = acc * m
+            v += b * m + 0.5 + zero
+            np.floor(v, out=v)
+            return np.clip(v, lo, hi, out=v).astype(np.uint8)
+    v = rshift_round((acc.astype(np.int64) + b) * mult, shift) + zero
     return np.clip(v, lo, hi).astype(np.uint8)
 
 

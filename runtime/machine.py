@@ -207,11 +207,15 @@ def _mvm(m: Machine, ins: Instr):
         ev.macs //= 2
     name = ins.args[0].name
     n = ins.attr("n")
-    if name not in m.env:
-        m.env[name] = np.zeros(lead + (n,), dtype=np.float64)
-    acc = m.env[name]
     c0, c1 = xb.cols
-    acc[..., c0:c1] += out.reshape(lead + (c1 - c0,))
+    if name not in m.env and (c0, c1) == (0, n):     # the first crossbar covers every column: no copy
+        m.env[name] = out.reshape(lead + (n,))
+    else:
+        if name not in m.env:
+            m.env[name] = np.zeros(lead + (n,), dtype=np.float64)
+        elif m.env[name].dtype != np.float64:        # float32 is exact for one crossbar, not for their sum
+            m.env[name] = m.env[name].astype(np.float64)
+        m.env[name][..., c0:c1] += out.reshape(lead + (c1 - c0,))
     s = m.stats.layer(xb.layer)
     s.macs += ev.macs
     s.adc_converts += ev.converts
@@ -237,9 +241,9 @@ def _layout(acc, chw):
 
 @handler("requant")
 def _requant(m: Machine, ins: Instr):
-    acc = m.val(ins.args[1]) + m.val(ins.attr("bias"))     # psums are exact integers held in float64
-    y = K.requant(acc, m.val(ins.attr("mult")), m.val(ins.attr("shift")), ins.attr("zero"), ins.attr("lo"),
-                  ins.attr("hi"))
+    # psums are exact integers held in floats
+    y = K.requant(m.val(ins.args[1]), m.val(ins.attr("mult")), m.val(ins.attr("shift")), ins.attr("zero"),
+                  ins.attr("lo"), ins.attr("hi"), m.val(ins.attr("bias")))
     m.digital(ins, _layout(y, ins.attr("chw")), 3)
 
 

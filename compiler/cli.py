@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 
@@ -10,13 +9,12 @@ import numpy as np
 
 from ir import CompileError, FrontendError
 from isa import AsmError, load_target, parse_program, print_program
-from runtime.cli import one_line
+from runtime.guard import guarded
 from runtime.errors import RuntimeFault
 from runtime.io import load_arrays, write_json, write_text
 from runtime.machine import Machine
 from runtime.progress import Progress
 
-from .frontend import import_onnx  # noqa: F401  (kept importable for users of the CLI module)
 from .pipeline import compile_model
 
 ERRORS = (FrontendError, CompileError, AsmError, RuntimeFault)
@@ -24,7 +22,6 @@ ERRORS = (FrontendError, CompileError, AsmError, RuntimeFault)
 
 def _data(path, model_path, error):
     from .frontend import load_onnx
-    import onnx
     m = load_onnx(model_path)
     inits = {i.name for i in m.graph.initializer}
     names = [i.name for i in m.graph.input if i.name not in inits]
@@ -67,58 +64,49 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     bar = Progress("pimc")
-    try:
-        t0 = time.perf_counter()
-        target = load_target(args.target)
-        if args.encoding:
-            enc = "center_offset" if args.encoding == "center" else args.encoding
-            target = target.replace(encoding=enc, flip=target.flip and enc == "unsigned")
-        calib = _data(args.calib, args.model, CompileError)[0] if args.calib else None
-        compiled = compile_model(args.model, target, calib, options=_options(args), progress=bar)
-        text = print_program(compiled.program)
-        seconds = time.perf_counter() - t0
-        report = compiled.report() | {"compile_seconds": round(seconds, 3), "program_bytes": len(text),
-                                      "program_lines": text.count("\n")}
-        verify = None
-        if args.verify:
-            from .verify import format_ladder, ladder
-            feeds, labels = _data(args.verify, args.model, CompileError)
-            verify = ladder(compiled, args.model, feeds, labels)
-            report["verification"] = {k: v for k, v in verify.items() if k != "stats"}
-        if args.plots:
-            from .plots import write_plots
-            feeds = _data(args.verify or args.calib, args.model, CompileError)[0] if (args.verify or args.calib) else None
-            if feeds is None:
-                raise CompileError("--plots needs data to run on: give --verify or --calib")
-            lo, hi = target.adc_range
-            span = max(hi - lo, 16)
-            m = Machine(parse_program(text), hist_range=(lo - span, hi + span))
-            m.run(feeds)
-            report["plots"] = write_plots(m.stats.to_json(), m.stats.histogram(), (lo, hi), args.plots)
-        bar.close()
-        write_text(args.output, text)
-        if args.report:
-            write_json(args.report, report)
-        if not args.quiet:
-            xb = compiled.report()["passes"]
-            n = next((r["report"]["crossbars"] for r in xb if r["pass"] == "map_crossbars"), 0)
-            print(f"pimc: {args.output}: {report['program_lines']} lines, {len(text)} bytes, {n} crossbars "
-                  f"on {target.name}, compiled in {seconds:.2f} s")
-            if verify:
-                print(format_ladder(verify))
-        return 0
-    except ERRORS + (OSError,) as e:
-        bar.close()
-        print(f"pimc: error: {one_line(e)}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:
-        if os.environ.get("PIM_DEBUG"):
-            raise
-        print(f"pimc: internal error: {type(e).__name__}: {one_line(e)} (set PIM_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        return 2
+    return guarded("pimc", ERRORS + (OSError,), bar, lambda: _run(args, bar))
+
+
+def _run(args, bar) -> int:
+    t0 = time.perf_counter()
+    target = load_target(args.target)
+    if args.encoding:
+        enc = "center_offset" if args.encoding == "center" else args.encoding
+        target = target.replace(encoding=enc, flip=target.flip and enc == "unsigned")
+    calib = _data(args.calib, args.model, CompileError)[0] if args.calib else None
+    compiled = compile_model(args.model, target, calib, options=_options(args), progress=bar)
+    text = print_program(compiled.program)
+    seconds = time.perf_counter() - t0
+    report = compiled.report() | {"compile_seconds": round(seconds, 3), "program_bytes": len(text),
+                                  "program_lines": text.count("\n")}
+    verify = None
+    if args.verify:
+        from .verify import format_ladder, ladder
+        feeds, labels = _data(args.verify, args.model, CompileError)
+        verify = ladder(compiled, args.model, feeds, labels)
+        report["verification"] = {k: v for k, v in verify.items() if k != "stats"}
+    if args.plots:
+        from .plots import write_plots
+        feeds = _data(args.verify or args.calib, args.model, CompileError)[0] if (args.verify or args.calib) else None
+        if feeds is None:
+            raise CompileError("--plots needs data to run on: give --verify or --calib")
+        lo, hi = target.adc_range
+        span = max(hi - lo, 16)
+        m = Machine(parse_program(text), hist_range=(lo - span, hi + span))
+        m.run(feeds)
+        report["plots"] = write_plots(m.stats.to_json(), m.stats.histogram(), (lo, hi), args.plots)
+    bar.close()
+    write_text(args.output, text)
+    if args.report:
+        write_json(args.report, report)
+    if not args.quiet:
+        xb = compiled.report()["passes"]
+        n = next((r["report"]["crossbars"] for r in xb if r["pass"] == "map_crossbars"), 0)
+        print(f"pimc: {args.output}: {report['program_lines']} lines, {len(text)} bytes, {n} crossbars "
+              f"on {target.name}, compiled in {seconds:.2f} s")
+        if verify:
+            print(format_ladder(verify))
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 from isa import AsmError, read_program
 
 from .errors import RuntimeFault
+from .guard import guarded
 from .io import load_arrays, write_arrays, write_json
 from .machine import Machine
 from .progress import Progress
@@ -45,11 +45,6 @@ def check_feeds(m: Machine, feeds) -> None:
         raise RuntimeFault("the input batch is empty")
 
 
-def one_line(e: BaseException) -> str:
-    """An error message as one stderr line, however many lines the exception's text has."""
-    return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
-
-
 def summary(stats: dict) -> str:
     spec = stats.get("speculation_success")
     return (f"{stats['samples']} samples on {stats['target']}: converts/MAC {stats['converts_per_mac']:.4f}, "
@@ -72,41 +67,28 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     bar = Progress("pimrun")
-    try:
-        if args.noise < 0:
-            raise RuntimeFault(f"--noise must be >= 0, got {args.noise}")
-        m, outs, labels = run_file(args.program, args.input, args.ideal, max(1, args.chunk), progress=bar,
-                                   noise=args.noise, seed=args.seed)
-        bar.close()
-        stats = m.stats.to_json()
-        if args.output:
-            write_arrays(args.output, outs)
-        if args.stats:
-            write_json(args.stats, stats)
-        if not args.quiet:
-            print(summary(stats))
-            if labels is not None and len(outs) == 1:
-                y = next(iter(outs.values()))
-                if y.ndim == 2 and len(labels) == len(y):
-                    print(f"top-1 accuracy {np.mean(y.argmax(1) == labels):.4f} "
-                          f"({int(np.sum(y.argmax(1) == labels))}/{len(y)})")
-        return 0
-    except (AsmError, RuntimeFault, ValueError, OSError) as e:
-        bar.close()
-        print(f"pimrun: error: {one_line(e)}", file=sys.stderr)
-        return 1
-    except MemoryError as e:      # a program or batch too large for this host
-        bar.close()
-        print(f"pimrun: error: out of memory ({one_line(e)}); try a smaller --chunk", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # a bug: still one line, unless asked for the traceback
-        if os.environ.get("PIM_DEBUG"):
-            raise
-        print(f"pimrun: internal error: {type(e).__name__}: {one_line(e)} (set PIM_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        return 2
+    return guarded("pimrun", (AsmError, RuntimeFault, ValueError, OSError), bar, lambda: _run(args, bar))
+
+
+def _run(args, bar) -> int:
+    if args.noise < 0:
+        raise RuntimeFault(f"--noise must be >= 0, got {args.noise}")
+    m, outs, labels = run_file(args.program, args.input, args.ideal, max(1, args.chunk), progress=bar,
+                               noise=args.noise, seed=args.seed)
+    bar.close()
+    stats = m.stats.to_json()
+    if args.output:
+        write_arrays(args.output, outs)
+    if args.stats:
+        write_json(args.stats, stats)
+    if not args.quiet:
+        print(summary(stats))
+        if labels is not None and len(outs) == 1:
+            y = next(iter(outs.values()))
+            if y.ndim == 2 and len(labels) == len(y):
+                print(f"top-1 accuracy {np.mean(y.argmax(1) == labels):.4f} "
+                      f"({int(np.sum(y.argmax(1) == labels))}/{len(y)})")
+    return 0
 
 
 if __name__ == "__main__":

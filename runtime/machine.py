@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from isa import Buf, ConstRef, Instr, Program
+from isa import ConstRef, Instr, Program
 
 from . import crossbar as X
 from . import kernels as K

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from compiler.pipeline import compile_model
-from compiler.reference import dequantize_outputs, run_reference
+from passes.reference import dequantize_outputs, run_reference
 from isa import parse_program, print_program
 from runtime.machine import Machine
 from tests.conftest import DIGITS, digits_compiled

@@ -16,7 +16,7 @@ import pytest
 
 from compiler.frontend import import_onnx
 from compiler.pipeline import compile_model
-from compiler.reference import dequantize_outputs, run_reference
+from passes.reference import dequantize_outputs, run_reference
 from ir import FrontendError
 from ir.float_eval import evaluate
 from isa import parse_program, print_program

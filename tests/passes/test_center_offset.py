@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from compiler.pipeline import compile_model
-from compiler.reference import dequantize_outputs, run_reference
+from passes.reference import dequantize_outputs, run_reference
 from isa import load_target
 from passes.center_offset import D, optimal_centers
 from runtime import crossbar as X

@@ -1,0 +1,32 @@
+"""How both CLIs end: a user's error is one stderr line and exit 1; a bug is one line and exit 2 (PIM_DEBUG=1
+shows its traceback); nothing ever prints a traceback by default."""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def one_line(e: BaseException) -> str:
+    """An error message as one stderr line, however many lines the exception's text has."""
+    return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+
+
+def guarded(prog: str, user_errors: tuple, bar, body) -> int:
+    try:
+        return body()
+    except user_errors as e:
+        bar.close()
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except MemoryError as e:      # a program or batch too large for this host
+        bar.close()
+        print(f"{prog}: error: out of memory ({one_line(e)}); try a smaller --chunk", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:
+        if os.environ.get("PIM_DEBUG"):
+            raise
+        print(f"{prog}: internal error: {type(e).__name__}: {one_line(e)} (set PIM_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 2

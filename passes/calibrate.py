@@ -27,7 +27,8 @@ class Calibrate:
         if not needed:
             return CalibrationReport(0, 0, len(hinted))
         if ctx.calib is None:
-            raise CompileError("this float model needs a calibration set (--calib FILE.npy|FILE.npz)")
+            raise CompileError(f"{len(needed)} tensors have no quantisation of their own (a float model, or float "
+                               "parts of a quantised one): give a calibration set (--calib FILE.npy|FILE.npz)")
         n = len(next(iter(ctx.calib.values())))
         lo, hi = {}, {}
         for start in range(0, n, 64):

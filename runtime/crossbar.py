@@ -108,10 +108,14 @@ class MvmEvents:
     hist: np.ndarray | None = None
 
 
+def code_pulses(islices) -> np.ndarray:
+    """Pulse-train DAC pulses of each u8 code: an input slice of value v is v pulses."""
+    return sum(slice_values(np.arange(256), islices)).astype(np.uint8)
+
+
 def row_pulses(x: np.ndarray, islices) -> np.ndarray:
-    """Pulse-train DAC pulses per row over all of x (M, R): an input slice of value v is v pulses."""
-    per_code = sum(slice_values(np.arange(256), islices)).astype(np.uint8)
-    return per_code[x].sum(axis=0, dtype=np.int64)
+    """DAC pulses per row over all of x (M, R)."""
+    return code_pulses(islices)[x].sum(axis=0, dtype=np.int64)
 
 
 def column_bounds(xb: Crossbar, islices) -> tuple[np.ndarray, np.ndarray]:

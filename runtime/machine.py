@@ -158,7 +158,7 @@ def _row_pulses(m: Machine, name: str, islices) -> np.ndarray:
     key = (name, islices)
     if key in m.pulse_rows:
         return m.pulse_rows[key]
-    per_code = _code_pulses(islices)
+    per_code = X.code_pulses(islices)
     if name in m.windowed:
         x, ins = m.windowed[name]
         (kh, kw), (sh, sw), (dh, dw) = ins.attr("kernel"), ins.attr("strides"), ins.attr("dilations")
@@ -173,10 +173,6 @@ def _row_pulses(m: Machine, name: str, islices) -> np.ndarray:
         x = m.env[name]
         m.pulse_rows[key] = per_code[x.reshape(-1, x.shape[-1])].sum(axis=0, dtype=np.int64)
     return m.pulse_rows[key]
-
-
-def _code_pulses(islices) -> np.ndarray:
-    return sum(X.slice_values(np.arange(256), islices))
 
 
 @handler("mvm")

@@ -264,7 +264,7 @@ def plots(rows, slicings, noise_levels, outdir: Path, title: str):
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for i, (layer, s) in enumerate(sl.items()):
         bottom = 0
-        for w in s:
+        for w in reversed(s):                     # least significant slice at the bottom, MSB on top
             ax.bar(i, w, bottom=bottom, color=plt.cm.viridis(w / 4), edgecolor="white")
             ax.text(i, bottom + w / 2, str(w), ha="center", va="center", fontsize=7, color="white")
             bottom += w

@@ -98,6 +98,7 @@ def program(layer, wm, rows, cols, kg, ng, encoding, center, slices, flip) -> Cr
 
 @dataclass
 class MvmEvents:
+    columns: int = 0               # physical column readouts (windows x columns): the unit of converts/column
     converts: int = 0              # ADC conversions, speculative and recovery
     saturated: int = 0             # conversions whose column sum lay outside the ADC range and were kept
     macs: int = 0
@@ -174,7 +175,8 @@ def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced
     M, R = x.shape
     n = xb.mask.shape[1]
     nI, nW = len(islices), len(xb.slices)
-    ev = MvmEvents(converts=nI * M * nW * n, macs=M * int(xb.mask.sum()), cell_reads=nI * M * xb.cells,
+    ev = MvmEvents(columns=M * nW * n, converts=nI * M * nW * n, macs=M * int(xb.mask.sum()),
+                   cell_reads=nI * M * xb.cells,
                    dac_pulses=int((row_pulses(x, islices) if pulses is None else pulses).sum()))
     if recover:
         ev.spec_converts = ev.converts

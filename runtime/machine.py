@@ -198,7 +198,8 @@ def _mvm(m: Machine, ins: Instr):
         out, ev = X.mvm(xb, np.maximum(v, 0).astype(np.uint8), *args, **spec)
         neg, ev2 = X.mvm(xb, np.maximum(-v, 0).astype(np.uint8), *args, **spec)
         out = out - neg
-        for f in ("converts", "saturated", "macs", "dac_pulses", "cell_reads", "spec_converts", "spec_failures"):
+        for f in ("columns", "converts", "saturated", "macs", "dac_pulses", "cell_reads", "spec_converts",
+                  "spec_failures"):
             setattr(ev, f, getattr(ev, f) + getattr(ev2, f))
         ev.macs //= 2
     name = ins.args[0].name
@@ -215,6 +216,7 @@ def _mvm(m: Machine, ins: Instr):
     s = m.stats.layer(xb.layer)
     s.macs += ev.macs
     s.adc_converts += ev.converts
+    s.columns += ev.columns
     s.saturated_converts += ev.saturated
     s.spec_converts += ev.spec_converts
     s.spec_failures += ev.spec_failures

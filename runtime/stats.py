@@ -15,6 +15,7 @@ class LayerStats:
     adc_converts: int = 0
     saturated_converts: int = 0
     spec_converts: int = 0
+    columns: int = 0
     spec_failures: int = 0
     crossbars: set = field(default_factory=set)
     rows_used: list = field(default_factory=list)
@@ -31,6 +32,16 @@ class LayerStats:
 
     def add_xbar_time(self, xb: int, ns: float):
         self.xbar_ns[xb] = self.xbar_ns.get(xb, 0.0) + ns
+
+
+def converts_per_column(converts: int, spec: int, columns: int) -> dict:
+    """ADC conversions per column readout, split into speculative and recovery ones under speculation."""
+    if not columns:
+        return {"converts_per_column": 0.0}
+    out = {"converts_per_column": converts / columns}
+    if spec:
+        out |= {"speculative_per_column": spec / columns, "recovery_per_column": (converts - spec) / columns}
+    return out
 
 
 class Stats:
@@ -71,6 +82,7 @@ class Stats:
             "saturated_converts": s.saturated_converts,
             "saturation_rate": s.saturated_converts / s.adc_converts if s.adc_converts else 0.0,
             "speculation_success": 1 - s.spec_failures / s.spec_converts if s.spec_converts else None,
+            **converts_per_column(s.adc_converts, s.spec_converts, s.columns),
             "crossbars_used": nx,
             "rows_used": float(np.mean(s.rows_used)) if s.rows_used else 0.0,
             "utilisation": s.cells_used / (nx * t.rows * t.cols) if nx else 0.0,
@@ -104,6 +116,7 @@ class Stats:
             "saturation_rate": tot["saturated_converts"] / tot["adc_converts"] if tot["adc_converts"] else 0.0,
             "rows_used": float(np.mean(all_rows)) if all_rows else 0.0,
             "speculation_success": 1 - fails / spec if spec else None,
+            **converts_per_column(tot["adc_converts"], spec, sum(s.columns for s in self.layers.values())),
             "speculation_failures": fails,
             "utilisation": cells / (tot["crossbars_used"] * self.t.rows * self.t.cols) if mvm_rows else 0.0,
             "energy_pj": energy,

@@ -57,8 +57,12 @@ def test_digits_adaptive_slicing_is_within_budget_and_exact(digits_test):
     assert acc >= 0.985
 
 
-def test_forced_slicing_applies_to_every_layer():
-    c = compile_model(DIGITS / "digits_cnn.onnx", "raella", np.load(DIGITS / "digits_calib.npy"),
-                      options={"slicing": (4, 2, 2)})
-    writes = [i for i in c.program.code if i.op == "xbwrite"]
-    assert writes and all(i.attr("slices") == (4, 2, 2) for i in writes)
+def test_forced_slicing_applies_to_every_layer(digits_test):
+    x, _ = digits_test
+    for slicing in [(4, 2, 2), (1, 3, 4), (2,) * 4]:
+        c = compile_model(DIGITS / "digits_cnn.onnx", "raella", np.load(DIGITS / "digits_calib.npy"),
+                          options={"slicing": slicing})
+        writes = [i for i in c.program.code if i.op == "xbwrite"]
+        assert writes and all(i.attr("slices") == slicing for i in writes)
+        ref = dequantize_outputs(c.graph, run_reference(c.graph, {"image": x[:64]}))["logits"]
+        assert np.array_equal(Machine(c.program, ideal=True).run({"image": x[:64]})["logits"], ref)

@@ -44,3 +44,17 @@ def test_buffer_capacity_is_enforced(digits_test):
     small = dc_replace(prog, target=prog.target.replace(tiles=1, buffer_kb_per_tile=1))
     with pytest.raises(RuntimeFault, match=r"requant: result of 4096 B per sample exceeds the target's buffers"):
         Machine(small).run({"image": x[:2]})
+
+
+def test_converts_per_column_under_speculation(digits_test):
+    x, _ = digits_test
+    m = Machine(digits_compiled("raella").program)
+    m.run({"image": x[:32]})
+    s = m.stats.to_json()
+    spec_layers = [r for r in s["layers"] if r.get("speculative_per_column")]
+    assert spec_layers and all(r["speculative_per_column"] == 3 for r in spec_layers)    # 4-2-2 speculation
+    assert all(r["recovery_per_column"] > 0 for r in spec_layers)
+    assert s["converts_per_column"] == pytest.approx(s["speculative_per_column"] + s["recovery_per_column"])
+    m1 = Machine(digits_compiled("isaac").program)
+    m1.run({"image": x[:4]})
+    assert m1.stats.to_json()["converts_per_column"] == 8                                # eight 1-bit slices

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import lru_cache
 
 import numpy as np
 
@@ -15,17 +16,23 @@ from runtime.io import load_arrays, write_json, write_text
 from runtime.machine import Machine
 from runtime.progress import Progress
 
+from .frontend import load_onnx
 from .pipeline import compile_model
 
 ERRORS = (FrontendError, CompileError, AsmError, RuntimeFault)
 
 
-def _data(path, model_path, error):
-    from .frontend import load_onnx
+@lru_cache(maxsize=4)
+def _input_names(model_path) -> list[str]:
     m = load_onnx(model_path)
     inits = {i.name for i in m.graph.initializer}
-    names = [i.name for i in m.graph.input if i.name not in inits]
-    feeds, labels = load_arrays(path, names, error=error)
+    return [i.name for i in m.graph.input if i.name not in inits]
+
+
+@lru_cache(maxsize=4)
+def _data(path, model_path, error):
+    """Feeds and labels of a data file, read once however many options name it."""
+    feeds, labels = load_arrays(path, _input_names(model_path), error=error)
     for name, x in feeds.items():
         if x.dtype.kind == "f" and not np.isfinite(x).all():
             raise error(f"{path}: input '{name}' holds {int(np.sum(~np.isfinite(x)))} NaN or infinite values")

@@ -12,6 +12,10 @@ import numpy as np
 from ir import CompileError, Graph, Op
 from isa import Buf, Program, Target
 
+from .lower_vector import VLOWER, bounds
+
+from .schedule import ScheduleOptions, schedule_program
+
 CROSSBAR_OPS = ("conv", "linear")
 
 
@@ -47,6 +51,9 @@ class Lowering:
         g, p = self.g, self.p
         for name in g.inputs:
             t = g.tensors[name]
+            if t.dtype in ("f32", "i64"):     # the vector unit reads it as float32 / integer ids
+                p.emit("input", self.b(name), name=name, shape=t.shape, scale=1.0, zero=0, dtype=t.dtype)
+                continue
             if t.dtype != "u8":
                 raise CompileError(f"input {name} is not quantised")
             p.emit("input", self.b(name), name=name, shape=t.shape, scale=float(t.scale), zero=t.zero)
@@ -54,7 +61,8 @@ class Lowering:
             if op.kind in CROSSBAR_OPS:
                 self._program_crossbars(op)
         for op in self.ops:
-            fn = LOWER.get(op.kind)
+            vector = op.kind not in CROSSBAR_OPS and (g.tensors[op.outputs[0]].dtype == "f32" or op.kind == "quant")
+            fn = (VLOWER if vector else LOWER).get(op.kind)
             if fn is None:
                 raise CompileError(f"node {op.name}: the backend has no lowering for '{op.kind}'")
             fn(self, op)
@@ -63,8 +71,12 @@ class Lowering:
             if t.dtype == "i32":
                 p.emit("output", self.b(name), name=onnx_name, scale=self.const(self.producer(name), "oscale",
                        np.asarray(t.scale, np.float64)), axis=t.qaxis)
+            elif t.dtype == "f32":
+                p.emit("output", self.b(name), name=onnx_name, scale=1.0)
             else:
                 p.emit("output", self.b(name), name=onnx_name, scale=float(t.scale), zero=t.zero)
+        if not p.target.program_once:      # rewriting target: place and interleave the writes (schedule.py)
+            schedule_program(p, g, self.ops, getattr(self, "schedule", None) or ScheduleOptions())
         return p
 
     def producer(self, tensor):
@@ -121,7 +133,11 @@ def _crossbar_op(L: Lowering, op: Op):
     # signed: the mvm already sums W * (x - zx)
     bias = q["bias"] - (0 if signed else q["zx"]) * wm.astype(np.int64).sum(axis=0)
     y = L.b(op.outputs[0])
-    if "mult" in q:
+    if g.tensors[op.outputs[0]].dtype == "f32":       # to the float32 vector unit
+        act = bounds(*q["act"]) if "act" in q else {}
+        L.p.emit("accf", y, acc, bias=L.const(op, "bias", _narrow(bias)), scale=L.const(op, "scale", q["oscale"]),
+                 layer=op.name, **act, **attrs)
+    elif "mult" in q:
         L.p.emit("requant", y, acc, bias=L.const(op, "bias", _narrow(bias)), mult=L.const(op, "mult", q["mult"]),
                  shift=L.const(op, "shift", _narrow(q["shift"])), zero=q["zy"], lo=q["lo"], hi=q["hi"],
                  layer=op.name, **attrs)
@@ -213,5 +229,7 @@ def _lrn(L, op):
              zero=q["zy"], layer=op.name)
 
 
-def lower_graph(g: Graph, target: Target) -> Program:
-    return Lowering(g, target).run()
+def lower_graph(g: Graph, target: Target, schedule: ScheduleOptions | None = None) -> Program:
+    L = Lowering(g, target)
+    L.schedule = schedule
+    return L.run()

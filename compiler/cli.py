@@ -41,6 +41,13 @@ def _data(path, model_path, error):
 
 def _options(args) -> dict:
     opts = {"error_budget": args.error_budget, "no_speculation": args.no_speculation}
+    if args.schedule:
+        opts["schedule"] = args.schedule
+    opts |= {"bank_select": not args.no_bank_select, "replication": not args.no_replication,
+             "weight_reuse": not args.no_weight_reuse}
+    opts |= {"attention": args.attention, "vector": args.vector, "smooth": args.smooth}
+    if args.sparse_attention:
+        opts["sparse_attention"] = args.sparse_attention
     if args.slicing:
         if args.slicing == "adaptive":
             opts["slicing"] = "adaptive"
@@ -68,6 +75,23 @@ def main(argv=None) -> int:
                                       "for every layer (default: the target's)")
     ap.add_argument("--error-budget", type=float, default=0.09, help="adaptive slicing's error budget (0.09)")
     ap.add_argument("--no-speculation", action="store_true", help="eight 1-bit input slices, no speculation")
+    ap.add_argument("--schedule", choices=("naive", "overlap", "aras"),
+                    help="weight-rewriting schedule for a target that rewrites weights (default aras): naive writes a "
+                         "layer then computes it, overlap writes the next layers as PE rows free up, aras adds bank "
+                         "selection, replication and weight reuse")
+    ap.add_argument("--no-bank-select", action="store_true", help="aras: the 15 x 256 KB baseline buffer, no ILP")
+    ap.add_argument("--no-replication", action="store_true", help="aras: one copy of every layer")
+    ap.add_argument("--no-weight-reuse", action="store_true", help="aras: weights as quantised, not shifted")
+    ap.add_argument("--attention", choices=("retransformer", "naive", "digital"), default="retransformer",
+                    help="attention products: ReTransformer's reordering (only the input X is written into crossbars),"
+                         " naive (K^T and V written at run time), or digital (on the vector unit)")
+    ap.add_argument("--sparse-attention", metavar="topk:K|threshold:T",
+                    help="keep per query the K largest attention scores (or those within T of the row max); the "
+                         "products run on PIM banks in IP / SVM mode and K, V are stored (attention becomes naive)")
+    ap.add_argument("--vector", choices=("auto", "fp32", "int8"), default="auto",
+                    help="digital ops: integer (CNNs) or the float32 vector unit (transformers); auto picks")
+    ap.add_argument("--smooth", choices=("layernorm", "all", "none"), default="layernorm",
+                    help="SmoothQuant per-channel smoothing of crossbar inputs (vector unit only)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     bar = Progress("pimc")

@@ -17,7 +17,7 @@ from onnx.reference import ReferenceEvaluator
 from ir import FrontendError, Graph, Tensor
 from ir.float_eval import run_op
 
-from . import onnx_ops
+from . import masks, onnx_ops
 
 PROBE_BATCH = 7
 TARGET_OPSET = 17
@@ -88,6 +88,7 @@ class Frontend:
             if vi.name in inits:
                 continue
             self._add_input(vi)
+        self.region = int_region(graph, set(self.consts), {i for i in self.g.inputs if self.g.tensors[i].dtype == "i64"})
         unsupported = self._unsupported()
         if unsupported:
             kinds = sorted({t for _, t, _ in unsupported})
@@ -132,7 +133,12 @@ class Frontend:
         elem = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
         self.g.add_tensor(Tensor(vi.name, tuple(per_sample), dtype="f32" if elem.kind == "f" else "i64"))
         self.g.inputs.append(vi.name)
-        self.probe[vi.name] = np.zeros((PROBE_BATCH, *per_sample), dtype=np.float64 if elem.kind == "f" else np.int64)
+        if elem.kind == "f":
+            self.probe[vi.name] = np.zeros((PROBE_BATCH, *per_sample), dtype=np.float64)
+        else:   # token ids / masks: valid indices of any table, and a mask with a valid first token
+            v = np.random.default_rng(len(self.g.inputs)).integers(0, 2, (PROBE_BATCH, *per_sample))
+            v.reshape(PROBE_BATCH, -1)[:, 0] = 1
+            self.probe[vi.name] = v.astype(np.int64)
 
     def _unsupported(self) -> list[tuple[str, str, str]]:
         """(node, op, why) for every node that cannot be converted, found before converting any: a node whose
@@ -143,6 +149,8 @@ class Frontend:
             live = [i for i in n.input if i]
             if n.op_type in ("Constant", "Shape") and n.domain in ("", "ai.onnx") or all(i in const for i in live):
                 const |= set(n.output)
+            elif set(n.output) <= self.region:
+                continue
             elif op_key(n) not in onnx_ops.CONVERTERS:
                 why = ": supported on constants only" if op_key(n) in FOLD_ONLY else ""
                 bad.append((n.name or "<unnamed>", op_key(n), why))
@@ -159,9 +167,22 @@ class Frontend:
         if all(self.is_const(i) for i in live) and node.op_type not in ("QuantizeLinear",):
             self._fold(node)
             return
+        if set(node.output) <= self.region:
+            self._fold(node, into=self.probe)
+            return
+        for i in live:
+            if i in self.region and self.name(i) not in self.g.tensors:
+                masks.materialise(self, i)
         onnx_ops.CONVERTERS[op_key(node)](self, node)
 
-    def _fold(self, node) -> None:
+    def _fold(self, node, into=None) -> None:
+        """Evaluate a node on known values: constants, or (into=self.probe) the probe values of the integer
+        inputs' region, which masks.materialise turns into IR ops where the model's float part reads them."""
+        if into is not None:
+            ins = [i for i in node.input if i]
+            for o, v in zip([o for o in node.output if o], evaluate_node(node, self.model, {i: self.value(i) for i in ins})):
+                into[o] = np.asarray(v)
+            return
         if node.op_type == "Constant":
             self.set_const(node.output[0], _constant_value(node))
             return
@@ -170,14 +191,33 @@ class Frontend:
                                                                             for i in node.input]))
             return
         ins = [i for i in node.input if i]
-        g = onnx.helper.make_graph(
-            [node], "fold",
-            [onnx.helper.make_tensor_value_info(i, onnx.TensorProto.UNDEFINED, None) for i in ins],
-            [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output if o])
-        m = onnx.helper.make_model(g, opset_imports=list(self.model.opset_import))
-        outs = ReferenceEvaluator(m).run(None, {i: self.value(i) for i in ins})
-        for o, v in zip([o for o in node.output if o], outs):
+        for o, v in zip([o for o in node.output if o], evaluate_node(node, self.model, {i: self.value(i) for i in ins})):
             self.set_const(o, v)
+
+
+def evaluate_node(node, model, feeds: dict) -> list:
+    """One ONNX node on concrete values, through onnx's reference evaluator."""
+    g = onnx.helper.make_graph(
+        [node], "fold",
+        [onnx.helper.make_tensor_value_info(i, onnx.TensorProto.UNDEFINED, None) for i in feeds],
+        [onnx.helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None) for o in node.output if o])
+    m = onnx.helper.make_model(g, opset_imports=list(model.opset_import))
+    return ReferenceEvaluator(m).run(None, feeds)
+
+
+def int_region(graph, const: set, ints: set) -> set:
+    """ONNX tensors computed from the integer inputs (token masks, ids) and constants only, other than through
+    an embedding lookup (Gather from a constant table): the model's mask arithmetic. It is evaluated on the
+    probe, never converted node by node; masks.materialise recognises what reaches the float part."""
+    const, region = set(const), set(ints)
+    for n in graph.node:
+        live = [i for i in n.input if i]
+        if n.op_type in ("Constant", "Shape") or all(i in const for i in live):
+            const |= set(n.output)
+        elif any(i in region for i in live) and all(i in region or i in const for i in live) \
+                and not (n.op_type == "Gather" and live[0] in const):
+            region |= set(n.output)
+    return region - ints
 
 
 FOLD_ONLY = {"Constant", "Shape", "Range", "ConstantOfShape", "Equal", "Less", "Greater", "Not", "Floor", "Ceil",

@@ -341,7 +341,7 @@ def sub(fe, node):
 @converts("Div")
 def div(fe, node):
     if not fe.is_const(node.input[1]):
-        raise FrontendError(f"node {node.name} (Div): division by a run-time value is not supported")
+        return _binary(fe, node, "div")
     _binary(fe, node, "mul", transform=lambda v: 1.0 / v)
 
 
@@ -597,3 +597,87 @@ def _hint_in(fe, node, x, scale, zero):
 
 def _hint_out(fe, node, out, ys, yz):
     fe.qhint[out] = _hint(fe, node, ys, yz)
+
+
+# ---- transformers ---------------------------------------------------------------------------------
+
+@converts("Gather")
+def gather(fe, node):
+    """Embedding lookup: rows of a constant table picked by run-time integer ids."""
+    data, idx = node.input
+    axis = attrs(node).get("axis", 0)
+    if not fe.is_const(data) or fe.is_const(idx) or axis != 0 or fe.value(data).ndim != 2:
+        raise FrontendError(f"node {node.name} (Gather): only a lookup of run-time ids in a constant 2-D table "
+                            "(axis 0) is supported")
+    fe.emit(node, "gather", [idx, _new_const(fe, data, fe.value(data).astype(np.float64))], node.output[0])
+
+
+@converts("LayerNormalization")
+def layernorm(fe, node):
+    a = attrs(node)
+    x = node.input[0]
+    rank = len(fe.shape(x)) + 1
+    if a.get("axis", -1) % rank != rank - 1:
+        raise FrontendError(f"node {node.name} (LayerNormalization): only normalisation over the last axis is supported")
+    n = fe.shape(x)[-1]
+    ins = [x]
+    for k, default in ((1, 1.0), (2, 0.0)):
+        v = fe.value(node.input[k]) if len(node.input) > k and node.input[k] else np.full(n, default)
+        if not (len(node.input) <= k or not node.input[k] or fe.is_const(node.input[k])):
+            raise FrontendError(f"node {node.name} (LayerNormalization): scale and bias must be constant")
+        ins.append(_new_const(fe, node.input[k] or f"{node.name}.p{k}", np.broadcast_to(np.asarray(v, np.float64), (n,)).copy()))
+    fe.emit(node, "layernorm", ins, node.output[0], eps=float(a.get("epsilon", 1e-5)))
+
+
+@converts("Erf", "Reciprocal", "Log")
+def erf(fe, node):
+    fe.emit(node, "unary", [node.input[0]], node.output[0], fn=node.op_type.lower(), params={})
+
+
+@converts("Gelu", "com.microsoft.Gelu", "com.microsoft.FastGelu", "com.microsoft.BiasGelu")
+def gelu(fe, node):
+    x = node.input[0]
+    approx = _decode(attrs(node).get("approximate", "none"))
+    fn = "gelu_tanh" if node.op_type == "FastGelu" or approx == "tanh" else "gelu_erf"
+    if len(node.input) > 1 and node.input[1]:       # bias input (FastGelu, BiasGelu)
+        x = fe.emit(node, "add", [x, _new_const(fe, node.input[1], fe.value(node.input[1]).astype(np.float64))],
+                    node.output[0] + ".biased")
+    fe.emit(node, "unary", [x], node.output[0], fn=fn, params={})
+
+
+def _axes(fe, node, rank):
+    a = attrs(node)
+    axes = fe.value(node.input[1]).tolist() if len(node.input) > 1 and node.input[1] else a.get("axes")
+    if axes is None or len(axes) == 0:
+        if a.get("noop_with_empty_axes", 0):
+            return None
+        axes = list(range(rank))
+    axes = sorted(int(x) % rank for x in axes)
+    if 0 in axes:
+        raise FrontendError(f"node {node.name} ({node.op_type}): reducing over the batch axis is not supported")
+    return tuple(axes)
+
+
+@converts("ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2")
+def reduce(fe, node):
+    rank = len(fe.shape(node.input[0])) + 1
+    axes = _axes(fe, node, rank)
+    if axes is None:
+        return fe.forward(node.output[0], node.input[0])
+    fe.emit(node, "reduce", [node.input[0]], node.output[0], fn=node.op_type[6:].lower(), axes=axes,
+            keepdims=bool(attrs(node).get("keepdims", 1)))
+
+
+@converts("Pow")
+def pow_(fe, node):
+    if not fe.is_const(node.input[1]) or fe.value(node.input[1]).size != 1:
+        raise FrontendError(f"node {node.name} (Pow): only a constant scalar exponent is supported")
+    e = float(fe.value(node.input[1]).reshape(()))
+    fe.emit(node, "unary", [node.input[0]], node.output[0], fn="pow", params={"p": e})
+
+
+@converts("Expand")
+def expand(fe, node):
+    x, shape = node.input
+    full = np.broadcast_shapes(fe.value(x).shape, tuple(int(d) for d in fe.value(shape)))
+    fe.emit(node, "expand", [x], node.output[0], shape=tuple(full[1:]))

@@ -1,6 +1,7 @@
 """The compile driver: ONNX -> IR -> passes -> backend -> isa.Program, with every pass's report."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -8,6 +9,7 @@ import numpy as np
 from backend.lower import lower_graph
 from ir import CompileError, Graph
 from isa import Program, Target, load_target
+from passes.attention import AttentionPass
 from passes.calibrate import Calibrate
 from passes.encoding import EncodeWeights
 from passes.fuse import FuseActivations
@@ -15,12 +17,15 @@ from passes.manager import Context, PassRecord, run_passes
 from passes.mapping import MapCrossbars
 from passes.quantize import Quantize
 from passes.slicing import Slicing
+from passes.sparse_attention import SparseAttention
 
+from . import rewriting
 from .frontend import import_onnx
 
 
 def default_passes():
-    return [FuseActivations(), Calibrate(), Quantize(), Slicing(), MapCrossbars(), EncodeWeights()]
+    return [FuseActivations(), AttentionPass(), SparseAttention(), Calibrate(), Quantize(), Slicing(), MapCrossbars(),
+            EncodeWeights()]
 
 
 @dataclass
@@ -57,6 +62,12 @@ def compile_model(model, target: Target | str = "raella", calib=None, options=No
                                f"{', '.join(g.inputs)}")
         calib = {g.inputs[0]: calib}
     check_calib(g, calib)
+    t, sched = rewriting.prepare(t, dict(options or {}))      # sched: None on a program-once target
     ctx = Context(target=t, calib=calib, options=dict(options or {}))
     records = run_passes(g, default_passes(), ctx, progress)
-    return Compiled(lower_graph(g, t), g, records)
+    if sched is None:
+        return Compiled(lower_graph(g, t), g, records)
+    records += rewriting.plan(g, ctx, sched, progress)
+    t0 = time.perf_counter()
+    program = lower_graph(g, t, sched)
+    return Compiled(program, g, records + [PassRecord("schedule", time.perf_counter() - t0, sched.report)])

@@ -44,8 +44,20 @@ def _conv(op, x, w, b=None):
 
 @kernel("linear")
 def _linear(op, x, w, b=None):
-    y = x @ w
+    y = grouped_matmul(x, w, op.attrs.get("group", 1))
     return y + b if b is not None else y
+
+
+def grouped_matmul(x, w, groups: int = 1):
+    """x (..., G*K) times a (K, G*N) weight whose column block g reads x's block g (block-diagonal); one
+    BLAS call per group over every row, not one per sample."""
+    rows = x.reshape(-1, x.shape[-1])
+    if groups == 1:
+        y = rows @ w
+    else:
+        k, n = w.shape[0], w.shape[1] // groups
+        y = np.concatenate([rows[:, i * k:(i + 1) * k] @ w[:, i * n:(i + 1) * n] for i in range(groups)], axis=1)
+    return y.reshape(x.shape[:-1] + (w.shape[1],))
 
 
 @kernel("matmul")
@@ -68,9 +80,13 @@ def _unary(op, x):
     return UNARY[op.attrs["fn"]](x, **op.attrs.get("params", {}))
 
 
-def _erf(x):
-    from math import erf
-    return np.vectorize(erf, otypes=[np.float64])(x)
+def erf(x):
+    """Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, below float32 resolution near 1; vectorised."""
+    x = np.asarray(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return np.sign(x) * (1.0 - poly * np.exp(-a * a))
 
 
 UNARY = {
@@ -84,7 +100,11 @@ UNARY = {
     "abs": np.abs,
     "neg": np.negative,
     "sqrt": lambda x: np.sqrt(np.maximum(x, 0)),
-    "gelu_erf": lambda x: 0.5 * x * (1 + _erf(x / np.sqrt(2))),
+    "gelu_erf": lambda x: 0.5 * x * (1 + erf(x / np.sqrt(2))),
+    "erf": erf,
+    "reciprocal": lambda x: 1 / x,
+    "log": np.log,
+    "pow": lambda x, p: np.power(x, p),
     "gelu_tanh": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
 }
 
@@ -137,6 +157,51 @@ def _mul(op, a, b):
     return a * b
 
 
+@kernel("div")
+def _div(op, a, b):
+    return a / b
+
+
+@kernel("gather")
+def _gather(op, ids, table):
+    return table[np.asarray(ids, dtype=np.int64)]
+
+
+@kernel("layernorm")
+def _layernorm(op, x, gamma, beta):
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + op.attrs["eps"]) * gamma + beta
+
+
+REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max,
+          "l2": lambda x, axis, keepdims: np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))}
+
+
+@kernel("reduce")
+def _reduce(op, x):
+    return REDUCE[op.attrs["fn"]](x, axis=op.attrs["axes"], keepdims=op.attrs["keepdims"])
+
+
+@kernel("expand")
+def _expand(op, x):
+    return np.broadcast_to(x, (x.shape[0],) + tuple(op.attrs["shape"]))
+
+
+def maskfn(ids, mode, shape, on=0.0, off=0.0, table=None, dtype=np.float64):
+    """The per-sample token-mask forms of compiler/masks.py, from the integer mask [B, S]."""
+    valid = np.asarray(ids).reshape(len(ids), -1) != 0
+    if mode == "select":
+        return np.where(valid, dtype(on), dtype(off)).astype(dtype).reshape((len(ids),) + tuple(shape))
+    return np.asarray(table, dtype)[valid.sum(axis=1)].reshape((len(ids),) + tuple(shape))
+
+
+@kernel("maskfn")
+def _maskfn(op, ids):
+    a = op.attrs
+    return maskfn(ids, a["mode"], a["shape"], a.get("on", 0.0), a.get("off", 0.0), a.get("table"))
+
+
 @kernel("concat")
 def _concat(op, *xs):
     return np.concatenate(xs, axis=op.attrs["axis"])
@@ -175,6 +240,19 @@ def _pad(op, x):
     p = op.attrs["pads"]  # per-sample (begin..., end...)
     n = len(p) // 2
     return np.pad(x, ((0, 0),) + tuple(zip(p[:n], p[n:])), constant_values=op.attrs["value"])
+
+
+@kernel("topk")
+def _topk(op, x):
+    """Sparse attention's score mask (passes/sparse_attention.py): the kept scores, the rest the float32
+    minimum. Same rule as runtime/vector.py's sparse_keep, here in float64."""
+    k, t = op.attrs.get("k"), op.attrs.get("threshold")
+    if k is not None and k < x.shape[-1]:
+        keep = np.zeros(x.shape, bool)
+        np.put_along_axis(keep, np.argsort(-x, axis=-1, kind="stable")[..., :k], True, axis=-1)
+    else:
+        keep = x >= x.max(axis=-1, keepdims=True) - t if k is None else np.ones(x.shape, bool)
+    return np.where(keep, x, float(np.finfo(np.float32).min))
 
 
 def run_op(op: Op, args):

@@ -53,6 +53,25 @@ class Target:
     e_digital_op: float
     e_write_pulse: float
     static_mw_per_tile: float
+    # optional keys, for targets that rewrite weights during inference (program_once = false); at their
+    # defaults they are left out of the program header
+    imas_per_row: int = 0        # IMAs (APUs) of one PE row, which share inputs and hold one layer; 0: a whole tile
+    dram_gbps: float = 0.0       # DRAM bandwidth for weight writes, GB/s (= bytes per ns); 0: unbounded
+    gbuf_banks_kb: tuple[int, ...] = ()   # global-buffer banks, KB each; () : no bank model
+    gbuf_mw_per_kb: float = 0.0  # static power of a powered bank per KB, mW
+    # PIM banks of sparse attention (runtime/banks.py, PAPERS.md T2): an M x N PE array each; 4 x 8 = 32
+    # PEs equals MiniLM's head dim, so an IP / SVM primitive (1 x MN) covers one head's q, k or v row per cycle
+    bank_m: int = 4
+    bank_n: int = 8
+
+    @property
+    def row_xbars(self) -> int:
+        """Crossbars of one PE row (the unit a layer is placed in)."""
+        return (self.imas_per_row or self.imas_per_tile) * self.xbars_per_ima
+
+    @property
+    def pe_rows(self) -> int:
+        return self.xbars // self.row_xbars
 
     @property
     def xbars(self) -> int:
@@ -65,13 +84,15 @@ class Target:
         return 0, (1 << self.adc_bits) - 1
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Every key, except optional ones at their default (so older headers stay byte-identical)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in _OPTIONAL or v != _OPTIONAL[k]}
 
     def replace(self, **kw) -> "Target":
         return from_dict({**self.to_dict(), **kw}, where=f"target {self.name}")
 
 
 _FIELDS = {f.name: f.type for f in dataclasses.fields(Target)}
+_OPTIONAL = {f.name: f.default for f in dataclasses.fields(Target) if f.default is not dataclasses.MISSING}
 
 
 def _coerce(key: str, value, where: str):
@@ -97,10 +118,10 @@ def from_dict(d: dict, where: str = "target") -> Target:
     unknown = sorted(set(d) - set(_FIELDS))
     if unknown:
         raise AsmError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    missing = [k for k in _FIELDS if k not in d]
+    missing = [k for k in _FIELDS if k not in d and k not in _OPTIONAL]
     if missing:
         raise AsmError(f"{where}: missing key(s) {', '.join(missing)}")
-    t = Target(**{k: _coerce(k, d[k], where) for k in _FIELDS})
+    t = Target(**{k: _coerce(k, d[k], where) for k in _FIELDS if k in d})
     _check(t, where)
     return t
 
@@ -123,6 +144,12 @@ def _check(t: Target, where: str) -> None:
         bad("flip applies only to the unsigned encoding")
     if t.adc_bits > 30:
         bad("adc_bits must be <= 30")
+    if t.imas_per_row < 0 or t.imas_per_row and t.imas_per_tile % t.imas_per_row:
+        bad(f"imas_per_row must divide imas_per_tile ({t.imas_per_tile}), got {t.imas_per_row}")
+    if t.bank_m < 1 or t.bank_n < 1:
+        bad("bank_m and bank_n must be >= 1")
+    if t.dram_gbps < 0 or t.gbuf_mw_per_kb < 0 or any(kb < 1 for kb in t.gbuf_banks_kb):
+        bad("dram_gbps and gbuf_mw_per_kb must be >= 0, gbuf_banks_kb sizes >= 1")
 
 
 def _flatten(doc: dict, where: str) -> dict:

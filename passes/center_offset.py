@@ -29,7 +29,15 @@ def _table(l: int, width: int) -> np.ndarray:
     return D(l + width - 1, l, WEIGHTS[:, None] - WEIGHTS[None, :]).astype(np.float64)
 
 
-def center_cost(w: np.ndarray, mask: np.ndarray, slices) -> np.ndarray:
+def histograms(w: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(n, 255): how many of each filter's devices hold each weight value."""
+    n = w.shape[1]
+    idx = (w + 127) + len(WEIGHTS) * np.arange(n)[None, :]
+    return np.bincount(idx[mask], minlength=len(WEIGHTS) * n).reshape(n, len(WEIGHTS)).astype(np.float64)
+
+
+def center_cost(w: np.ndarray, mask: np.ndarray, slices, hist: np.ndarray | None = None,
+                terms: dict | None = None) -> np.ndarray:
     """(255, n) cost of eq. 4.2 for every candidate center in [-127, 127] and filter (column of w, rows in mask).
 
     sum_w D(w - phi) depends only on how many weights take each value, so each slice's sums for all
@@ -37,17 +45,25 @@ def center_cost(w: np.ndarray, mask: np.ndarray, slices) -> np.ndarray:
     does not grow with the number of rows.
     """
     n = w.shape[1]
-    idx = (w + 127) + len(WEIGHTS) * np.arange(n)[None, :]
-    hist = np.bincount(idx[mask], minlength=len(WEIGHTS) * n).reshape(n, len(WEIGHTS)).astype(np.float64)
+    if hist is None:
+        hist = histograms(w, mask)
     cost = np.zeros((len(WEIGHTS), n))
     for l, width in zip(slice_shifts(slices), slices):
-        cost += 2.0 ** l * (hist @ _table(l, width)).T ** 4
+        term = None if terms is None else terms.get((l, width))
+        if term is None:      # one slice's term; a caller trying many slicings of a block keeps them in `terms`
+            term = 2.0 ** l * (hist @ _table(l, width)).T ** 4
+            if terms is not None:
+                terms[(l, width)] = term
+        cost += term
     return cost
 
 
-def optimal_centers(w: np.ndarray, mask: np.ndarray, slices) -> np.ndarray:
+def optimal_centers(w: np.ndarray, mask: np.ndarray, slices, hist: np.ndarray | None = None,
+                    terms: dict | None = None) -> np.ndarray:
     """Integer center per filter (column); w is the crossbar's (R, n) integer weights in [-127, 127], mask its
-    devices. Candidates span each filter's own weight range; ties go to the smallest center."""
+    devices (hist, terms: its histograms and per-slice cost terms, kept by a caller trying several slicings of
+    one block). Candidates span each
+    filter's own weight range; ties go to the smallest center."""
     if np.abs(w).max(initial=0) > 127:
         raise ValueError("Center+Offset expects symmetric 8-bit weights in [-127, 127]")
     big = 1 << 30
@@ -55,6 +71,6 @@ def optimal_centers(w: np.ndarray, mask: np.ndarray, slices) -> np.ndarray:
     hi = np.where(mask, w, -big).max(axis=0)
     empty = lo > hi                                   # a filter with no devices here
     lo, hi = np.where(empty, 0, lo), np.where(empty, 0, hi)
-    cost = center_cost(w, mask, slices)
+    cost = center_cost(w, mask, slices, hist, terms)
     cost[(WEIGHTS[:, None] < lo[None]) | (WEIGHTS[:, None] > hi[None])] = np.inf
     return WEIGHTS[np.argmin(cost, axis=0)]

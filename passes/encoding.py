@@ -23,10 +23,10 @@ from .center_offset import optimal_centers
 from .mapping import CROSSBAR_OPS
 
 
-def encode_block(w: np.ndarray, mask: np.ndarray, slices, encoding: str, flip: bool):
+def encode_block(w: np.ndarray, mask: np.ndarray, slices, encoding: str, flip: bool, hist=None, terms=None):
     """Center(s) and flip flags of one crossbar block: (center int or (n,) array, flips or None)."""
     if encoding == "center_offset":
-        phi = optimal_centers(w, mask, slices)
+        phi = optimal_centers(w, mask, slices, hist, terms)
     else:
         phi = -128 if encoding == "unsigned" else 0
     flips = None

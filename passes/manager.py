@@ -19,6 +19,7 @@ class Context:
     calib: dict[str, np.ndarray] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    channel_ranges: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)   # last axis
 
 
 class Pass(Protocol):

@@ -4,7 +4,8 @@ channel, ky, kx) tiled onto crossbars.
 Contract: op.attrs["xbars"] lists, per crossbar, the global im2col rows [r0, r1) and filters [c0, c1) it
 holds; a filter takes one physical column per weight slice. A grouped conv whose groups are small packs
 several groups block-diagonally into one crossbar (disjoint rows and columns); a group larger than a
-crossbar is tiled like a dense layer. Raises CompileError when a program-once target is too small.
+crossbar is tiled like a dense layer. Raises CompileError when a program-once target is too small (a
+rewriting target takes any number: backend/schedule.py places them in turn).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def weight_matrix(op) -> tuple[np.ndarray, int]:
     w = op.attrs["q"]["w"]
     if op.kind == "conv":
         return w.reshape(w.shape[0], -1).T.copy(), op.attrs["group"]
-    return w, 1
+    return w, op.attrs.get("group", 1)     # a grouped linear (attention heads): column block g reads row block g
 
 
 @dataclass
@@ -81,7 +82,7 @@ class MapCrossbars:
                 "utilisation": float(np.sum(used) / (len(tiles) * t.rows * t.cols)),
             }
         rep.crossbars = next_id
-        if next_id > t.xbars:
+        if next_id > t.xbars and t.program_once:     # a rewriting target places them in turn (backend/schedule.py)
             raise CompileError(f"the model needs {next_id} crossbars, target {t.name} has {t.xbars}"
-                               + (" (a program-once target cannot rewrite weights)" if t.program_once else ""))
+                               " (a program-once target cannot rewrite weights)")
         return rep

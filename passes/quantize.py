@@ -17,6 +17,8 @@ from ir import CompileError, Graph, Op
 from ir.float_eval import UNARY
 from runtime.kernels import softmax_table
 
+from .quantize_vector import quantize_vector, wants_vector
+
 PASS_THROUGH = ("maxpool", "gmaxpool", "reshape", "transpose", "pad")
 
 
@@ -65,6 +67,9 @@ class QuantizeReport:
     weights_quantised: int = 0
     weight_rms_error: dict = field(default_factory=dict)   # per layer, relative to the weight range
     accumulator_outputs: list = field(default_factory=list)
+    vector: str = "int8"           # digital ops: integer (int8) or the float32 vector unit (fp32)
+    quant_ops: int = 0
+    smoothed: list = field(default_factory=list)
 
 
 class Quantize:
@@ -72,6 +77,10 @@ class Quantize:
 
     def run(self, g: Graph, ctx) -> QuantizeReport:
         rep = QuantizeReport()
+        if wants_vector(g, ctx.options):
+            quantize_vector(self, g, ctx, rep)
+            rep.activations = sum(1 for t in g.tensors.values() if not t.is_const)
+            return rep
         for name in g.inputs:
             self._set_from_range(g, ctx, name)
         for op in g.topo():
@@ -127,9 +136,9 @@ def quantiser(*kinds):
     return reg
 
 
-@quantiser("conv", "linear")
-def _crossbar(self: Quantize, g: Graph, ctx, op: Op, rep: QuantizeReport):
-    x, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
+def quantise_weights(op: Op, g: Graph, x_scale: float, rep: QuantizeReport):
+    """Symmetric per-output-channel int8 weights (int16 container), their scales, and the bias on the
+    accumulator's scale x_scale * sw."""
     W = g.tensors[op.inputs[1]].data.astype(np.float64)
     b = g.tensors[op.inputs[2]].data.astype(np.float64) if len(op.inputs) > 2 else np.zeros(
         W.shape[0] if op.kind == "conv" else W.shape[1])
@@ -142,10 +151,17 @@ def _crossbar(self: Quantize, g: Graph, ctx, op: Op, rep: QuantizeReport):
     wi = np.clip(np.rint(W / shaped), -127, 127).astype(np.int16)
     rep.weights_quantised += wi.size
     rep.weight_rms_error[op.name] = float(np.sqrt(np.mean((wi * shaped - W) ** 2)) / max(float(amax.max()), 1e-30))
-    acc_scale = x.scale * sw
-    bias = np.rint(b / acc_scale).astype(np.int64)
+    bias = np.rint(b / (x_scale * sw)).astype(np.int64)
     if np.abs(bias).max(initial=0) >= 1 << 31:
         raise CompileError(f"node {op.name}: bias does not fit 32 bits after quantisation")
+    return wi, sw, bias
+
+
+@quantiser("conv", "linear")
+def _crossbar(self: Quantize, g: Graph, ctx, op: Op, rep: QuantizeReport):
+    x, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
+    wi, sw, bias = quantise_weights(op, g, x.scale, rep)
+    acc_scale = x.scale * sw
     q = {"w": wi, "bias": bias, "zx": x.zero}
     is_output = op.outputs[0] in g.outputs and not g.consumers(op.outputs[0])
     if is_output and "act" not in op.attrs and not out.qhint:

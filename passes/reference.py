@@ -9,7 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from ir import Graph
+from ir.float_eval import grouped_matmul
 from runtime import kernels as K
+from runtime import vector as V
 
 REF = {}
 
@@ -48,7 +50,7 @@ def _conv(op, g, x, *_weights):
 @ref("linear")
 def _linear(op, g, x, *_weights):
     q = op.attrs["q"]
-    acc = (x.astype(np.float64) - q["zx"]) @ q["w"].astype(np.float64)
+    acc = grouped_matmul(x.astype(np.float64) - q["zx"], q["w"].astype(np.float64), op.attrs.get("group", 1))
     return _finish(op, np.rint(acc).astype(np.int64), g)
 
 
@@ -136,16 +138,149 @@ def _lrn(op, g, x):
     return K.lrn(x, q["zx"], q["sx"], a["size"], a["alpha"], a["beta"], a["bias"], q["sy"], q["zy"])
 
 
+# ---- the float32 vector unit (passes/quantize_vector.py): ops whose output is f32 --------------------------
+
+VREF = {}
+
+
+def vref(*kinds):
+    def reg(fn):
+        for k in kinds:
+            VREF[k] = fn
+        return fn
+    return reg
+
+
+def _act(op, y):
+    act = op.attrs["q"].get("act")
+    return V.clamp(y, *act) if act else y
+
+
+@vref("quant")
+def _v_quant(op, g, x):
+    q = op.attrs["q"]
+    return V.quant(x, q["scale"], q["zero"], q.get("smooth"))
+
+
+@vref("linear")
+def _v_linear(op, g, x, *_weights):
+    q = op.attrs["q"]
+    acc = np.rint(grouped_matmul(x.astype(np.float64) - q["zx"], q["w"].astype(np.float64), op.attrs.get("group", 1)))
+    return V.scale_acc(acc, q["bias"], q["oscale"], q.get("act"))
+
+
+@vref("conv")
+def _v_conv(op, g, x, *_weights):
+    q = op.attrs["q"]
+    acc = np.moveaxis(_conv_acc(op, x), 1, -1)
+    return np.moveaxis(V.scale_acc(acc, q["bias"], q["oscale"], q.get("act")), -1, 1)
+
+
+def _conv_acc(op, x):
+    a, q = op.attrs, op.attrs["q"]
+    w = q["w"].astype(np.float64)
+    grp = a["group"]
+    v = K.windows(x.astype(np.float64) - q["zx"], a["kernel"], a["strides"], a["pads"], a["dilations"], 0.0)
+    B, C, OH, OW, kh, kw = v.shape
+    cout = w.shape[0]
+    acc = np.einsum("bgchwij,gocij->bgohw", v.reshape(B, grp, C // grp, OH, OW, kh, kw),
+                    w.reshape(grp, cout // grp, C // grp, kh, kw), optimize=True)
+    return np.rint(acc.reshape(B, cout, OH, OW))
+
+
+@vref("matmul")
+def _v_matmul(op, g, a, b):
+    q = op.attrs["q"]
+    acc = np.rint((a.astype(np.float64) - q["za"]) @ (b.astype(np.float64) - q["zb"]))
+    return V.scale_acc(acc, 0, q["oscale"], q.get("act"))
+
+
+@vref("gather")
+def _v_gather(op, g, ids, _table):
+    return V.gather(ids, op.attrs["q"]["codes"], op.attrs["q"]["rowscale"])
+
+
+@vref("maskfn")
+def _v_maskfn(op, g, ids):
+    a = op.attrs
+    return V.maskfn(ids, a["mode"], a["shape"], a.get("on", 0.0), a.get("off", 0.0), a.get("table"))
+
+
+@vref("layernorm")
+def _v_layernorm(op, g, x, gamma, beta):
+    return V.layernorm(x, gamma, beta, op.attrs["eps"])
+
+
+@vref("add", "mul", "div")
+def _v_binary(op, g, a, b):
+    return _act(op, V.binary(op.kind, a, b))
+
+
+@vref("unary")
+def _v_unary(op, g, x):
+    return V.unary(op.attrs["fn"], x, **op.attrs.get("params", {}))
+
+
+@vref("relu")
+def _v_relu(op, g, x):
+    return V.unary("relu", x)
+
+
+@vref("clip")
+def _v_clip(op, g, x):
+    return V.unary("clip", x, lo=op.attrs["lo"], hi=op.attrs["hi"])
+
+
+@vref("softmax")
+def _v_softmax(op, g, x):
+    return V.softmax(x, op.attrs["axis"])
+
+
+@vref("reduce")
+def _v_reduce(op, g, x):
+    a = op.attrs
+    return V.reduce(a["fn"], x, a["axes"], a["keepdims"])
+
+
+@vref("expand")
+def _v_expand(op, g, x):
+    return V.expand(x, op.attrs["shape"])
+
+
+@vref("topk")
+def _v_topk(op, g, x):
+    return V.topk(x, op.attrs.get("k"), op.attrs.get("threshold"))[0]
+
+
+@vref("reshape")
+def _v_reshape(op, g, x):
+    return x.reshape((x.shape[0],) + tuple(op.attrs["shape"]))
+
+
+@vref("transpose")
+def _v_transpose(op, g, x):
+    return np.ascontiguousarray(x.transpose(op.attrs["perm"]))
+
+
+def input_codes(t, x: np.ndarray) -> np.ndarray:
+    """What the `input` instruction makes of a program input: u8 codes, float32, or int64 ids."""
+    if t.dtype == "i64":
+        return np.asarray(x).astype(np.int64)
+    if t.dtype == "f32":
+        return V.f32(x)
+    return K.quantize(x, t.scale, t.zero)
+
+
 def run_reference(g: Graph, feeds: dict[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
     """Integer evaluation; returns each graph output (or with keep_all every tensor) as its integer codes
-    (u8, or i32 accumulators)."""
+    (u8, or i32 accumulators), or as float32 where the vector unit computes it."""
     env = {}
     for name in g.inputs:
-        t = g.tensors[name]
-        env[name] = K.quantize(feeds[name], t.scale, t.zero)
+        env[name] = input_codes(g.tensors[name], feeds[name])
     for op in g.topo():
         args = [env[t] if t in env else g.tensors[t].data for t in op.inputs]
-        env[op.outputs[0]] = REF[op.kind](op, g, *args)
+        vec = g.tensors[op.outputs[0]].dtype == "f32" or op.kind == "quant"
+        env[op.outputs[0]] = (VREF if vec else REF)[op.kind](op, g, *args)
     return env if keep_all else {n: env[n] for n in g.outputs}
 
 
@@ -153,5 +288,8 @@ def dequantize_outputs(g: Graph, codes: dict[str, np.ndarray]) -> dict[str, np.n
     out = {}
     for name, onnx_name in zip(g.outputs, g.output_names):
         t = g.tensors[name]
+        if t.dtype == "f32":
+            out[onnx_name] = V.f32(codes[name])
+            continue
         out[onnx_name] = K.dequantize(codes[name], t.scale, t.zero, axis=t.qaxis if t.dtype == "i32" else None)
     return out

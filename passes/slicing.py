@@ -25,12 +25,14 @@ from ir import CompileError, Graph
 from runtime import crossbar as X
 from runtime import kernels as K
 
+from .center_offset import histograms
 from .encoding import encode_block
 from .mapping import CROSSBAR_OPS, tile_layer, weight_matrix
 from .reference import run_reference
 
 SAMPLES = 10
 DEFAULT_BUDGET = 0.09
+MAX_TRIAL_MACS = 2e7        # rows x weights per trial slicing: a large layer is judged on evenly spaced rows
 
 
 def slicings(max_width: int = 4, bits: int = 8) -> list[tuple[int, ...]]:
@@ -59,11 +61,36 @@ def layer_outputs(op, codes: np.ndarray) -> np.ndarray:
     return codes.reshape(-1, codes.shape[-1])
 
 
-def simulate_layer(op, x: np.ndarray, slices, target, encoding: str, islices=(1,) * 8) -> tuple[np.ndarray, int]:
-    """8-bit outputs of the layer on the target's crossbars with ADC saturation, and the saturated count."""
+@dataclass
+class LayerBlocks:
+    """A layer's crossbar blocks with what every trial slicing of them shares (weights, masks, histograms)."""
+    wm: np.ndarray
+    kg: int
+    ng: int
+    blocks: list           # (rows, cols, mask, weights, histograms, center cost terms per slice)
+
+
+def layer_blocks(op, target, nslices: int) -> LayerBlocks:
     wm, groups = weight_matrix(op)
     kg, n = wm.shape
     ng = n // groups
+    blocks = []
+    for rows, cols in tile_layer(kg, n, groups, target.rows, target.cols, nslices):
+        mask = X.block_mask(rows, cols, kg, ng)
+        w = X.block_weights(wm, rows, cols, kg, ng)
+        blocks.append((rows, cols, mask, w, histograms(w, mask), {}))
+    return LayerBlocks(wm, kg, ng, blocks)
+
+
+def simulate_layer(op, x: np.ndarray, slices, target, encoding: str, islices=(1,) * 8,
+                   ideal: bool = False, blocks: LayerBlocks | None = None) -> tuple[np.ndarray, int]:
+    """8-bit outputs of the layer on the target's crossbars with ADC saturation (none if ideal), and the
+    saturated count. `blocks` (layer_blocks) must have been tiled for as many slices as `slices` has."""
+    lb = blocks if blocks is not None and len(blocks.blocks) == len(
+        tile_layer(blocks.kg, blocks.wm.shape[1], blocks.wm.shape[1] // blocks.ng, target.rows, target.cols,
+                   len(slices))) else layer_blocks(op, target, len(slices))
+    wm, kg, ng = lb.wm, lb.kg, lb.ng
+    n = wm.shape[1]
     q = op.attrs["q"]
     signed = op.attrs.get("signed_input", False)
     parts = [x]
@@ -72,26 +99,28 @@ def simulate_layer(op, x: np.ndarray, slices, target, encoding: str, islices=(1,
         parts = [np.maximum(v, 0).astype(np.uint8), np.maximum(-v, 0).astype(np.uint8)]
     acc = np.zeros((len(x), n))
     saturated = 0
-    for rows, cols in tile_layer(kg, n, groups, target.rows, target.cols, len(slices)):
-        mask = X.block_mask(rows, cols, kg, ng)
-        w = X.block_weights(wm, rows, cols, kg, ng)
-        phi, flips = encode_block(w, mask, slices, encoding, target.flip)
+    for rows, cols, mask, w, hist, terms in lb.blocks:
+        phi, flips = encode_block(w, mask, slices, encoding, target.flip, hist, terms)
         xb = X.program(op.name, wm, rows, cols, kg, ng, encoding, phi, slices, flips)
         for sign, part in zip((1, -1), parts):
-            out, ev = X.mvm(xb, part[:, rows[0]:rows[1]], islices, target.adc_range)
+            out, ev = X.mvm(xb, part[:, rows[0]:rows[1]], islices, None if ideal else target.adc_range)
             acc[:, cols[0]:cols[1]] += sign * out
             saturated += ev.saturated
     acc += q["bias"] - (0 if signed else q["zx"]) * wm.astype(np.int64).sum(axis=0)
     return K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"]), saturated
 
 
+def slicing_error(op, x, ref, slices, target, encoding, blocks: dict | None = None) -> float:
+    """Mean error of a slicing; `blocks` caches layer_blocks per slice count across the trials."""
+    lb = None
+    if blocks is not None:
+        lb = blocks.get(len(slices)) or blocks.setdefault(len(slices), layer_blocks(op, target, len(slices)))
+    return output_error(simulate_layer(op, x, slices, target, encoding, blocks=lb)[0], ref)
+
+
 def output_error(y: np.ndarray, ref: np.ndarray) -> float:
     nz = ref != 0
     return float(np.abs(y[nz].astype(np.int64) - ref[nz]).mean()) if nz.any() else 0.0
-
-
-def slicing_error(op, x, ref, slices, target, encoding) -> float:
-    return output_error(simulate_layer(op, x, slices, target, encoding)[0], ref)
 
 
 def choose(errors_of, candidates, budget):
@@ -128,6 +157,9 @@ class Slicing:
         layers = [op for op in g.topo() if op.kind in CROSSBAR_OPS]
         inputs = ((1,) * 8, 0) if ctx.options.get("no_speculation") else (tuple(t.input_slices), t.recovery_bits)
         signed = ctx.options.get("signed_inputs", "split") == "split"
+        for op in g.ops.values():       # products whose weights are written at run time (passes/attention.py)
+            if op.kind == "matmul" and op.attrs.get("crossbar"):
+                op.attrs["islices"], op.attrs["slices"] = inputs, tuple(t.weight_slices)
         for op in layers:
             op.attrs["islices"] = inputs
             # R0: an input with a zero point can be negative; it runs as positive and negative parts
@@ -161,8 +193,16 @@ class Slicing:
                 rep.layers[op.name] = {"slices": [1] * 8, "error": None, "tried": 0, "ms": 0.0}
                 continue
             x = layer_inputs(op, env[op.inputs[0]])
-            ref = layer_outputs(op, env[op.outputs[0]])
-            err, chosen, tried = choose(lambda sl: slicing_error(op, x, ref, sl, t, encoding), candidates, budget)
+            y = env[op.outputs[0]]
+            keep = max(16, int(MAX_TRIAL_MACS // op.attrs["q"]["w"].size))
+            idx = np.linspace(0, len(x) - 1, keep).round().astype(np.int64) if len(x) > keep else slice(None)
+            x = x[idx]
+            # the exact 8-bit outputs: the layer's own u8 codes, or for a float32 output (the vector unit's)
+            # its exact accumulator on the 8-bit grid of the output's range
+            ref = layer_outputs(op, y)[idx] if y.dtype == np.uint8 else \
+                simulate_layer(op, x, tuple(t.weight_slices), t, encoding, ideal=True)[0]
+            cache: dict = {}
+            err, chosen, tried = choose(lambda sl: slicing_error(op, x, ref, sl, t, encoding, cache), candidates, budget)
             op.attrs["slices"] = chosen
             rep.layers[op.name] = {"slices": list(chosen), "error": err, "tried": tried,
                                    "ms": round(1e3 * (time.perf_counter() - t0), 2)}

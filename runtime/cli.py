@@ -13,6 +13,7 @@ from .guard import guarded
 from .io import load_arrays, write_arrays, write_json
 from .machine import Machine
 from .progress import Progress
+from .schedule import account, plot_timeline
 
 
 def run_file(path, input_path, ideal=False, chunk=256, hist_range=None, progress=None, noise=0.0, seed=0):
@@ -33,9 +34,12 @@ def check_feeds(m: Machine, feeds) -> None:
         if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
             raise RuntimeFault(f"input '{ins.attr('name')}' has shape {list(x.shape)}, the program expects "
                                f"[N, {', '.join(map(str, want))}]")
-        if x.dtype.kind != "f":
+        if ins.attr("dtype") == "i64":
+            if x.dtype.kind not in "iub":
+                raise RuntimeFault(f"input '{ins.attr('name')}' has dtype {x.dtype}, the program expects integers")
+        elif x.dtype.kind != "f":
             raise RuntimeFault(f"input '{ins.attr('name')}' has dtype {x.dtype}, the program expects float32")
-        if not np.isfinite(x).all():
+        elif not np.isfinite(x).all():
             raise RuntimeFault(f"input '{ins.attr('name')}' holds {int(np.sum(~np.isfinite(x)))} NaN or infinite "
                                "values")
         if n is not None and len(x) != n:
@@ -64,6 +68,8 @@ def main(argv=None) -> int:
     ap.add_argument("--noise", type=float, default=0.0, help="R6 analog noise E (e.g. 0.05 for 5%%) on column sums")
     ap.add_argument("--seed", type=int, default=0, help="seed of the noise")
     ap.add_argument("--chunk", type=int, default=256, help="samples per batch chunk (memory bound)")
+    ap.add_argument("--timeline", help="a rewriting target's schedule: Gantt chart of writes and computes per PE "
+                                       "row (PNG)")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     bar = Progress("pimrun")
@@ -77,12 +83,23 @@ def _run(args, bar) -> int:
                                noise=args.noise, seed=args.seed)
     bar.close()
     stats = m.stats.to_json()
+    if m.cells is not None:              # a rewriting target: per-inference time and energy of its schedule
+        stats["schedule"] = account(m)
+        if args.timeline:
+            plot_timeline(stats["schedule"], args.timeline)
+    elif args.timeline:
+        raise RuntimeFault(f"--timeline: target {m.t.name} is program-once, its program has no schedule")
     if args.output:
         write_arrays(args.output, outs)
     if args.stats:
         write_json(args.stats, stats)
     if not args.quiet:
         print(summary(stats))
+        if "schedule" in stats:
+            sc = stats["schedule"]
+            print(f"schedule: {sc['time_ns'] / 1e3:.1f} us per inference, {sc['inferences_per_s']:.1f} inferences/s, "
+                  f"{sc['pct_of_bound']:.1f}% of the write bound, {sc['write_pulses']} write pulses, "
+                  f"{sc['energy_pj_total'] / 1e6:.3f} uJ per inference")
         if labels is not None and len(outs) == 1:
             y = next(iter(outs.values()))
             if y.ndim == 2 and len(labels) == len(y):

@@ -12,8 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import parallel
+
 EXACT_F32 = 1 << 24
 BLOCK_ELEMS = 1 << 22        # input-slice elements per BLAS call: bounds memory, keeps calls large
+BLOCK_ROWS_ELEMS = 1 << 18   # x elements cast per block of the exact product (1 MiB of float32)
 
 
 def slice_shifts(slices) -> list[int]:
@@ -109,14 +112,23 @@ class MvmEvents:
     hist: np.ndarray | None = None
 
 
+def pulses(x: np.ndarray, islices) -> np.ndarray:
+    """Pulse-train DAC pulses of each u8 code in x: an input slice of value v is v pulses, so a code's pulses
+    are the sum of its slice values (u8 arithmetic, no table gather; one bit per slice is a popcount)."""
+    x = np.asarray(x, dtype=np.uint8)
+    if set(islices) == {1} and hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    return sum(slice_values(x, islices)).astype(np.uint8)
+
+
 def code_pulses(islices) -> np.ndarray:
-    """Pulse-train DAC pulses of each u8 code: an input slice of value v is v pulses."""
-    return sum(slice_values(np.arange(256), islices)).astype(np.uint8)
+    """DAC pulses of each of the 256 codes."""
+    return pulses(np.arange(256, dtype=np.uint8), islices)
 
 
 def row_pulses(x: np.ndarray, islices) -> np.ndarray:
-    """DAC pulses per row over all of x (M, R)."""
-    return code_pulses(islices)[x].sum(axis=0, dtype=np.int64)
+    """DAC pulses per row over all of x (M, R) (summed over the first axis of any x)."""
+    return np.add.reduce(pulses(x, islices), axis=0, dtype=np.uint32).astype(np.int64)
 
 
 def column_bounds(xb: Crossbar, islices) -> tuple[np.ndarray, np.ndarray]:
@@ -127,11 +139,76 @@ def column_bounds(xb: Crossbar, islices) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
-def _matmul_exact(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Integer product through BLAS: float32 when every sum stays below 2^24, float64 otherwise."""
-    bound = x.shape[1] * 255 * max(1, int(np.abs(w).max(initial=0)))
-    dt = np.float32 if bound < EXACT_F32 else np.float64
-    return x.astype(dt) @ w.astype(dt)
+def product_bound(w: np.ndarray) -> int:
+    """Largest |x @ w| over u8 codes x: 255 times the largest column sum of |w|."""
+    return 255 * int(np.abs(w).sum(axis=0).max(initial=0))
+
+
+def product(x: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Integer product x @ w through BLAS, added into `out` when given (the caller keeps a float32 `out`
+    below 2^24). float32 when every sum stays below 2^24, float64 otherwise. Row blocks: each block's cast
+    of the u8 codes stays in cache instead of a full-size float copy of x."""
+    M, R = x.shape
+    dt = np.float32 if product_bound(w) < EXACT_F32 else np.float64
+    wd = w.astype(dt)
+    add = out is not None
+    assert not add or out.dtype == np.float64 or dt == np.float32, "a float32 sum of float64 products"
+    if not add:
+        out = np.empty((M, w.shape[1]), dt)
+    step = max(64, BLOCK_ROWS_ELEMS // max(1, R))
+
+    def part(lo, hi):
+        buf = np.empty((min(step, hi - lo), R), dt)
+        prod = np.empty((min(step, hi - lo), w.shape[1]), dt) if add else None
+        for m0 in range(lo, hi, step):
+            m1 = min(m0 + step, hi)
+            b = buf[:m1 - m0]
+            np.copyto(b, x[m0:m1], casting="unsafe")
+            if add:
+                out[m0:m1] += np.matmul(b, wd, out=prod[:m1 - m0])
+            else:
+                np.matmul(b, wd, out=out[m0:m1])
+
+    parallel.rows(M, part, R, blas=True)
+    return out
+
+
+def plain_weights(xbars, n: int) -> np.ndarray:
+    """(rows, n) integers whose product with the input is the sum of these crossbars' plain products: each
+    crossbar's represented weights at its rows and columns."""
+    w = np.zeros((max(xb.rows[1] for xb in xbars), n), np.int64)
+    for xb in xbars:
+        w[xb.rows[0]:xb.rows[1], xb.cols[0]:xb.cols[1]] += xb.weights
+    return w
+
+
+def is_plain(xb: Crossbar, islices, adc_range, hist_range=None, sliced=False, noise=None, recover=0) -> bool:
+    """Whether mvm's result is the plain integer product x @ weights, formed by one exact BLAS product: an
+    ideal ADC, or one that no column sum can reach, and nothing that asks for every column's sums."""
+    if sliced or hist_range is not None or noise is not None:
+        return False
+    if adc_range is None:
+        return True
+    return not _risky(xb, islices, adc_range, recover).any()
+
+
+def _risky(xb, islices, adc_range, recover):
+    """(n_slices, n): the physical columns whose sums can reach the ADC's bounds. Under speculation a sum
+    that lands on a bound fails too, so only a strict margin is safe."""
+    lo, hi = adc_range
+    clo, chi = column_bounds(xb, islices)
+    return (clo <= lo) | (chi >= hi) if recover else (clo < lo) | (chi > hi)
+
+
+def mvm_events(xb: Crossbar, M: int, islices, pulses: np.ndarray, recover: int = 0) -> MvmEvents:
+    """What an mvm of M input vectors costs, whatever its ADC does: column readouts, conversions (all
+    speculative with `recover`), MACs, cell reads and the DAC pulses of its rows (`pulses`, per row)."""
+    nI, nW, n = len(islices), len(xb.slices), xb.mask.shape[1]
+    ev = MvmEvents(columns=M * nW * n, converts=nI * M * nW * n, macs=M * int(xb.mask.sum()),
+                   cell_reads=nI * M * xb.cells, dac_pulses=int(pulses.sum()))
+    if recover:
+        ev.spec_converts = ev.converts
+    return ev
 
 
 @dataclass
@@ -161,7 +238,7 @@ class _Columns:
 
 
 def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced=False, pulses=None,
-        recover: int = 0, noise: Noise | None = None):
+        recover: int = 0, noise: Noise | None = None, out: np.ndarray | None = None):
     """x: (M, R) u8 codes for this crossbar's rows -> ((M, n) exact contribution as float, events).
 
     Every (input slice, weight slice) column sum that can reach an ADC bound is formed and clipped. A physical
@@ -170,24 +247,20 @@ def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced
     columns at once. `sliced`, a histogram request and noise form every column's sums anyway.
     With `recover` (R4) the input slices are speculative: a column sum at either ADC bound is recomputed from
     that slice's bits in `recover`-bit slices, converting only the failed columns; recovery keeps what its
-    ADC gives. `pulses` gives row_pulses(x) when the caller has it.
+    ADC gives. `pulses` gives row_pulses(x) when the caller has it. With `out` ((M, n) float) the result is
+    added into it and returned; a float32 `out` only where is_plain holds and the sum stays below 2^24.
     """
     M, R = x.shape
     n = xb.mask.shape[1]
     nI, nW = len(islices), len(xb.slices)
-    ev = MvmEvents(columns=M * nW * n, converts=nI * M * nW * n, macs=M * int(xb.mask.sum()),
-                   cell_reads=nI * M * xb.cells,
-                   dac_pulses=int((row_pulses(x, islices) if pulses is None else pulses).sum()))
-    if recover:
-        ev.spec_converts = ev.converts
-    if adc_range is None and not sliced and hist_range is None and noise is None:
-        return _matmul_exact(x, xb.weights), ev
+    ev = mvm_events(xb, M, islices, row_pulses(x, islices) if pulses is None else pulses, recover)
+    if is_plain(xb, islices, adc_range, hist_range, sliced, noise, recover):
+        return product(x, xb.weights, out), ev
     lo, hi = adc_range if adc_range is not None else (-np.inf, np.inf)
-    clo, chi = column_bounds(xb, islices)
     if sliced or hist_range is not None or noise is not None:
         risky = np.ones((nW, n), bool)
-    else:   # under speculation a sum that lands on a bound fails too, so only a strict margin is safe
-        risky = (clo <= lo) | (chi >= hi) if recover else (clo < lo) | (chi > hi)
+    else:
+        risky = _risky(xb, islices, adc_range, recover)
     levels = (xb.pos if xb.neg is None else xb.pos - xb.neg).astype(np.float64)       # (nW, R, n)
     # after the ADC everything is linear: a flipped column reads (2^b - 1) * sum(x slice) - v, so per column
     # the weight-slice factor is +-2^shift, and the flip's input-sum term joins the center term as (X @ mask) * d
@@ -198,7 +271,9 @@ def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced
     # everything linear in one exact product: the slices of columns that cannot saturate, already combined,
     # plus the digital terms (center + flip correction) times the input sum of each filter's rows
     linear = np.einsum("jrn,jn->rn", levels, coef * ~risky) + xb.mask * (xb.center + d)[None, :]
-    out = _matmul_exact(x, np.rint(linear).astype(np.int64)).astype(np.float64)
+    if out is None:
+        out = np.zeros((M, n))
+    out = product(x, np.rint(linear).astype(np.int64), out)
     j_idx, n_idx = np.nonzero(risky)
     if not len(j_idx):
         return out, ev

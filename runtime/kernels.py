@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from . import parallel
+
 
 def rshift_round(v: np.ndarray, shift) -> np.ndarray:
     """floor(v / 2^shift + 1/2) on int64, shift >= 1 (per element or broadcast)."""
@@ -18,22 +20,50 @@ def rshift_round(v: np.ndarray, shift) -> np.ndarray:
 
 def requant(acc, mult, shift, zero, lo, hi, bias=None) -> np.ndarray:
     """u8 = clamp(floor(((acc + bias) * mult + 2^(shift-1)) / 2^shift) + zero, lo, hi); mult, shift, bias
-    broadcast on the last axis. An integer-valued float acc whose products stay below 2^52 takes the same
-    arithmetic in float64: there every step is exact (mult / 2^shift is exact, and so are the products and
-    sums of these multiples of 2^-shift), and it is faster than int64 shifts."""
+    broadcast on the last axis. An integer-valued float acc takes the same arithmetic in float64 where that is
+    exact (_requant_float), which is faster than int64 shifts."""
     mult, shift = np.asarray(mult, dtype=np.int64), np.asarray(shift, dtype=np.int64)
     acc = np.asarray(acc)
     b = np.zeros(1, np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
-    if acc.dtype.kind == "f" and acc.size:
-        peak = max(abs(float(acc.max())), abs(float(acc.min()))) + float(np.abs(b).max())
-        if peak * float(mult.max()) + 2.0 ** (int(shift.max()) - 1) + 256 * 2.0 ** int(shift.max()) < 2.0 ** 52:
-            m = mult * np.exp2(-shift.astype(np.float64))
-            v = acc * m
-            v += b * m + 0.5 + zero
-            np.floor(v, out=v)
-            return np.clip(v, lo, hi, out=v).astype(np.uint8)
+    c0 = 0.5 + zero
+    reach = max(abs(lo - c0), abs(hi + 1 - c0), hi + 1) * 2.0 ** int(shift.max(initial=1))
+    if acc.dtype.kind == "f" and acc.ndim and acc.size and 0 <= lo <= hi and reach <= 2.0 ** 53:
+        return _requant_float(acc, mult, shift, c0, lo, hi, b)
     v = rshift_round((acc.astype(np.int64) + b) * mult, shift) + zero
     return np.clip(v, lo, hi).astype(np.uint8)
+
+
+REQUANT_BLOCK = 1 << 15     # float64 elements per block (256 KiB): a block's passes stay in cache
+
+
+def _requant_float(acc, mult, shift, c0, lo, hi, b):
+    """floor(clip((acc + b) * m + c0, lo, hi)) in float64, m = mult / 2^shift (exact). acc + b is exact. The
+    product is exact wherever the result can land in [lo, hi + 1): there |(acc + b) * mult| is below
+    |lo - c0|, |hi + 1 - c0| times 2^shift, at most 2^53 (the caller checks), and so is the sum with c0, a
+    multiple of 2^-shift below hi + 1. Elsewhere rounding is monotonic and lo - c0, hi + 1 - c0 are exact,
+    so a value below or above the range stays there. With lo >= 0 the cast's truncation is the floor."""
+    n = acc.shape[-1]
+    a2 = acc.reshape(-1, n)
+    step = max(1, REQUANT_BLOCK // n)
+    rows = min(step, len(a2))
+    # whole-block operands: same-shape contiguous arrays run as one flat SIMD loop, a broadcast row does not
+    m = np.tile(np.broadcast_to(mult * np.exp2(-shift.astype(np.float64)), (n,)), (rows, 1))
+    bf = np.tile(np.broadcast_to(b.astype(np.float64), (n,)), (rows, 1))
+    out = np.empty(a2.shape, np.uint8)
+
+    def part(r0, r1):
+        buf = np.empty((min(step, r1 - r0), n))
+        for s in range(r0, r1, step):
+            k = min(step, r1 - s)
+            v = buf[:k]
+            np.copyto(v, a2[s:s + k])
+            v += bf[:k]
+            v *= m[:k]
+            v += c0
+            np.clip(v, lo, hi, out=out[s:s + k], casting="unsafe")
+
+    parallel.rows(len(a2), part, n)
+    return out.reshape(acc.shape)
 
 
 def quantize(x, scale, zero) -> np.ndarray:
@@ -84,22 +114,60 @@ def windows(x, kernel, strides, pads, dilations, fill):
     return v[:, :, ::strides[0], ::strides[1], ::dh, ::dw]
 
 
+def _out_hw(x, kernel, strides, pads, dilations):
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    H, W = x.shape[2] + pads[0] + pads[2], x.shape[3] + pads[1] + pads[3]
+    return (H - (kh - 1) * dh - 1) // sh + 1, (W - (kw - 1) * dw - 1) // sw + 1
+
+
+def _channels_last_windows(x, kernel, strides, pads, dilations, fill):
+    """(B, C, H, W) -> the (B, OH, OW, C) view of each kernel offset (ky, kx), over a channels-last copy of
+    the padded input (no copy where x is channels-last in memory and unpadded)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    t, l, b, r = pads
+    OH, OW = _out_hw(x, kernel, strides, pads, dilations)
+    xt = x.transpose(0, 2, 3, 1)
+    if any(pads):
+        xp = np.full((x.shape[0], x.shape[2] + t + b, x.shape[3] + l + r, x.shape[1]), fill, dtype=x.dtype)
+        xp[:, t:t + x.shape[2], l:l + x.shape[3]] = xt
+        xt = xp
+    return {(ky, kx): xt[:, ky * dh: ky * dh + (OH - 1) * sh + 1: sh, kx * dw: kx * dw + (OW - 1) * sw + 1: sw]
+            for ky in range(kh) for kx in range(kw)}
+
+
 def window_reduce(x, kernel, strides, pads, dilations, fill, ufunc, dtype=None) -> np.ndarray:
-    """Reduce every window with ufunc (maximum, add): one pass per kernel offset, not per window."""
-    v = windows(x, kernel, strides, pads, dilations, fill)
-    out = np.array(v[..., 0, 0], dtype=dtype or x.dtype)
-    for ky in range(kernel[0]):
-        for kx in range(kernel[1]):
-            if ky or kx:
-                ufunc(out, v[..., ky, kx], out=out)
-    return out
+    """Reduce every window with ufunc (maximum, add): one pass per kernel offset, not per window. Runs
+    channels-last, so each pass moves whole channel vectors; returns (B, C, OH, OW), channels-last in memory."""
+    OH, OW = _out_hw(x, kernel, strides, pads, dilations)
+    out = np.empty((x.shape[0], OH, OW, x.shape[1]), dtype=dtype or x.dtype)
+
+    def part(b0, b1):
+        views = iter(_channels_last_windows(x[b0:b1], kernel, strides, pads, dilations, fill).values())
+        o = out[b0:b1]
+        np.copyto(o, next(views))
+        for v in views:
+            ufunc(o, v, out=o)
+
+    parallel.rows(len(x), part, OH * OW * x.shape[1] * kernel[0] * kernel[1])
+    return out.transpose(0, 3, 1, 2)
 
 
 def im2col(x, kernel, strides, pads, dilations, fill) -> np.ndarray:
-    """(B, C, H, W) -> (B, OH*OW, C*kh*kw): one crossbar input row per output position, (c, ky, kx) order."""
-    v = windows(x, kernel, strides, pads, dilations, fill)
-    B, C, OH, OW, kh, kw = v.shape
-    return v.transpose(0, 2, 3, 1, 4, 5).reshape(B, OH * OW, C * kh * kw)
+    """(B, C, H, W) -> (B, OH*OW, C*kh*kw): one crossbar input row per output position, (c, ky, kx) order.
+    One strided copy per kernel offset, channels-last."""
+    (kh, kw), (B, C) = kernel, x.shape[:2]
+    OH, OW = _out_hw(x, kernel, strides, pads, dilations)
+    if kh == kw == 1:
+        v = _channels_last_windows(x, kernel, strides, pads, dilations, fill)[0, 0]
+        return np.ascontiguousarray(v).reshape(B, OH * OW, C)
+    out = np.empty((B, OH, OW, C, kh, kw), dtype=x.dtype)
+
+    def part(b0, b1):
+        for (ky, kx), v in _channels_last_windows(x[b0:b1], kernel, strides, pads, dilations, fill).items():
+            out[b0:b1, ..., ky, kx] = v
+
+    parallel.rows(B, part, OH * OW * C * kh * kw)
+    return out.reshape(B, OH * OW, C * kh * kw)
 
 
 def maxpool(x, kernel, strides, pads, dilations) -> np.ndarray:
@@ -130,7 +198,7 @@ def avgpool(x, zx, kernel, strides, pads, dilations, count_include_pad, mult, sh
 
 
 def global_avgpool(x, zx, mult, shift, zy, lo, hi):
-    acc = (x.astype(np.int64) - zx).sum(axis=(2, 3), keepdims=True)
+    acc = x.sum(axis=(2, 3), keepdims=True, dtype=np.int64) - zx * x.shape[2] * x.shape[3]
     return avg_divide(acc, np.int64(x.shape[2] * x.shape[3]), mult, shift, zy, lo, hi)
 
 

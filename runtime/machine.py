@@ -9,9 +9,13 @@ import numpy as np
 
 from isa import ConstRef, Instr, Program
 
+from . import banks as BK
 from . import crossbar as X
 from . import kernels as K
+from . import dynamic as D
+from . import vector as V
 from .errors import RuntimeFault
+from .schedule import Cells
 from .stats import Stats
 from .validate import validate
 
@@ -47,6 +51,8 @@ class Machine:
         self.capacity = self.t.buffer_kb_per_tile * 1024 * self.t.tiles
         self.inputs = [i for i in program.code if i.op == "input"]
         self.outputs = [i for i in program.code if i.op == "output"]
+        # a rewriting target: the cells' levels, in the steady state of one inference after another (schedule.py)
+        self.cells = None if self.t.program_once else Cells(program, lambda ins: _encode(self, ins))
 
     def val(self, ref):
         if isinstance(ref, ConstRef):
@@ -56,6 +62,7 @@ class Machine:
     def run(self, feeds: dict[str, np.ndarray], chunk: int = 256, progress=None) -> dict[str, np.ndarray]:
         n = len(next(iter(feeds.values())))
         outs: dict[str, list] = {}
+        self.loads, self.dyn_levels, self.dyn_meta = [], {}, {}
         for start in range(0, n, chunk):
             part = {k: v[start:start + chunk] for k, v in feeds.items()}
             for k, v in self._run_chunk(part).items():
@@ -63,7 +70,15 @@ class Machine:
             if progress:
                 progress(min(n, start + chunk), n)
         self.stats.samples += n
+        self._exposed_writes()
         return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def _exposed_writes(self):
+        """Run-time writes on the critical path: what the compute of the layers named in `overlap` (over the
+        same batch) does not hide."""
+        for s, write_ns, overlap in self.loads:
+            hidden = sum(self.stats.compute_ns(self.stats.layers[o]) for o in overlap if o in self.stats.layers)
+            s.rt_exposed_ns += max(0.0, write_ns - hidden)
 
     def _run_chunk(self, feeds) -> dict[str, np.ndarray]:
         self.env = {}
@@ -103,7 +118,15 @@ def _input(m: Machine, ins: Instr):
         raise m.fault(ins, f"input '{name}' has shape {list(x.shape[1:])} per sample, the program expects {list(shape)}")
     if x.dtype.kind == "f" and not np.isfinite(x).all():
         raise m.fault(ins, f"input '{name}' holds NaN or infinity")
-    m.env[ins.args[0].name] = K.quantize(x, ins.attr("scale"), ins.attr("zero"))
+    dtype = ins.attr("dtype", "u8")
+    if dtype == "i64":
+        if x.dtype.kind not in "iub":
+            raise m.fault(ins, f"input '{name}' must hold integers (token ids / masks), got {x.dtype}")
+        m.env[ins.args[0].name] = x.astype(np.int64)
+    elif dtype == "f32":
+        m.env[ins.args[0].name] = V.f32(x)
+    else:
+        m.env[ins.args[0].name] = K.quantize(x, ins.attr("scale"), ins.attr("zero"))
 
 
 @handler("output")
@@ -114,32 +137,43 @@ def _output(m: Machine, ins: Instr):
     m.results[ins.attr("name")] = K.dequantize(q, scale, ins.attr("zero", 0), ins.attr("axis"))
 
 
+def _encode(m: Machine, ins: Instr) -> X.Crossbar:
+    a = dict(ins.attrs)
+    center = m.val(a["center"]) if isinstance(a["center"], ConstRef) else a["center"]
+    flip = m.val(a["flip"]).astype(bool) if "flip" in a else None
+    return X.program(a.get("layer", ""), m.val(ins.args[0]).astype(np.int64), a["rows"], a["cols"], a["kg"], a["ng"],
+                     a["encoding"], center, a["slices"], flip)
+
+
 @handler("xbwrite")
 def _xbwrite(m: Machine, ins: Instr):
     idx = ins.attr("xb")
     if m.written_by.get(idx) is ins:    # same write again (next batch chunk): the cells already hold it
         return
     m.written_by[idx] = ins
-    a = dict(ins.attrs)
-    center = m.val(a["center"]) if isinstance(a["center"], ConstRef) else a["center"]
-    flip = m.val(a["flip"]).astype(bool) if "flip" in a else None
-    xb = X.program(a.get("layer", ""), m.val(ins.args[0]).astype(np.int64), a["rows"], a["cols"], a["kg"], a["ng"],
-                   a["encoding"], center, a["slices"], flip)
-    new = xb.levels()
-    old = m.levels.get(idx)
-    if old is None or old.shape != new.shape:
-        old = np.zeros_like(new)
-    changed = new != old
+    xb = _encode(m, ins)
     s = m.stats.layer(xb.layer)
-    s.crossbar_writes += int(changed.sum())
-    s.write_pulses += int(np.abs(new - old).sum())
-    s.write_ns += int(changed.any(axis=(0, 2)).sum()) * m.t.write_row_ns
+    if m.cells is not None:             # rewriting: this pass is every inference of the chunk (schedule.py)
+        ev = m.cells.write(idx, xb, ins)
+        per = len(next(iter(m.feeds.values())))
+        s.crossbar_writes += ev.changed * per
+        s.write_pulses += ev.pulses * per
+        s.write_ns += ev.ns * per
+    else:                               # program-once: blank cells, each crossbar written once
+        new = xb.levels()
+        old = m.levels.get(idx)
+        if old is None or old.shape != new.shape:
+            old = np.zeros_like(new)
+        changed = new != old
+        s.crossbar_writes += int(changed.sum())
+        s.write_pulses += int(np.abs(new - old).sum())
+        s.write_ns += int(changed.any(axis=(0, 2)).sum()) * m.t.write_row_ns
+        m.levels[idx] = new
     if idx not in s.crossbars:
         s.crossbars.add(idx)
         s.rows_used.append(xb.rows[1] - xb.rows[0])
         s.cells_used += int(xb.mask.sum()) * len(xb.slices)
     m.xbars[idx] = xb
-    m.levels[idx] = new
 
 
 @handler("im2col")
@@ -158,21 +192,58 @@ def _row_pulses(m: Machine, name: str, islices) -> np.ndarray:
     key = (name, islices)
     if key in m.pulse_rows:
         return m.pulse_rows[key]
-    per_code = X.code_pulses(islices)
     if name in m.windowed:
         x, ins = m.windowed[name]
         (kh, kw), (sh, sw), (dh, dw) = ins.attr("kernel"), ins.attr("strides"), ins.attr("dilations")
-        src = K.pad_hw(x, ins.attr("pads"), ins.attr("fill"))
-        pm = per_code[src].sum(axis=0, dtype=np.int64)                      # (C, Hp, Wp)
-        oh = (src.shape[2] - (kh - 1) * dh - 1) // sh + 1
-        ow = (src.shape[3] - (kw - 1) * dw - 1) // sw + 1
+        t, l, b, r = ins.attr("pads")
+        fill = int(X.code_pulses(islices)[ins.attr("fill")]) * len(x)       # a pad reads the fill in every sample
+        pm = np.pad(X.row_pulses(x, islices), ((0, 0), (t, b), (l, r)), constant_values=fill)    # (C, Hp, Wp)
+        oh = (pm.shape[1] - (kh - 1) * dh - 1) // sh + 1
+        ow = (pm.shape[2] - (kw - 1) * dw - 1) // sw + 1
         rows = np.stack([pm[:, ky * dh: ky * dh + (oh - 1) * sh + 1: sh, kx * dw: kx * dw + (ow - 1) * sw + 1: sw]
                          .sum(axis=(1, 2)) for ky in range(kh) for kx in range(kw)], axis=1)
         m.pulse_rows[key] = rows.reshape(-1)
     else:
         x = m.env[name]
-        m.pulse_rows[key] = per_code[x.reshape(-1, x.shape[-1])].sum(axis=0, dtype=np.int64)
+        m.pulse_rows[key] = X.row_pulses(x.reshape(-1, x.shape[-1]), islices)
     return m.pulse_rows[key]
+
+
+def _mvm_runs(m: Machine) -> dict:
+    """First instruction of each run of consecutive mvms with the same output and input -> the run."""
+    runs = m.__dict__.get("mvm_runs")
+    if runs is None:
+        runs, code, i = {}, m.p.code, 0
+        key = [(tuple(a.name for a in c.args), c.attr("n")) if c.op == "mvm" else None for c in code]
+        while i < len(code):
+            j = i + 1
+            while key[i] is not None and j < len(code) and key[j] == key[i]:
+                j += 1
+            if j - i > 1:
+                runs[id(code[i])] = code[i:j]
+            i = j
+        m.mvm_runs = runs
+    return runs
+
+
+def _fuse(m: Machine, ins: Instr, x2: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """A run of plain mvms (exact integer products) into one accumulator is one product with their combined
+    weights: one BLAS pass over the input instead of one per crossbar. Only where that does no more MACs
+    than the crossbars themselves (not for block-diagonal grouped layers), and nothing between the run's
+    instructions can read the partial sum. Gives (product, its bound), or None where the run cannot be fused."""
+    run = _mvm_runs(m).get(id(ins))
+    if run is None:
+        return None
+    xbars = [m.xbars.get(i.attr("xb")) for i in run]
+    if any(xb is None or xb.rows[1] > x2.shape[1] or i.attr("signed") is not None
+           or not X.is_plain(xb, i.attr("islices"), m.adc, m.stats.hist_range, m.sliced, m.noise,
+                             i.attr("recover", 0)) for xb, i in zip(xbars, run)):
+        return None
+    r0 = min(xb.rows[0] for xb in xbars)
+    w = X.plain_weights(xbars, ins.attr("n"))[r0:]
+    if w.size > sum((xb.rows[1] - xb.rows[0]) * (xb.cols[1] - xb.cols[0]) for xb in xbars):
+        return None
+    return X.product(x2[:, r0:r0 + len(w)], w), X.product_bound(w)
 
 
 @handler("mvm")
@@ -186,33 +257,26 @@ def _mvm(m: Machine, ins: Instr):
     if x.shape[-1] < r1:
         raise m.fault(ins, f"input has {x.shape[-1]} rows, crossbar {idx} reads rows {r0}:{r1}")
     lead = x.shape[:-1]
-    xs = x.reshape(-1, x.shape[-1])[:, r0:r1]      # a view: the matmul's cast is the only pass over it
-    args = (ins.attr("islices"), m.adc, m.stats.hist_range, m.sliced)
-    spec = dict(recover=ins.attr("recover", 0), noise=m.noise)
+    x2 = x.reshape(-1, x.shape[-1])
+    xs = x2[:, r0:r1]                               # a view: the product's cast is the only pass over it
+    islices, rec = ins.attr("islices"), ins.attr("recover", 0)
+    args = (islices, m.adc, m.stats.hist_range, m.sliced)
+    spec = dict(recover=rec, noise=m.noise)
     z = ins.attr("signed")
-    if z is None:
-        pulses = _row_pulses(m, ins.args[1].name, ins.attr("islices"))[r0:r1]
-        out, ev = X.mvm(xb, xs, *args, pulses, **spec)
-    else:   # R0: inputs around a zero point run as their positive and negative parts, one pass each
-        v = xs.astype(np.int16) - z
-        out, ev = X.mvm(xb, np.maximum(v, 0).astype(np.uint8), *args, **spec)
-        neg, ev2 = X.mvm(xb, np.maximum(-v, 0).astype(np.uint8), *args, **spec)
-        out = out - neg
-        for f in ("columns", "converts", "saturated", "macs", "dac_pulses", "cell_reads", "spec_converts",
-                  "spec_failures"):
-            setattr(ev, f, getattr(ev, f) + getattr(ev2, f))
-        ev.macs //= 2
     name = ins.args[0].name
     n = ins.attr("n")
     c0, c1 = xb.cols
-    if name not in m.env and (c0, c1) == (0, n):     # the first crossbar covers every column: no copy
-        m.env[name] = out.reshape(lead + (n,))
+    fused = m.__dict__.setdefault("fused", {})     # accumulator -> (its array, the run already added into it)
+    first = name not in m.env
+    prod = _fuse(m, ins, x2)
+    if prod is not None:
+        _accumulate(m, name, lead, n, prod[0], prod[1], (0, n), first)
+        fused[name] = (m.env[name], _mvm_runs(m)[id(ins)])
+    f = fused.get(name)
+    if f is not None and f[0] is m.env.get(name) and any(i is ins for i in f[1]):   # only the events remain
+        ev = X.mvm_events(xb, len(xs), islices, _row_pulses(m, ins.args[1].name, islices)[r0:r1], rec)
     else:
-        if name not in m.env:
-            m.env[name] = np.zeros(lead + (n,), dtype=np.float64)
-        elif m.env[name].dtype != np.float64:        # float32 is exact for one crossbar, not for their sum
-            m.env[name] = m.env[name].astype(np.float64)
-        m.env[name][..., c0:c1] += out.reshape(lead + (c1 - c0,))
+        ev = _mvm_add(m, ins, xb, xs, lead, args, spec, z, first)
     s = m.stats.layer(xb.layer)
     s.macs += ev.macs
     s.adc_converts += ev.converts
@@ -222,12 +286,61 @@ def _mvm(m: Machine, ins: Instr):
     s.spec_failures += ev.spec_failures
     s.dac_pulses += ev.dac_pulses
     s.cell_reads += ev.cell_reads
-    s.buffer_bytes += xs.nbytes + out.size * 2
+    s.buffer_bytes += xs.nbytes + xs.shape[0] * (c1 - c0) * 2
     s.digital_ops += ev.converts          # one shift-add per converted column sum
-    passes = (1 if z is None else 2) * (len(ins.attr("islices")) + (8 if ins.attr("recover") else 0))
+    passes = (1 if z is None else 2) * (len(islices) + (8 if rec else 0))
     s.add_xbar_time(idx, xs.shape[0] * passes * m.t.xbar_cycle_ns)
     if ev.hist is not None:
         s.hist = ev.hist if s.hist is None else s.hist + ev.hist
+
+
+def _accumulate(m: Machine, name, lead, n, out, bound, cols, first):
+    """Add a (M, c1 - c0) product into columns c0:c1 of accumulator `name`; the first product that covers
+    every column becomes the accumulator. It stays float32 while the largest sum it can hold is below 2^24
+    (exact plain products only), else it is float64."""
+    bounds = m.__dict__.setdefault("acc_bounds", {})
+    bounds[name] = bound + (0 if first else bounds[name])
+    if first and cols == (0, n):
+        m.env[name] = out.reshape(lead + (n,))
+        return
+    acc = _acc(m, name, lead, n, first)
+    acc[:, cols[0]:cols[1]] += out
+
+
+def _acc(m: Machine, name, lead, n, first) -> np.ndarray:
+    """The (M, n) view of accumulator `name`, made (zeros at first) in the dtype its bound allows."""
+    dt = np.float32 if m.acc_bounds[name] < X.EXACT_F32 else np.float64
+    if first:
+        m.env[name] = np.zeros(lead + (n,), dt)
+    elif m.env[name].dtype != dt and dt == np.float64 or not m.env[name].flags.c_contiguous:
+        m.env[name] = np.ascontiguousarray(m.env[name], np.float64 if dt == np.float64 else None)
+    return m.env[name].reshape(-1, n)
+
+
+def _mvm_add(m: Machine, ins: Instr, xb, xs, lead, args, spec, z, first) -> X.MvmEvents:
+    """One crossbar's contribution added into its accumulator (the product adds into it in place)."""
+    name, n, (c0, c1) = ins.args[0].name, ins.attr("n"), xb.cols
+    plain = z is None and X.is_plain(xb, *args, m.noise, spec["recover"])
+    bound = X.product_bound(xb.weights) if plain else np.inf
+    if z is None:
+        pulses = _row_pulses(m, ins.args[1].name, args[0])[xb.rows[0]:xb.rows[1]]
+        if first and (c0, c1) == (0, n):
+            out, ev = X.mvm(xb, xs, *args, pulses, **spec)
+            _accumulate(m, name, lead, n, out, bound, (c0, c1), first)
+        else:
+            m.acc_bounds[name] = bound + (0 if first else m.acc_bounds[name])
+            _, ev = X.mvm(xb, xs, *args, pulses, **spec, out=_acc(m, name, lead, n, first)[:, c0:c1])
+        return ev
+    # R0: inputs around a zero point run as their positive and negative parts, one pass each
+    v = xs.astype(np.int16) - z
+    out, ev = X.mvm(xb, np.maximum(v, 0).astype(np.uint8), *args, **spec)
+    neg, ev2 = X.mvm(xb, np.maximum(-v, 0).astype(np.uint8), *args, **spec)
+    _accumulate(m, name, lead, n, out - neg, np.inf, (c0, c1), first)
+    for f in ("columns", "converts", "saturated", "macs", "dac_pulses", "cell_reads", "spec_converts",
+              "spec_failures"):
+        setattr(ev, f, getattr(ev, f) + getattr(ev2, f))
+    ev.macs //= 2
+    return ev
 
 
 def _layout(acc, chw):
@@ -345,3 +458,180 @@ def _lrn(m: Machine, ins: Instr):
     a = dict(ins.attrs)
     m.digital(ins, K.lrn(m.val(ins.args[1]), a["zx"], a["sx"], a["size"], a["alpha"], a["beta"], a["bias"], a["sy"],
                          a["zero"]), a["size"] + 4)
+
+
+# ---- the float32 vector unit (runtime/vector.py) ---------------------------------------------------------
+
+def _vact(ins: Instr, y):
+    lo, hi = ins.attr("lo"), ins.attr("hi")
+    return y if lo is None and hi is None else V.clamp(y, lo, hi)
+
+
+@handler("quant")
+def _quant(m: Machine, ins: Instr):
+    smooth = ins.attr("smooth")
+    m.digital(ins, V.quant(m.val(ins.args[1]), ins.attr("scale"), ins.attr("zero"),
+                           None if smooth is None else m.val(smooth)), 2)
+
+
+@handler("accf")
+def _accf(m: Machine, ins: Instr):
+    y = V.scale_acc(m.val(ins.args[1]), m.val(ins.attr("bias")), m.val(ins.attr("scale")))
+    m.digital(ins, _vact(ins, _layout(y, ins.attr("chw"))), 2)
+
+
+@handler("vmatmul")
+def _vmatmul(m: Machine, ins: Instr):
+    a, b = m.val(ins.args[1]).astype(np.float64) - ins.attr("za"), m.val(ins.args[2]).astype(np.float64) - ins.attr("zb")
+    acc = np.rint(a @ b)
+    m.digital(ins, _vact(ins, V.scale_acc(acc, 0, ins.attr("scale"))), 2 * a.shape[-1])
+
+
+@handler("gather")
+def _gather(m: Machine, ins: Instr):
+    ids, table = m.val(ins.args[1]), m.val(ins.attr("table"))
+    if ids.size and (ids.min() < 0 or ids.max() >= len(table)):
+        raise m.fault(ins, f"id {int(ids.max() if ids.max() >= len(table) else ids.min())} is outside the "
+                           f"table's {len(table)} rows")
+    m.digital(ins, V.gather(ids, table, m.val(ins.attr("rowscale"))), 1)
+
+
+@handler("vmask")
+def _vmask(m: Machine, ins: Instr):
+    table = ins.attr("table")
+    m.digital(ins, V.maskfn(m.val(ins.args[1]), ins.attr("mode"), ins.attr("shape"), ins.attr("on", 0.0),
+                            ins.attr("off", 0.0), None if table is None else m.val(table)), 1)
+
+
+@handler("vunary")
+def _vunary(m: Machine, ins: Instr):
+    m.digital(ins, V.unary(ins.attr("fn"), m.val(ins.args[1]), ins.attr("p", 0.0), ins.attr("lo"), ins.attr("hi")), 4)
+
+
+@handler("vbinary")
+def _vbinary(m: Machine, ins: Instr):
+    m.digital(ins, _vact(ins, V.binary(ins.attr("fn"), m.val(ins.args[1]), m.val(ins.args[2]))), 1)
+
+
+@handler("vreduce")
+def _vreduce(m: Machine, ins: Instr):
+    x = m.val(ins.args[1])
+    m.digital(ins, V.reduce(ins.attr("fn"), x, ins.attr("axes"), ins.attr("keepdims")), 2)
+
+
+@handler("vlayernorm")
+def _vlayernorm(m: Machine, ins: Instr):
+    m.digital(ins, V.layernorm(m.val(ins.args[1]), m.val(ins.attr("gamma")), m.val(ins.attr("beta")),
+                               ins.attr("eps")), 8)
+
+
+@handler("vsoftmax")
+def _vsoftmax(m: Machine, ins: Instr):
+    m.digital(ins, V.softmax(m.val(ins.args[1]), ins.attr("axis")), 5)
+
+
+@handler("vexpand")
+def _vexpand(m: Machine, ins: Instr):
+    m.digital(ins, V.expand(m.val(ins.args[1]), ins.attr("shape")), 0)
+
+
+# ---- crossbars written at run time (runtime/dynamic.py) --------------------------------------------------
+
+@handler("xbload")
+def _xbload(m: Machine, ins: Instr):
+    w = m.val(ins.args[1])
+    if w.dtype != np.uint8 or w.ndim < 3:
+        raise m.fault(ins, f"needs a u8 operand of per-sample rank >= 2, got {w.dtype} {list(w.shape[1:])}")
+    name = ins.args[0].name
+    cells, pulses, m.dyn_levels[name] = D.write_events(w, ins.attr("zero"), ins.attr("slices"),
+                                                       m.dyn_levels.get(name))
+    rows = ins.attr("rows")
+    if not 1 <= rows <= m.t.rows:
+        raise m.fault(ins, f"rows={rows} per crossbar must lie in 1..{m.t.rows}")
+    m.dyn_meta[name] = (ins.attr("zero"), tuple(ins.attr("slices")), rows)
+    m.env[name] = w
+    s = m.stats.layer(ins.attr("layer", ins.op))
+    K = w.shape[-2]
+    per_sample = min(K, rows) * m.t.write_row_ns      # crossbars are written in parallel, each row by row
+    s.rt_write_cells += cells
+    s.rt_write_pulses += pulses
+    s.rt_write_ns += per_sample * len(w)
+    m.loads.append((s, per_sample * len(w), tuple(ins.attr("overlap", ()))))
+
+
+@handler("dmvm")
+def _dmvm(m: Machine, ins: Instr):
+    x, w = m.val(ins.args[1]), m.env.get(ins.args[2].name)
+    if w is None or ins.args[2].name not in m.dyn_meta:
+        raise m.fault(ins, f"crossbars %{ins.args[2].name} have not been written by an xbload")
+    if x.shape[-1] != w.shape[-2]:
+        raise m.fault(ins, f"input rows {x.shape[-1]} do not match the written operand's {w.shape[-2]} rows")
+    islices = ins.attr("islices")
+    zw, wslices, rows = m.dyn_meta[ins.args[2].name]
+    acc, ev = D.dynamic_mvm(x, ins.attr("za"), w, zw, islices, wslices, rows, m.adc, m.t.adc_signed,
+                            ins.attr("recover", 0))
+    y = V.scale_acc(acc, 0, ins.attr("scale"))
+    m.digital(ins, _vact(ins, y), 1)
+    s = m.stats.layer(ins.attr("layer", ins.op))
+    s.macs += ev.macs
+    s.adc_converts += ev.converts
+    s.columns += ev.columns
+    s.saturated_converts += ev.saturated
+    s.spec_converts += ev.spec_converts
+    s.spec_failures += ev.spec_failures
+    s.dac_pulses += ev.dac_pulses
+    s.cell_reads += ev.cell_reads
+    parts = 2 if ins.attr("za") else 1
+    passes = parts * (len(islices) + (8 if ins.attr("recover") else 0))
+    # rows streamed through one crossbar set: operands shared across heads serve them in turn
+    rows = x.size // x.shape[-1] // max(1, w.size // (w.shape[-1] * w.shape[-2]))
+    s.add_xbar_time(-1, x.shape[0] * rows * passes * m.t.xbar_cycle_ns)
+
+
+# ---- sparse attention on PIM banks (runtime/banks.py) ----------------------------------------------------
+
+def _bank_charge(m: Machine, layer: str, product: str, mode: str, mask: np.ndarray, d: int):
+    """Bank cycles of one product over its mask: stats per mapping; the layer's time takes the chosen mode,
+    the heads (axes between batch and rows) on banks of their own, one bank cycle per crossbar cycle."""
+    t, s = m.t, m.stats.layer(layer)
+    part = BK.summary(product, mask, d, t.bank_m, t.bank_n)
+    BK.add(s.banks, product, mode, part)
+    per = BK.cycles(product, mode, mask, d, t.bank_m, t.bank_n)
+    s.add_xbar_time(-2, float(per.reshape(len(per), -1).max(axis=1, initial=0).sum()) * t.xbar_cycle_ns)
+    s.macs += part["useful_macs"]
+    s.cell_reads += part["cycles"][mode] * t.bank_m * t.bank_n      # every PE of the bank, each cycle
+
+
+@handler("sddmm", "spmm")
+def _bank_product(m: Machine, ins: Instr):
+    a, w = m.val(ins.args[1]), m.val(ins.args[2])
+    za, mode, layer = ins.attr("za"), ins.attr("mode"), ins.attr("layer", ins.op)
+    acc = np.rint((a.astype(np.float64) - za) @ (w.astype(np.float64) - ins.attr("zb")))
+    y = _vact(ins, V.scale_acc(acc, 0, ins.attr("scale")))
+    m.digital(ins, y, 1)
+    if ins.op == "spmm":            # SVM skips the probabilities whose code is the zero point
+        _bank_charge(m, layer, "spmm", mode, np.broadcast_to(a != za, y.shape[:-1] + a.shape[-1:]), w.shape[-1])
+        return
+    masked = m.__dict__.get("masked_sddmm")
+    if masked is None:
+        masked = m.masked_sddmm = {i.attr("sddmm") for i in m.p.code if i.op == "vtopk"}
+    if layer in masked:             # the vtopk that names this layer charges it with its mask
+        m.__dict__.setdefault("bank_pending", {})[layer] = (mode, a.shape[-1], y.shape)
+    else:
+        _bank_charge(m, layer, "sddmm", mode, np.ones(y.shape, bool), a.shape[-1])
+
+
+@handler("vtopk")
+def _vtopk(m: Machine, ins: Instr):
+    y, keep = V.topk(m.val(ins.args[1]), ins.attr("k"), ins.attr("threshold"))
+    m.digital(ins, y, 2)
+    name = ins.attr("sddmm")
+    if name is None:
+        return
+    mode, d, shape = m.__dict__.get("bank_pending", {}).pop(name, (None, 0, None))
+    if mode is None:
+        raise m.fault(ins, f"no sddmm of layer '{name}' ran before it")
+    if keep.shape != shape:
+        raise m.fault(ins, f"scores of shape {list(keep.shape[1:])} do not match sddmm '{name}''s "
+                           f"{list(shape[1:])}")
+    _bank_charge(m, name, "sddmm", mode, keep, d)

@@ -7,6 +7,8 @@ import numpy as np
 
 from isa import Target
 
+from . import banks as B
+
 
 @dataclass
 class LayerStats:
@@ -29,6 +31,12 @@ class LayerStats:
     write_ns: float = 0.0        # row-by-row programming time of the layer's crossbars
     xbar_ns: dict = field(default_factory=dict)
     hist: np.ndarray | None = None
+    # crossbars written at run time with an activation (runtime/dynamic.py), summed over the batch
+    rt_write_cells: int = 0
+    rt_write_pulses: int = 0
+    rt_write_ns: float = 0.0
+    rt_exposed_ns: float = 0.0     # the part of rt_write_ns that no overlapping compute hides
+    banks: dict = field(default_factory=dict)     # sparse attention's PIM bank products (runtime/banks.py)
 
     def add_xbar_time(self, xb: int, ns: float):
         self.xbar_ns[xb] = self.xbar_ns.get(xb, 0.0) + ns
@@ -65,13 +73,16 @@ class Stats:
             "crossbar": s.cell_reads * t.e_cell_read,
             "buffers": s.buffer_bytes * t.e_buffer_byte,
             "digital": s.digital_ops * t.e_digital_op,
-            "writes": s.write_pulses * t.e_write_pulse,
+            "writes": (s.write_pulses + s.rt_write_pulses) * t.e_write_pulse,
             "static": tiles * t.static_mw_per_tile * time_ns * 1e-3,   # mW x ns = pJ
         }
 
+    def compute_ns(self, s: LayerStats) -> float:
+        return max(s.xbar_ns.values(), default=0.0) + s.digital_ops / self.t.digital_ops_per_ns
+
     def row(self, s: LayerStats) -> dict:
         t = self.t
-        time_ns = max(s.xbar_ns.values(), default=0.0) + s.digital_ops / t.digital_ops_per_ns
+        time_ns = self.compute_ns(s) + s.rt_exposed_ns
         nx = len(s.crossbars)
         e = self.energy(s, time_ns)
         return {
@@ -89,11 +100,16 @@ class Stats:
             "crossbar_writes": s.crossbar_writes,
             "write_pulses": s.write_pulses,
             "write_ns": s.write_ns,
+            "runtime_write_cells": s.rt_write_cells,
+            "runtime_write_pulses": s.rt_write_pulses,
+            "runtime_write_ns": s.rt_write_ns,
+            "exposed_write_ns": s.rt_exposed_ns,
             "dac_pulses": s.dac_pulses,
             "digital_ops": s.digital_ops,
             "time_ns": time_ns,
             "cycles": time_ns / t.xbar_cycle_ns,
             "energy_pj": e,
+            **({"banks": B.report(s.banks, t.bank_m, t.bank_n)} if s.banks else {}),
         }
 
     def to_json(self) -> dict:
@@ -102,6 +118,8 @@ class Stats:
         fails = sum(s.spec_failures for s in self.layers.values())
         tot = {k: sum(r[k] for r in rows) for k in ("macs", "adc_converts", "saturated_converts", "crossbar_writes",
                                                       "write_pulses", "dac_pulses", "digital_ops", "time_ns",
+                                                      "runtime_write_cells", "runtime_write_pulses",
+                                                      "runtime_write_ns", "exposed_write_ns",
                                                       "cycles", "crossbars_used")}
         mvm_rows = [r for r in rows if r["crossbars_used"]]
         all_rows = [x for s in self.layers.values() for x in s.rows_used]
@@ -126,8 +144,18 @@ class Stats:
             "notes": "crossbar writes are the one-time weight load of a program-once target; time_ns sums "
                      "layer latencies over the batch (layers in sequence, crossbars of a layer in parallel); "
                      "energy figures marked 'assumption' in the target TOML are not from the seeds",
+            **({"banks": self.banks()} if any(s.banks for s in self.layers.values()) else {}),
             "layers": rows,
         }
+
+    def banks(self) -> dict:
+        """Sparse attention's bank products summed per product (sddmm, spmm): cycles and PE utilisation of the
+        chosen mode and of the VMM mappings of the same work (runtime/banks.py)."""
+        out = {}
+        for s in self.layers.values():
+            if s.banks:
+                B.add(out.setdefault(s.banks["product"], {}), s.banks["product"], s.banks["mode"], s.banks)
+        return {k: B.report(v, self.t.bank_m, self.t.bank_n) for k, v in out.items()}
 
     def histogram(self) -> dict | None:
         if self.hist_range is None:

@@ -15,6 +15,7 @@ from .crossbar import block_mask, block_weights
 from .errors import RuntimeFault
 
 CODES = ("zero", "zx", "za", "zb", "lo", "hi", "fill", "signed")   # zero points, clamps, fills of u8 codes
+BANK_MODES = {"sddmm": ("ip", "vmm"), "spmm": ("svm", "vmm")}     # runtime/banks.py
 MAX_SHIFT = 62          # rounding right shifts work on int64: 1 << (shift - 1) must stay positive
 
 
@@ -29,6 +30,8 @@ def _type_ok(v, want: str) -> bool:
         if w == "str" and isinstance(v, str):
             return True
         if w == "ints" and isinstance(v, tuple) and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+            return True
+        if w == "strs" and isinstance(v, tuple) and all(isinstance(x, str) for x in v):
             return True
         if w == "const" and isinstance(v, ConstRef):
             return True
@@ -99,13 +102,19 @@ def validate(p: Program, filename: str = "<program>") -> None:
                 fail(f"crossbar {xb} is used before it is written")
             w = xbars[xb]
             cols = dict(w.attrs)["cols"]
-            if cols[1] > attrs["n"]:
+            if cols[1] > attrs["n"] and _holds(w, ins):      # another block: _check_schedule says which
                 fail(f"crossbar {xb} holds filters {cols[0]}:{cols[1]}, beyond the psum width n={attrs['n']}")
             _check_slices(attrs["islices"], t.dac_bits, "islices", "dac_bits", fail)
+            _check_mvm_resources(attrs, t, fail)
             if not 0 <= attrs.get("recover", 0) <= t.dac_bits:
                 fail(f"recover={attrs['recover']} must be in 0..{t.dac_bits} (dac_bits of the target)")
             if not written.__contains__(ins.args[0].name):
                 written.add(ins.args[0].name)
+        if ins.op == "vtopk" and (("k" in attrs) == ("threshold" in attrs) or attrs.get("k", 1) < 1
+                                  or attrs.get("threshold", 0) < 0):
+            fail("needs exactly one of k (>= 1) or threshold (>= 0)")
+        if ins.op in BANK_MODES and attrs["mode"] not in BANK_MODES[ins.op]:
+            fail(f"mode must be one of {', '.join(BANK_MODES[ins.op])}, got {attrs['mode']!r}")
         if ins.op == "input":
             if not 0 < attrs["scale"] < float("inf"):
                 fail(f"scale must be a positive finite number, got {attrs['scale']!r}")
@@ -115,6 +124,98 @@ def validate(p: Program, filename: str = "<program>") -> None:
                 fail(f"input of {size} B per sample exceeds the target's buffers ({cap} B)")
         if spec.args and spec.args[0] == "buf" and ins.op not in ("mvm", "output"):
             written.add(ins.args[0].name)
+    _check_schedule(p, filename)
+
+
+def _check_mvm_resources(a, t, fail):
+    for c in a.get("rep", ()):
+        if not 0 <= c < t.xbars:
+            fail(f"replica crossbar {c} is outside the target's {t.xbars} crossbars")
+    banks = {"ibanks": a.get("ibanks"), "obanks": a.get("obanks")}
+    for k, v in banks.items():
+        if v is None:
+            continue
+        if not v or any(not 0 <= b < len(t.gbuf_banks_kb) for b in v) or len(set(v)) != len(v):
+            fail(f"{k}={list(v)} must name distinct banks among the target's {len(t.gbuf_banks_kb)} "
+                 f"(gbuf_banks_kb)")
+    if banks["ibanks"] and banks["obanks"] and set(banks["ibanks"]) & set(banks["obanks"]):
+        fail(f"ibanks {list(banks['ibanks'])} and obanks {list(banks['obanks'])} share a bank: input and output "
+             "live in disjoint banks")
+
+
+def _block(w: Instr):
+    """What a crossbar write holds: its logical crossbar (lxb, or xb without one) and its layer."""
+    return w.attr("lxb", w.attr("xb")), w.attr("layer")
+
+
+def _holds(w: Instr, mvm: Instr) -> bool:
+    lxb, layer = _block(w)
+    if mvm.attr("lxb") is not None:
+        return lxb == mvm.attr("lxb")
+    return mvm.attr("layer") is None or layer is None or layer == mvm.attr("layer")
+
+
+def _check_schedule(p: Program, filename: str) -> None:
+    """What the program order puts in each crossbar: every mvm finds the block it names (lxb) or at least
+    its layer's weights, on its crossbar and its replicas (rep); no write replaces a block a later mvm still
+    reads; on a rewriting target a PE row's crossbars hold one layer while any of them is still read (A1),
+    and a write's pe and after= are consistent. Reports the earliest offending instruction."""
+    t = p.target
+    k = t.row_xbars
+    resident: dict[int, Instr] = {}
+    history: dict[int, list[int]] = {}          # crossbar -> positions of its writes
+    last_read: dict[int, int] = {}              # id(write) -> position of the last mvm reading it
+    problems: list[tuple[int, Instr, str]] = []
+    steps: set[str] = set()
+    for pos, ins in enumerate(p.code):
+        if ins.op == "xbwrite":
+            xb = ins.attr("xb")
+            if ins.attr("pe") is not None and ins.attr("pe") != xb // k:
+                problems.append((pos, ins, f"crossbar {xb} lies in PE row {xb // k} ({k} crossbars a row), "
+                                           f"not pe={ins.attr('pe')}"))
+            if ins.attr("after") is not None and ins.attr("after") not in steps:
+                problems.append((pos, ins, f"after={ins.attr('after')!r} names no earlier step"))
+            resident[xb] = ins
+            history.setdefault(xb, []).append(pos)
+        elif ins.op == "mvm":
+            for c in (ins.attr("xb"),) + tuple(ins.attr("rep", ())):
+                w = resident.get(c)
+                if w is None:
+                    problems.append((pos, ins, f"crossbar {c} is used before it is written"))
+                elif _holds(w, ins):
+                    last_read[id(w)] = pos
+                else:
+                    lxb, layer = _block(w)
+                    earlier = [h for h in history[c] if _holds(p.code[h], ins)]
+                    if earlier:     # it held what this mvm reads: the next write on it came too early
+                        culprit = next(h for h in history[c] if h > earlier[-1])
+                        problems.append((culprit, p.code[culprit],
+                                         f"crossbar {c} is still in use: the mvm at line {ins.line} reads its "
+                                         f"logical crossbar {_block(p.code[earlier[-1]])[0]} "
+                                         f"({_block(p.code[earlier[-1]])[1]})"))
+                    else:
+                        problems.append((pos, ins, f"crossbar {c} holds logical crossbar {lxb} of layer {layer} "
+                                                   f"(written at line {w.line}), not what this mvm reads"))
+        if ins.attr("layer") is not None and ins.op != "xbwrite":
+            steps.add(ins.attr("layer"))
+    if not t.program_once:         # A1: a PE row holds one layer
+        resident = {}
+        for pos, ins in enumerate(p.code):
+            if ins.op != "xbwrite":
+                continue
+            xb, layer = ins.attr("xb"), ins.attr("layer")
+            row = xb // k
+            for c in range(row * k, row * k + k):
+                w = resident.get(c)
+                if c != xb and w is not None and _block(w)[1] != layer and last_read.get(id(w), -1) > pos:
+                    problems.append((pos, ins, f"PE row {row} still holds layer {_block(w)[1]} on crossbar {c}, "
+                                               f"read at line {p.code[last_read[id(w)]].line}: a PE row holds one "
+                                               "layer"))
+                    break
+            resident[xb] = ins
+    if problems:
+        pos, ins, msg = min(problems, key=lambda x: x[0])
+        raise RuntimeFault(f"{filename}:{ins.line}: {ins.op}: {msg}")
 
 
 def _check_slices(slices, width, what, bound, fail):

@@ -19,9 +19,8 @@ def test_compile_verify_report_plots_then_run(tmp_path, capsys):
     out = capsys.readouterr()
     assert "bit for bit: yes" in out.out and out.err == ""          # no progress bar off a terminal
     r = json.loads(rep.read_text())
-    assert [p["pass"] for p in r["passes"]] == ["fuse_activations", "calibrate", "quantize", "slicing",
-                                               "map_crossbars",
-                                               "encode_weights"]
+    assert [p["pass"] for p in r["passes"]] == ["fuse_activations", "attention", "sparse_attention", "calibrate",
+                                               "quantize", "slicing", "map_crossbars", "encode_weights"]
     v = r["verification"]
     assert v["ideal_equals_reference"] is True
     assert set(v["levels"]) == {"float (onnxruntime)", "quantised reference", "pimrun ideal", "pimrun target"}

@@ -1,0 +1,219 @@
+"""ARAS figures (issue 6; PAPERS.md A2-A6): weight-rewriting schedules on models larger than the chip.
+
+Per model, five programs: naive; overlap (the ARAS baseline, no optimisation, 15 x 256 KB buffer);
++bank selection; +replication; +weight reuse (= `--schedule aras`). Per program: compile time, inferences/s,
+% of the write bound, time per inference, write pulses, energy per inference by component and its change
+per optimisation, replication's extra weights; accuracy on real data with and without weight reuse (digits:
+540 images; MiniLM: cosine to the float reference and nearest-neighbour same-group rate on the 64 sentences),
+plus a sweep of weight reuse's clip budget (the share of a layer's weights its shift may clip). Time and
+energy are per inference in steady state (runtime/schedule.py), so they are measured on a few samples.
+
+    python benchmarks/aras.py [--models digits,resnet,minilm] [--out benchmarks/results/aras]
+
+Models: digits CNN on benchmarks/targets/aras_digits.toml (the aras preset cut to 3 PE rows: 12 crossbars
+against the model's 21), a ResNet-34-style CNN (CIFAR shape, 32x32, seeded random weights, He init, BatchNorm;
+no accuracy: no real data) and MiniLM-L6, both on the aras preset (2304 crossbars).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from compiler.pipeline import compile_model  # noqa: E402
+from isa import load_target  # noqa: E402
+from runtime.machine import Machine  # noqa: E402
+from runtime.schedule import account, plot_timeline  # noqa: E402
+
+MODELS = ROOT.parent / "shared" / "models"
+DIGITS = ROOT / "examples" / "digits"
+CONFIGS = [
+    ("naive", {"schedule": "naive"}),
+    ("overlap", {"schedule": "overlap"}),
+    ("+banks", {"schedule": "aras", "replication": False, "weight_reuse": False}),
+    ("+replication", {"schedule": "aras", "weight_reuse": False}),
+    ("+reuse (aras)", {"schedule": "aras"}),
+]
+PAPER = {"pct_of_bound": {"overlap": 66, "+reuse (aras)": 88},
+         "energy_step_pct": {"+banks": -3, "+replication": -14, "+reuse (aras)": -11}, "energy_total_pct": -28,
+         "pulses_reuse_pct": -17, "accuracy_loss_pct": "< 0.12 on average (0.42 worst)", "extra_weights_pct": 6.4,
+         "inferences_per_s": {"ResNet-50": 132, "BERT-Base (seq 128)": 130, "VGG-16": 43, "DenseNet-161": 95,
+                              "BERT-Large": 39}}
+
+
+def resnet34(hw: int = 32, width: int = 64, blocks=(3, 4, 6, 3)):
+    """ResNet-34's basic blocks (21M weights, ~2.3x the aras preset's crossbars, near ResNet-50's ratio)."""
+    from tests.compiler.cnn_blocks import Net
+    n = Net("resnet34", c=3, hw=hw, seed=0)
+    x, c = n.conv_bn("x", width), width
+    for stage, (cout, nb) in enumerate(zip([width, 2 * width, 4 * width, 8 * width], blocks)):
+        for b in range(nb):
+            stride = 2 if stage and b == 0 else 1
+            y = n.conv_bn(n.conv_bn(x, cout, stride=stride), cout, act=None)
+            skip = x if stride == 1 and cout == c else n.conv_bn(x, cout, k=1, stride=stride, pad=0, act=None)
+            x, c = n.act(n.add(y, skip)), cout
+    return n.model(n.head(x))
+
+
+def judge_minilm(emb, ref, group) -> dict:
+    cos = (emb * ref).sum(1) / np.linalg.norm(emb, axis=1) / np.linalg.norm(ref, axis=1)
+    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    sim = e @ e.T
+    np.fill_diagonal(sim, -np.inf)
+    return {"cosine_mean": float(cos.mean()), "nn_same_group": float((group[sim.argmax(1)] == group).mean())}
+
+
+def model_setup(name: str):
+    """(model, target, calib, timing feeds, accuracy fn or None)."""
+    if name == "digits":
+        d = np.load(DIGITS / "digits_test.npz")
+        acc = lambda m: float((m.run({"image": d["x"]})["logits"].argmax(1) == d["y"]).mean())
+        return (DIGITS / "digits_cnn.onnx", load_target(ROOT / "benchmarks" / "targets" / "aras_digits.toml"),
+                np.load(DIGITS / "digits_calib.npy"), {"image": d["x"][:8]}, acc)
+    if name == "resnet":
+        from tests.compiler.cnn_blocks import images
+        x = images(10, (3, 32, 32), 1)
+        return resnet34(), load_target("aras"), x[:8], {"x": x[8:10]}, None
+    if name == "minilm":
+        d = np.load(MODELS / "minilm_sentences.npz")
+        feeds = {k: d[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+        ref = np.load(MODELS / "minilm_reference.npy")
+        acc = lambda m: judge_minilm(m.run(feeds)["embedding"], ref, d["group"])
+        return (MODELS / "minilm_l6.onnx", load_target("aras"), {k: v[:16] for k, v in feeds.items()},
+                {k: v[:1] for k, v in feeds.items()}, acc)
+    raise SystemExit(f"unknown model {name}")
+
+
+def record(c, key):
+    return next((r.report for r in c.records if r.name == key), None)
+
+
+def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path) -> dict:
+    t0 = time.perf_counter()
+    c = compile_model(model, target, calib, options=opts)
+    compile_s = time.perf_counter() - t0
+    m = Machine(c.program)
+    m.run(feeds)
+    r = account(m)
+    plot_timeline(r, out / f"{name}_{label.split()[0].strip('+')}_timeline.png")
+    sched, reuse = record(c, "schedule"), record(c, "weight_reuse")
+    row = {"config": label, "compile_s": round(compile_s, 1), "time_us": r["time_ns"] / 1e3,
+           "inferences_per_s": r["inferences_per_s"], "pct_of_bound": r["pct_of_bound"],
+           "bound_inferences_per_s": r["bound_inferences_per_s"], "writes": r["writes"],
+           "write_pulses": r["write_pulses"], "cells_changed": r["cells_changed"],
+           "energy_uj": {k: v / 1e6 for k, v in r["energy_pj"].items()}, "energy_uj_total": r["energy_pj_total"] / 1e6,
+           "dram_stall_us": r["dram_stall_ns"] / 1e3, "extra_weights_pct": sched.extra_weights_pct,
+           "logical_crossbars": sched.logical_crossbars, "replication": sched.replication,
+           "reuse_center": reuse.center if reuse else None}
+    if acc is not None and (label in ("+replication", "+reuse (aras)")):
+        t0 = time.perf_counter()
+        row["accuracy"] = acc(Machine(c.program))
+        row["accuracy_run_s"] = round(time.perf_counter() - t0, 1)
+    print(f"  {label:14s} {row['inferences_per_s']:8.1f} inf/s {row['pct_of_bound']:5.1f}% of bound "
+          f"{row['energy_uj_total']:10.2f} uJ {row['write_pulses']:>10d} pulses  compile {compile_s:.1f}s"
+          + (f"  accuracy {row['accuracy']}" if "accuracy" in row else ""), flush=True)
+    return row
+
+
+def sweep_reuse(model, target, calib, feeds, acc, clips) -> list[dict]:
+    rows = []
+    for clip in clips:
+        c = compile_model(model, target, calib, options={"schedule": "aras", "reuse_max_clip": clip})
+        m = Machine(c.program)
+        m.run(feeds)
+        r = account(m)
+        reuse = record(c, "weight_reuse")
+        rows.append({"max_clip": clip, "center": reuse.center, "clipped_weights": reuse.clipped,
+                     "shifted_layers": sum(1 for lr in reuse.layers.values() if lr.delta),
+                     "write_pulses": r["write_pulses"], "energy_uj_total": r["energy_pj_total"] / 1e6,
+                     "accuracy": acc(Machine(c.program)) if acc else None})
+        print(f"  reuse max_clip {clip}: center {reuse.center}, pulses {r['write_pulses']}, "
+              f"accuracy {rows[-1]['accuracy']}", flush=True)
+    return rows
+
+
+def changes(rows: list[dict]) -> dict:
+    by = {r["config"]: r for r in rows}
+    base = by["overlap"]["energy_uj_total"]
+    steps = ["overlap", "+banks", "+replication", "+reuse (aras)"]
+    out = {"energy_step_pct": {s: 100 * (by[s]["energy_uj_total"] - by[p]["energy_uj_total"]) / base
+                               for p, s in zip(steps, steps[1:])},
+           "energy_total_pct": 100 * (by["+reuse (aras)"]["energy_uj_total"] - base) / base,
+           "pulses_reuse_pct": 100 * (by["+reuse (aras)"]["write_pulses"] - by["+replication"]["write_pulses"])
+           / max(1, by["+replication"]["write_pulses"])}
+    if "accuracy" in by["+replication"]:
+        out["accuracy_without_reuse"] = by["+replication"]["accuracy"]
+        out["accuracy_with_reuse"] = by["+reuse (aras)"]["accuracy"]
+    return out
+
+
+def table(results: dict) -> str:
+    out = ["| model | config | compile s | inf/s | % of write bound | us/inference | write pulses | energy uJ "
+           "(write / compute / static banks / static PEs) | total uJ | extra weights % |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        for r in res["rows"]:
+            e = r["energy_uj"]
+            out.append(f"| {name} | {r['config']} | {r['compile_s']} | {r['inferences_per_s']:.1f} | "
+                       f"{r['pct_of_bound']:.1f} | {r['time_us']:.0f} | {r['write_pulses']} | {e['write']:.2f} / "
+                       f"{e['compute']:.2f} / {e['static_banks']:.2f} / {e['static_pes']:.2f} | "
+                       f"{r['energy_uj_total']:.2f} | {r['extra_weights_pct']:.1f} |")
+    out += ["", "| model | bank selection | replication | weight reuse | total | pulses (reuse) | accuracy "
+            "without / with reuse |", "|---|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        ch = res["changes"]
+        s = ch["energy_step_pct"]
+        accs = f"{ch['accuracy_without_reuse']} / {ch['accuracy_with_reuse']}" if "accuracy_with_reuse" in ch else "-"
+        out.append(f"| {name} | {s['+banks']:+.1f}% | {s['+replication']:+.1f}% | {s['+reuse (aras)']:+.1f}% | "
+                   f"{ch['energy_total_pct']:+.1f}% | {ch['pulses_reuse_pct']:+.1f}% | {accs} |")
+    p = PAPER
+    out.append(f"| paper (A3-A6, 5 DNNs) | {p['energy_step_pct']['+banks']}% | {p['energy_step_pct']['+replication']}% "
+               f"| {p['energy_step_pct']['+reuse (aras)']}% | {p['energy_total_pct']}% | {p['pulses_reuse_pct']}% | "
+               f"loss {p['accuracy_loss_pct']} |")
+    for name, res in results.items():
+        if res.get("reuse_sweep"):
+            out += ["", f"Weight reuse's clip budget on {name}:", "",
+                    "| max clip | center | shifted layers | clipped weights | write pulses | energy uJ | accuracy |",
+                    "|---|---|---|---|---|---|---|"]
+            out += [f"| {r['max_clip']} | {r['center']} | {r['shifted_layers']} | {r['clipped_weights']} | "
+                    f"{r['write_pulses']} | {r['energy_uj_total']:.2f} | {r['accuracy']} |" for r in res["reuse_sweep"]]
+    out += ["", f"Paper: overlap at {p['pct_of_bound']['overlap']}% and aras at {p['pct_of_bound']['+reuse (aras)']}% "
+            f"of the write bound, naive below both; replication writes +{p['extra_weights_pct']}% weights; "
+            "inferences/s " + ", ".join(f"{k} {v}" for k, v in p["inferences_per_s"].items()) + "."]
+    return "\n".join(out) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="digits,resnet,minilm")
+    ap.add_argument("--clips", default="0.05,0.2", help="weight reuse clip budgets to sweep (digits, minilm)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "aras"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "aras.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for name in args.models.split(","):
+        print(name, flush=True)
+        model, target, calib, feeds, acc = model_setup(name)
+        rows = [run_config(name, label, opts, model, target, calib, feeds, acc, out) for label, opts in CONFIGS]
+        results[name] = {"target": target.name, "rows": rows, "changes": changes(rows)}
+        if acc is not None:
+            results[name]["reuse_sweep"] = sweep_reuse(model, target, calib, feeds, acc,
+                                                       [float(v) for v in args.clips.split(",") if v])
+        path.write_text(json.dumps(results, indent=1, default=float))
+        (out / "aras.md").write_text(table({k: v for k, v in results.items() if k != "paper"}))
+    results["paper"] = PAPER
+    path.write_text(json.dumps(results, indent=1, default=float))
+    (out / "aras.md").write_text(table({k: v for k, v in results.items() if k != "paper"}))
+
+
+if __name__ == "__main__":
+    main()

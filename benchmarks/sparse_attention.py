@@ -1,0 +1,194 @@
+"""Sparse attention on PIM banks (PAPERS.md T2): bank utilisation by mapping, and MiniLM's accuracy by K.
+
+    python benchmarks/sparse_attention.py [--target raella] [--slicing 4,2,2] [--ks 8,16,32,64]
+                                          [--thresholds 3,6] [--out benchmarks/results/sparse_attention]
+
+(1) Utilisation of the M x N bank (the target's bank_m x bank_n, head dim d = 32) under the VMM mapping vs
+    IP (SDDMM) / SVM (SpMM) at sparsities 0..95%: random unstructured masks (each entry kept with probability
+    1 - sparsity, 64 x 12 heads x 64 x 64, seed 0), and top-K masks (K = 64 x (1 - sparsity)) of MiniLM's
+    pre-softmax scores (scaled, key-masked) on the 64 sentences, as the dense naive program computes them
+    (quantised reference), 6 layers. Both products are given the same mask. -> utilisation.md, utilisation.png
+(2) MiniLM (../shared/models) at several K and thresholds, calibrated on the first 16 sentences, measured on
+    all 64: mean cosine to minilm_reference.npy and nearest-neighbour same-group rate, with an ideal ADC and
+    on the target, beside the dense programs; with each run's bank figures. -> accuracy.md
+Every number is written to sparse_attention.json. The rules are fixed before any run (never tuned on the
+metric). Default weight slicing 4,2,2 for every layer instead of adaptive slicing, which takes minutes per
+MiniLM compile (--slicing adaptive restores it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from compiler.pipeline import compile_model  # noqa: E402
+from isa import load_target, parse_program, print_program  # noqa: E402
+from passes.reference import run_reference  # noqa: E402
+from runtime import banks as B  # noqa: E402
+from runtime import vector as V  # noqa: E402
+from runtime.machine import Machine  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "models"
+SPARSITIES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def load():
+    d = np.load(SHARED / "minilm_sentences.npz")
+    feeds = {k: d[k] for k in INPUTS}
+    return feeds, {k: v[:16] for k, v in feeds.items()}, d["group"], np.load(SHARED / "minilm_reference.npy")
+
+
+def metrics(y, ref, group) -> dict:
+    a = y / np.linalg.norm(y, axis=1, keepdims=True)
+    r = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+    sim = a @ a.T
+    np.fill_diagonal(sim, -np.inf)
+    return {"mean_cosine": float(np.mean(np.sum(a * r, axis=1))),
+            "nn_same_group": int(np.sum(group[sim.argmax(1)] == group))}
+
+
+def scores(c, feeds, chunk=16) -> np.ndarray:
+    """The softmax inputs (pre-softmax scores) of a dense program's quantised reference: (layers x B, H, S, S)."""
+    names = [op.inputs[0] for op in c.graph.topo() if op.kind == "softmax"]
+    out = []
+    for s in range(0, len(feeds["input_ids"]), chunk):
+        env = run_reference(c.graph, {k: v[s:s + chunk] for k, v in feeds.items()}, keep_all=True)
+        out += [env[n] for n in names]
+        del env
+    return np.concatenate(out)
+
+
+def sweep(top_scores, m, n, d=32) -> list[dict]:
+    rng = np.random.default_rng(0)
+    S = top_scores.shape[-1]
+    rows = []
+    for sp in SPARSITIES:
+        masks = {"random": rng.random((64, 12, S, S)) >= sp / 100,
+                 "topk": V.sparse_keep(top_scores, k=max(1, round(S * (1 - sp / 100))))}
+        row = {"sparsity": sp}
+        for kind, mask in masks.items():
+            row[f"{kind}_density"] = float(mask.mean())
+            for product, modes in B.PRODUCTS.items():
+                s = B.summary(product, mask, d, m, n)
+                for k in modes[:2]:
+                    row[f"{kind}_{product}_{k}"] = B.utilisation(s["useful_macs"], s["cycles"][k], m, n)
+        rows.append(row)
+    return rows
+
+
+def utilisation_table(rows, m, n) -> str:
+    out = [f"Bank {m} x {n} PEs, head dim 32. Utilisation = useful MACs / (cycles x {m * n}).", "",
+           "| sparsity | random: SDDMM IP | SDDMM VMM | SpMM SVM | SpMM VMM | top-K (MiniLM): density | SDDMM IP | "
+           "SDDMM VMM | SpMM SVM | SpMM VMM |", "|---" * 10 + "|"]
+    for r in rows:
+        out.append(f"| {r['sparsity']}% | " + " | ".join(f"{r[k]:.3f}" for k in (
+            "random_sddmm_ip", "random_sddmm_vmm", "random_spmm_svm", "random_spmm_vmm", "topk_density",
+            "topk_sddmm_ip", "topk_sddmm_vmm", "topk_spmm_svm", "topk_spmm_vmm")) + " |")
+    return "\n".join(out) + "\n"
+
+
+def plot(rows, path: Path, m, n):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x = [r["sparsity"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, product, sparse in ((axes[0], "sddmm", "ip"), (axes[1], "spmm", "svm")):
+        for kind, style in (("random", "-"), ("topk", "--")):
+            ax.plot(x, [r[f"{kind}_{product}_{sparse}"] for r in rows], "o" + style, label=f"{sparse.upper()} ({kind})")
+            ax.plot(x, [r[f"{kind}_{product}_vmm"] for r in rows], "s" + style, label=f"VMM ({kind})")
+        ax.set_title(f"{product.upper()} on a {m} x {n} bank")
+        ax.set_xlabel("sparsity of the attention map (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel("PE utilisation")
+    axes[0].set_ylim(0, 1.05)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def configs(ks, thresholds):
+    out = [("dense, retransformer", {}), ("dense, naive", {"attention": "naive"})]
+    out += [(f"topk:{k}", {"sparse_attention": f"topk:{k}"}) for k in ks]
+    out += [(f"threshold:{t:g}", {"sparse_attention": f"threshold:{t:g}"}) for t in thresholds]
+    return out
+
+
+def bank_figures(st) -> dict:
+    b = st.get("banks")
+    if not b:
+        return {}
+    sd, sp = b["sddmm"], b["spmm"]
+    return {"sddmm_density": sd["density"], "ip_util": sd["ip"]["utilisation"], "sddmm_vmm_util": sd["vmm"]["utilisation"],
+            "ip_cycles": sd["ip"]["cycles"], "sddmm_vmm_cycles": sd["vmm"]["cycles"], "sddmm_dense_cycles": sd["dense"]["cycles"],
+            "spmm_density": sp["density"], "svm_util": sp["svm"]["utilisation"], "spmm_vmm_util": sp["vmm"]["utilisation"],
+            "svm_cycles": sp["svm"]["cycles"], "spmm_vmm_cycles": sp["vmm"]["cycles"], "spmm_dense_cycles": sp["dense"]["cycles"]}
+
+
+def accuracy_table(rows, target, slicing) -> str:
+    out = [f"MiniLM, 64 sentences (calibration: the first 16), target {target}, weight slicing {slicing}. "
+           "Cosine: mean to the float reference; NN: nearest-neighbour same-group count of 64. Bank figures "
+           "from the target run (SDDMM: kept scores; SpMM: nonzero probability codes).", "",
+           "| program | cosine ideal | NN ideal | cosine target | NN target | SDDMM density | IP util | VMM util | "
+           "SpMM density | SVM util | VMM util |", "|---" * 11 + "|"]
+    for r in rows:
+        b = r.get("banks") or {}
+        bank = " | ".join(f"{b[k]:.3f}" if k in b else "-" for k in (
+            "sddmm_density", "ip_util", "sddmm_vmm_util", "spmm_density", "svm_util", "spmm_vmm_util"))
+        out.append(f"| {r['program']} | {r['ideal']['mean_cosine']:.4f} | {r['ideal']['nn_same_group']}/64 | "
+                   f"{r['target']['mean_cosine']:.4f} | {r['target']['nn_same_group']}/64 | {bank} |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--target", default="raella")
+    ap.add_argument("--slicing", default="4,2,2", help="weight slicing of every layer, or 'adaptive'")
+    ap.add_argument("--ks", default="8,16,32,64")
+    ap.add_argument("--thresholds", default="3,6")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sparse_attention"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    feeds, calib, group, ref = load()
+    target = load_target(args.target)
+    slicing = "adaptive" if args.slicing == "adaptive" else tuple(int(v) for v in args.slicing.split(","))
+    ks = [int(k) for k in args.ks.split(",") if k]
+    thresholds = [float(t) for t in args.thresholds.split(",") if t]
+    rows, top_scores = [], None
+    for name, opts in configs(ks, thresholds):
+        t0 = time.perf_counter()
+        c = compile_model(SHARED / "minilm_l6.onnx", target, calib, {"slicing": slicing, **opts})
+        row = {"program": name, "options": opts, "compile_s": round(time.perf_counter() - t0, 1)}
+        prog = parse_program(print_program(c.program))
+        for mode, ideal in (("ideal", True), ("target", False)):
+            t0 = time.perf_counter()
+            m = Machine(prog, ideal=ideal)
+            y = m.run(feeds)["embedding"]
+            row[mode] = metrics(y, ref, group) | {"run_s": round(time.perf_counter() - t0, 1)}
+        row["banks"] = bank_figures(m.stats.to_json())
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if opts.get("attention") == "naive" and "sparse_attention" not in opts:
+            top_scores = scores(c, feeds)
+    (out / "accuracy.md").write_text(accuracy_table(rows, target.name, args.slicing))
+    util = sweep(top_scores, target.bank_m, target.bank_n)
+    (out / "utilisation.md").write_text(utilisation_table(util, target.bank_m, target.bank_n))
+    plot(util, out / "utilisation.png", target.bank_m, target.bank_n)
+    (out / "sparse_attention.json").write_text(json.dumps({"target": target.name, "slicing": args.slicing,
+                                                           "accuracy": rows, "utilisation": util}, indent=1))
+    print((out / "utilisation.md").read_text())
+    print((out / "accuracy.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""8-bit quantisation with a float32 vector unit (the transformer form of the Quantize pass).
+
+Contract: the crossbars and the activation x activation products see 8-bit codes exactly as in the integer
+form (u8 inputs with a per-tensor scale and zero, int8 per-channel weights); every other op runs on the
+digital vector unit in float32 (PAPERS.md leaves its precision to us; DESIGN.md's digital ops). So:
+- a `quant` op (float32 -> u8, range from calibration) is inserted in front of each crossbar / matmul input,
+  one per source tensor;
+- a crossbar or matmul op leaves float32: (integer accumulator + bias) x per-channel scale, then the fused
+  activation clamp;
+- every other op keeps its float meaning and is evaluated by the float32 kernels of runtime/vector.py;
+- embedding tables are stored as int8 codes with one scale per row (R0's weight rule applied per row).
+- the inputs of linear layers fed by a layernorm are smoothed (SmoothQuant, Xiao et al. 2023): normalised
+  activations carry a few channels far larger than the rest (from the layernorm's gain), which a per-tensor
+  8-bit scale cannot serve; the quant op divides channel c by s_c = sqrt(max|x_c| / max|W_c|) and the layers
+  reading it multiply weight row c by s_c before their int8 quantisation, so x.W is unchanged before
+  rounding. options["smooth"] = "layernorm" (default) | "all" | "none".
+A graph without ops that have an integer form (layernorm, embedding lookup, token masks, reductions,
+division) uses the integer form; options["vector"] = "fp32" | "int8" forces one.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ir import CompileError, Graph, Op
+
+VECTOR_ONLY = ("layernorm", "gather", "maskfn", "reduce", "div", "expand", "topk")
+MATRIX_OPS = ("conv", "linear", "matmul")
+
+
+def wants_vector(g: Graph, options: dict) -> bool:
+    mode = options.get("vector", "auto")
+    if mode not in ("auto", "fp32", "int8"):
+        raise CompileError(f"vector precision '{mode}' is not one of auto, fp32, int8")
+    if mode == "auto":       # (a product placed on run-time-written crossbars needs the vector form too)
+        return any(op.kind in VECTOR_ONLY or op.attrs.get("crossbar") for op in g.ops.values()) or \
+            any(g.tensors[i].dtype == "i64" for i in g.inputs)
+    if mode == "int8" and any(op.attrs.get("crossbar") for op in g.ops.values()):
+        raise CompileError("products on run-time-written crossbars (--attention naive|retransformer) need the "
+                           "float32 vector unit (--vector fp32 or auto), or --attention digital")
+    return mode == "fp32"
+
+
+def insert_quants(g: Graph, ctx) -> int:
+    """A quant op in front of every run-time input of a crossbar / matmul op, shared per source tensor."""
+    made: dict[str, str] = {}
+    for op in g.topo():
+        if op.kind not in MATRIX_OPS:
+            continue
+        for k, src in enumerate(op.inputs[:2] if op.kind == "matmul" else op.inputs[:1]):
+            t = g.tensors[src]
+            if t.is_const:
+                continue
+            key = (src, op.kind == "matmul")     # crossbar layers may smooth their quant; matmuls may not
+            if key not in made:
+                q = g.unique(src + ".q")
+                g.add_tensor(type(t)(q, t.shape, qhint=t.qhint))
+                if src in ctx.ranges:
+                    ctx.ranges[q] = ctx.ranges[src]
+                g.add_op("quant", g.unique(f"{op.name}.quant{k}"), [src], [q])
+                made[key] = q
+            op.inputs[k] = made[key]
+    return len(made)
+
+
+SMOOTH_ALPHA = 0.5      # SmoothQuant's default migration strength
+
+
+def smooth(g: Graph, ctx, which: str) -> list[str]:
+    """Per-channel smoothing of the quant ops in front of linear layers (see the module docstring)."""
+    if which not in ("layernorm", "all", "none"):
+        raise CompileError(f"smoothing '{which}' is not one of layernorm, all, none")
+    done = []
+    for op in g.topo():
+        if op.kind != "quant" or which == "none":
+            continue
+        src, readers = op.inputs[0], g.consumers(op.outputs[0])
+        prod = g.producer(src)
+        if which == "layernorm" and (prod is None or prod.kind != "layernorm"):
+            continue
+        if not readers or any(r.kind != "linear" for r in readers) or src not in ctx.channel_ranges:
+            continue
+        clo, chi = ctx.channel_ranges[src]
+        xmax = np.maximum(np.maximum(np.abs(clo), np.abs(chi)), 1e-8)
+        wmax = np.max([np.abs(g.tensors[r.inputs[1]].data).max(axis=1) for r in readers], axis=0)
+        s = xmax ** SMOOTH_ALPHA / np.maximum(wmax, 1e-8) ** (1 - SMOOTH_ALPHA)
+        s = np.where(wmax > 0, s, 1.0)
+        for r in readers:
+            w = g.tensors[r.inputs[1]]
+            w.data = w.data * s[:, None]
+        inv = (1.0 / s).astype(np.float32)
+        op.attrs["smooth"] = inv
+        ctx.ranges[op.outputs[0]] = (float(np.min(clo * inv)), float(np.max(chi * inv)))
+        done.append(op.name)
+    return done
+
+
+def quantize_vector(self, g: Graph, ctx, rep) -> None:
+    from .quantize import fixed_point_vec, qparams, quantise_weights
+    rep.vector = "fp32"
+    rep.quant_ops = insert_quants(g, ctx)
+    rep.smoothed = smooth(g, ctx, ctx.options.get("smooth", "layernorm"))
+    for name in g.inputs:
+        if g.tensors[name].dtype != "i64":
+            g.tensors[name].dtype = "f32"
+    for op in g.topo():
+        out = g.tensors[op.outputs[0]]
+        if op.kind == "quant":
+            self._set_from_range(g, ctx, op.outputs[0])
+            op.attrs["q"] = {"scale": float(out.scale), "zero": int(out.zero), "smooth": op.attrs.get("smooth")}
+            continue
+        out.dtype = "f32"
+        q = {}
+        if op.kind in ("conv", "linear"):
+            x = g.tensors[op.inputs[0]]
+            wi, sw, bias = quantise_weights(op, g, x.scale, rep)
+            q = {"w": wi, "bias": bias, "zx": x.zero, "oscale": (x.scale * sw).astype(np.float64)}
+            if op.outputs[0] in ctx.ranges:
+                # an 8-bit grid over the output's range: what adaptive slicing measures a slicing's error on
+                sy, zy = qparams(*ctx.ranges[op.outputs[0]])
+                q["mult"], q["shift"] = fixed_point_vec(x.scale * sw / sy)
+                q.update(zy=zy, lo=0, hi=255)
+        elif op.kind == "matmul":
+            a, b = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]]
+            q = {"za": a.zero, "zb": b.zero, "oscale": float(a.scale * b.scale)}
+        elif op.kind == "gather":
+            table = g.tensors[op.inputs[1]].data.astype(np.float64)
+            amax = np.abs(table).max(axis=1)
+            scale = np.where(amax > 0, amax / 127.0, 1.0)
+            q = {"codes": np.clip(np.rint(table / scale[:, None]), -127, 127).astype(np.int8),
+                 "rowscale": scale.astype(np.float32)}
+        elif op.kind not in VECTOR_KINDS:
+            raise CompileError(f"node {op.name}: no float32 vector form for op '{op.kind}'")
+        if "act" in op.attrs:
+            q["act"] = tuple(float(v) for v in op.attrs["act"])
+        op.attrs["q"] = q
+
+
+# ops the vector unit evaluates with their float meaning (runtime/vector.py)
+VECTOR_KINDS = ("layernorm", "maskfn", "reduce", "div", "expand", "add", "mul", "unary", "relu", "clip",
+                "softmax", "reshape", "transpose", "concat", "topk")

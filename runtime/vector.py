@@ -1,0 +1,175 @@
+"""The digital vector unit in float32: the exact semantics of the ISA's v* instructions.
+
+Transformers' ops without weights (layernorm, softmax, GELU, mask arithmetic, pooling, normalisation) run
+here. Every kernel takes and returns float32 arrays and rounds to float32 after each elementwise step, as a
+float32 SIMD unit would; reductions go over a contiguous last axis (NumPy's pairwise order), so a sample's
+result never depends on the batch around it. The runtime and the compiler's quantised reference both call
+these functions, so they agree bit for bit. Integer <-> float boundaries: `quant` (float32 -> u8 codes, round
+half to even) before a crossbar, `scale_acc` (exact integer psum + bias, times the per-channel scale in
+float64, rounded once to float32) after one.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+F32 = np.float32
+
+
+def f32(x) -> np.ndarray:
+    return np.asarray(x, dtype=F32)
+
+
+def quant(x, scale: float, zero: int, smooth=None) -> np.ndarray:
+    """u8 codes of x (times a per-channel smoothing factor on the last axis, if given)."""
+    x = f32(x) if smooth is None else f32(x) * f32(smooth)
+    return np.clip(np.rint(x / F32(scale)) + F32(zero), 0, 255).astype(np.uint8)
+
+
+def scale_acc(acc, bias, scale, act=None) -> np.ndarray:
+    """(psum + bias) * scale per channel (last axis), in float64 where every integer is exact, then float32."""
+    y = ((np.asarray(acc, dtype=np.float64) + np.asarray(bias, dtype=np.float64)) * np.asarray(scale, np.float64))
+    y = y.astype(F32)
+    return clamp(y, *act) if act else y
+
+
+def gather(ids, codes, rowscale) -> np.ndarray:
+    """Embedding rows: int8 codes times their row's scale."""
+    ids = np.asarray(ids, dtype=np.int64)
+    return codes[ids].astype(F32) * rowscale[ids][..., None]
+
+
+def maskfn(ids, mode, shape, on=0.0, off=0.0, table=None) -> np.ndarray:
+    """Token mask [B, S] -> float32: `select` puts on / off per token at the axis of `shape` of length S;
+    `count` looks up table[number of valid tokens] (compiler/masks.py recognises both forms)."""
+    valid = np.asarray(ids).reshape(len(ids), -1) != 0
+    if mode == "select":
+        out = np.where(valid, F32(on), F32(off))
+    elif mode == "count":
+        out = np.asarray(table, F32)[valid.sum(axis=1)]
+    else:
+        raise ValueError(f"unknown mask mode '{mode}'")
+    return out.reshape((len(ids),) + tuple(shape))
+
+
+def erf(x):
+    """Abramowitz & Stegun 7.1.26 in float32 (|error| < 1.5e-7 before rounding)."""
+    a = np.abs(x)
+    t = F32(1) / (F32(1) + F32(0.3275911) * a)
+    poly = t * (F32(0.254829592) + t * (F32(-0.284496736) + t * (F32(1.421413741) + t * (F32(-1.453152027)
+                                                                                  + t * F32(1.061405429)))))
+    return np.sign(x) * (F32(1) - poly * np.exp(-a * a))
+
+
+_SQRT1_2 = F32(np.sqrt(0.5))
+_TANH_C = F32(np.sqrt(2 / np.pi))
+
+UNARY = {
+    "erf": erf,
+    "tanh": np.tanh,
+    "sigmoid": lambda x: F32(1) / (F32(1) + np.exp(-x)),
+    "exp": np.exp,
+    "log": np.log,
+    "sqrt": lambda x: np.sqrt(np.maximum(x, F32(0))),
+    "abs": np.abs,
+    "neg": np.negative,
+    "reciprocal": lambda x: F32(1) / x,
+    "relu": lambda x: np.maximum(x, F32(0)),
+    "gelu_erf": lambda x: F32(0.5) * x * (F32(1) + erf(x * _SQRT1_2)),
+    "gelu_tanh": lambda x: F32(0.5) * x * (F32(1) + np.tanh(_TANH_C * (x + F32(0.044715) * x * x * x))),
+}
+
+
+def clamp(x, lo=None, hi=None) -> np.ndarray:
+    """Clamp to whichever bounds are given (None or an infinity: no bound on that side)."""
+    if lo is not None and np.isfinite(lo):
+        x = np.maximum(x, F32(lo))
+    if hi is not None and np.isfinite(hi):
+        x = np.minimum(x, F32(hi))
+    return x
+
+
+def unary(fn: str, x, p: float = 0.0, lo=None, hi=None) -> np.ndarray:
+    x = f32(x)
+    with np.errstate(all="ignore"):
+        if fn == "pow":
+            return (x * x if p == 2 else np.power(x, F32(p))).astype(F32)
+        if fn == "clip":
+            return clamp(x, lo, hi)
+        return UNARY[fn](x).astype(F32)
+
+
+BINARY = {"add": np.add, "mul": np.multiply, "div": np.divide, "sub": np.subtract}
+
+
+def binary(fn: str, a, b) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        return BINARY[fn](f32(a), f32(b)).astype(F32)
+
+
+def _last(x, axes):
+    """x with the reduced axes moved last and flattened into one contiguous axis."""
+    keep = [d for d in range(x.ndim) if d not in axes]
+    y = np.ascontiguousarray(x.transpose(keep + list(axes)))
+    return y.reshape(y.shape[:len(keep)] + (-1,))
+
+
+def reduce(fn: str, x, axes, keepdims: bool) -> np.ndarray:
+    x = f32(x)
+    axes = tuple(a % x.ndim for a in axes)
+    y = _last(x, axes)
+    if fn == "sum":
+        r = y.sum(axis=-1, dtype=F32)
+    elif fn == "mean":
+        r = y.sum(axis=-1, dtype=F32) / F32(y.shape[-1])
+    elif fn == "max":
+        r = y.max(axis=-1)
+    elif fn == "l2":
+        r = np.sqrt((y * y).sum(axis=-1, dtype=F32))
+    else:
+        raise ValueError(f"unknown reduction '{fn}'")
+    if keepdims:
+        r = r.reshape(tuple(1 if d in axes else n for d, n in enumerate(x.shape)))
+    return r.astype(F32)
+
+
+def layernorm(x, gamma, beta, eps: float) -> np.ndarray:
+    x = np.ascontiguousarray(f32(x))
+    n = F32(x.shape[-1])
+    mu = x.sum(axis=-1, keepdims=True, dtype=F32) / n
+    d = x - mu
+    var = (d * d).sum(axis=-1, keepdims=True, dtype=F32) / n
+    return (d / np.sqrt(var + F32(eps)) * f32(gamma) + f32(beta)).astype(F32)
+
+
+def softmax(x, axis: int) -> np.ndarray:
+    x = f32(x)
+    axis = axis % x.ndim
+    y = np.moveaxis(x, axis, -1)
+    e = np.exp(y - y.max(axis=-1, keepdims=True))
+    e = np.ascontiguousarray(e)
+    s = e / e.sum(axis=-1, keepdims=True, dtype=F32)
+    return np.moveaxis(s, -1, axis).astype(F32)
+
+
+def expand(x, shape) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(x, (x.shape[0],) + tuple(shape)))
+
+
+def sparse_keep(x, k: int | None = None, threshold: float | None = None) -> np.ndarray:
+    """Sparse attention's mask over the last axis (any float dtype): the k largest entries of each row (ties:
+    the lower index), or the entries within `threshold` of the row's maximum."""
+    if k is not None:
+        if k >= x.shape[-1]:
+            return np.ones(x.shape, bool)
+        keep = np.zeros(x.shape, bool)
+        np.put_along_axis(keep, np.argsort(-x, axis=-1, kind="stable")[..., :k], True, axis=-1)
+        return keep
+    return x >= x.max(axis=-1, keepdims=True) - x.dtype.type(threshold)
+
+
+def topk(x, k: int | None = None, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`vtopk`: the kept scores as they are, the others the float32 minimum (softmax gives them exact zeros);
+    returns (scores, keep mask)."""
+    x = f32(x)
+    keep = sparse_keep(x, k, threshold)
+    return np.where(keep, x, np.finfo(F32).min).astype(F32), keep

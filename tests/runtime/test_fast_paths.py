@@ -1,0 +1,99 @@
+"""The runtime's fast paths against the plain definitions they replace: fused crossbar runs, the float64
+requantisation, channels-last window kernels, DAC pulse arithmetic, the blocked exact product, threads."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime import crossbar as X
+from runtime import kernels as K
+from runtime import machine as MM
+from runtime import parallel
+from runtime.machine import Machine
+from tests.conftest import digits_compiled
+
+
+@pytest.mark.parametrize("target, ideal", [("isaac", True), ("isaac", False), ("raella", True)])
+def test_fused_runs_equal_one_product_per_crossbar(target, ideal, digits_test, monkeypatch):
+    x = digits_test[0][:24]
+    prog = digits_compiled(target).program
+    fused = Machine(prog, ideal=ideal)
+    a = fused.run({"image": x})["logits"]
+    assert fused.fused or target != "isaac"              # isaac splits layers over crossbars: runs fused
+    monkeypatch.setattr(MM, "_fuse", lambda *_: None)
+    plain = Machine(prog, ideal=ideal)
+    b = plain.run({"image": x})["logits"]
+    assert np.array_equal(a, b)
+    assert fused.stats.to_json() == plain.stats.to_json()
+
+
+def test_requant_in_float64_equals_int64_at_rounding_ties():
+    """Accumulators whose scaled value lies on or next to a .5 tie, for every shift the float path takes."""
+    rng = np.random.default_rng(5)
+    for shift in range(1, 48):
+        mult = int(rng.integers(1, 1 << 31))
+        k = rng.uniform(-10, 270, 300)
+        y = np.floor(k * 2.0 ** shift / mult).astype(np.int64)
+        y = np.concatenate([y - 1, y, y + 1])
+        bias = int(rng.integers(-1000, 1000))
+        acc = (y - bias)[np.abs(y - bias) < 1 << 24]
+        zero = int(rng.integers(0, 30))
+        want = K.requant(acc, mult, shift, zero, 0, 255, np.array([bias]))       # int64 arithmetic
+        got = K.requant(acc.astype(np.float32)[:, None], mult, shift, zero, 0, 255, np.array([bias]))[:, 0]
+        assert np.array_equal(got, want), shift
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_window_kernels_equal_the_sliding_window_definition(channels_last):
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        x = rng.integers(0, 256, (2, int(rng.integers(1, 5)), int(rng.integers(3, 8)), int(rng.integers(3, 8))))
+        x = x.astype(np.uint8)
+        if channels_last:
+            x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        k, s, d = [tuple(int(v) for v in rng.integers(1, 3, 2)) for _ in range(3)]
+        pads = tuple(int(v) for v in rng.integers(0, 2, 4))
+        fill = int(rng.integers(0, 256))
+        v = K.windows(x, k, s, pads, d, fill)                                  # (B, C, OH, OW, kh, kw)
+        B, C, OH, OW = v.shape[:4]
+        want = v.transpose(0, 2, 3, 1, 4, 5).reshape(B, OH * OW, -1)
+        assert np.array_equal(K.im2col(x, k, s, pads, d, fill), want)
+        assert np.array_equal(K.maxpool(x, k, s, pads, d), K.windows(x, k, s, pads, d, 0).max(axis=(4, 5)))
+
+
+@pytest.mark.parametrize("islices", [(1,) * 8, (4, 2, 2), (2, 2, 2, 2), (3, 3, 2)])
+def test_pulses_are_the_sum_of_slice_values(islices):
+    table = np.array([sum((c >> s) & ((1 << w) - 1) for s, w in zip(X.slice_shifts(islices), islices))
+                      for c in range(256)])
+    x = np.random.default_rng(2).integers(0, 256, (50, 7)).astype(np.uint8)
+    assert np.array_equal(X.pulses(x, islices), table[x])
+    assert np.array_equal(X.row_pulses(x, islices), table[x].sum(axis=0))
+
+
+@pytest.mark.parametrize("wmax", [127, 600])                 # float32 below 2^24, float64 above
+def test_blocked_product_is_exact_and_accumulates(wmax, monkeypatch):
+    monkeypatch.setattr(X, "BLOCK_ROWS_ELEMS", 1 << 10)        # many blocks, split over the threads
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (3000, 140)).astype(np.uint8)
+    w = rng.integers(-wmax, wmax + 1, (120, 9))
+    want = x[:, 7:127].astype(np.int64) @ w
+    got = X.product(x[:, 7:127], w)
+    assert got.dtype == (np.float32 if X.product_bound(w) < X.EXACT_F32 else np.float64)
+    assert np.array_equal(got, want)
+    acc = np.ones((3000, 20))
+    X.product(x[:, 7:127], w, acc[:, 5:14])
+    assert np.array_equal(acc[:, 5:14], want + 1) and (acc[:, :5] == 1).all() and (acc[:, 14:] == 1).all()
+
+
+def test_parallel_rows_cover_the_range_once_and_restore_blas(monkeypatch):
+    monkeypatch.setattr(parallel, "WORKERS", 3)
+    parts = []
+    parallel.rows(1000, lambda a, b: parts.append((a, b)), 1 << 10, blas=True)
+    cover = np.zeros(1000, int)
+    for a, b in parts:
+        cover[a:b] += 1
+    assert len(parts) == 3 and (cover == 1).all()
+    if parallel._BLAS:
+        before = parallel._BLAS[0]()
+        parallel.rows(10, lambda a, b: None, blas=True)
+        assert parallel._BLAS[0]() == before

@@ -1,18 +1,20 @@
 """Sparse attention on PIM banks (PAPERS.md T2): bank utilisation by mapping, and MiniLM's accuracy by K.
 
-    python benchmarks/sparse_attention.py [--target raella] [--slicing 4,2,2] [--ks 8,16,32,64]
-                                          [--thresholds 3,6] [--out benchmarks/results/sparse_attention]
+    python benchmarks/sparse_attention.py utilisation [--target raella]
+    python benchmarks/sparse_attention.py accuracy [--target raella] [--slicing 4,2,2] [--ks 8,16,32,64]
+                                          [--thresholds 3,6] [--programs NAME,...]
+    (both write into --out, default benchmarks/results/sparse_attention)
 
 (1) Utilisation of the M x N bank (the target's bank_m x bank_n, head dim d = 32) under the VMM mapping vs
     IP (SDDMM) / SVM (SpMM) at sparsities 0..95%: random unstructured masks (each entry kept with probability
-    1 - sparsity, 64 x 12 heads x 64 x 64, seed 0), and top-K masks (K = 64 x (1 - sparsity)) of MiniLM's
-    pre-softmax scores (scaled, key-masked) on the 64 sentences, as the dense naive program computes them
-    (quantised reference), 6 layers. Both products are given the same mask. -> utilisation.md, utilisation.png
+    1 - sparsity, 64 x 12 heads x 64 x 64, seed 0), and top-K masks of MiniLM's pre-softmax scores (scaled,
+    key-masked) on the 64 sentences, 6 layers, as the dense naive program computes them (quantised
+    reference): over all 64 tokens, and over each sentence's valid tokens only (see sweep). Both products are
+    given the same mask. -> utilisation.md, .png, .json
 (2) MiniLM (../shared/models) at several K and thresholds, calibrated on the first 16 sentences, measured on
     all 64: mean cosine to minilm_reference.npy and nearest-neighbour same-group rate, with an ideal ADC and
-    on the target, beside the dense programs; with each run's bank figures. -> accuracy.md
-Every number is written to sparse_attention.json. The rules are fixed before any run (never tuned on the
-metric). Default weight slicing 4,2,2 for every layer instead of adaptive slicing, which takes minutes per
+    on the target, beside the dense programs; with each run's bank figures. -> accuracy.md, accuracy.jsonl
+The rules are fixed before any run (never tuned on the metric). Default weight slicing 4,2,2 for every layer instead of adaptive slicing, which takes minutes per
 MiniLM compile (--slicing adaptive restores it).
 """
 from __future__ import annotations
@@ -56,42 +58,59 @@ def metrics(y, ref, group) -> dict:
 
 
 def scores(c, feeds, chunk=16) -> np.ndarray:
-    """The softmax inputs (pre-softmax scores) of a dense program's quantised reference: (layers x B, H, S, S)."""
+    """The softmax inputs (pre-softmax scores) of a dense program's quantised reference: (layers, B, H, S, S)."""
     names = [op.inputs[0] for op in c.graph.topo() if op.kind == "softmax"]
     out = []
     for s in range(0, len(feeds["input_ids"]), chunk):
         env = run_reference(c.graph, {k: v[s:s + chunk] for k, v in feeds.items()}, keep_all=True)
-        out += [env[n] for n in names]
+        out.append(np.stack([env[n] for n in names]))
         del env
-    return np.concatenate(out)
+    return np.concatenate(out, axis=1)
 
 
-def sweep(top_scores, m, n, d=32) -> list[dict]:
+MASKS = {"random": "random", "topk64": "MiniLM top-K, 64 tokens", "topk_valid": "MiniLM top-K, valid tokens"}
+
+
+def _totals(parts, m, n) -> dict:
+    """Utilisation per product and mapping over several masks (summed cycles and useful MACs)."""
+    row, kept, size = {}, sum(int(x.sum()) for x in parts), sum(x.size for x in parts)
+    for product, modes in B.PRODUCTS.items():
+        sums = [B.summary(product, x, 32, m, n) for x in parts]
+        macs = sum(s["useful_macs"] for s in sums)
+        for k in modes[:2]:
+            row[f"{product}_{k}"] = B.utilisation(macs, sum(s["cycles"][k] for s in sums), m, n)
+    return row | {"density": kept / size}
+
+
+def sweep(sc, lengths, m, n) -> list[dict]:
+    """Per sparsity, per mask family (MASKS): density and utilisation of each product under each mapping.
+    topk64: K = 64 (1 - sparsity) over the program's 64 tokens (padded keys sit at the float32 minimum and tie,
+    so the top-K keeps them in order, as contiguous runs); topk_valid: K = L (1 - sparsity) over each sentence's
+    L x L scores among its valid tokens (one bank model call per sentence length)."""
     rng = np.random.default_rng(0)
-    S = top_scores.shape[-1]
+    S = sc.shape[-1]
     rows = []
     for sp in SPARSITIES:
-        masks = {"random": rng.random((64, 12, S, S)) >= sp / 100,
-                 "topk": V.sparse_keep(top_scores, k=max(1, round(S * (1 - sp / 100))))}
+        keep = 1 - sp / 100
+        fams = {"random": [rng.random((64, 12, S, S)) >= sp / 100],
+                "topk64": [V.sparse_keep(sc, k=max(1, round(S * keep)))],
+                "topk_valid": [V.sparse_keep(sc[:, lengths == L, :, :L, :L], k=max(1, round(L * keep)))
+                               for L in np.unique(lengths)]}
         row = {"sparsity": sp}
-        for kind, mask in masks.items():
-            row[f"{kind}_density"] = float(mask.mean())
-            for product, modes in B.PRODUCTS.items():
-                s = B.summary(product, mask, d, m, n)
-                for k in modes[:2]:
-                    row[f"{kind}_{product}_{k}"] = B.utilisation(s["useful_macs"], s["cycles"][k], m, n)
+        for fam, parts in fams.items():
+            row |= {f"{fam}_{k}": v for k, v in _totals(parts, m, n).items()}
         rows.append(row)
     return rows
 
 
 def utilisation_table(rows, m, n) -> str:
-    out = [f"Bank {m} x {n} PEs, head dim 32. Utilisation = useful MACs / (cycles x {m * n}).", "",
-           "| sparsity | random: SDDMM IP | SDDMM VMM | SpMM SVM | SpMM VMM | top-K (MiniLM): density | SDDMM IP | "
-           "SDDMM VMM | SpMM SVM | SpMM VMM |", "|---" * 10 + "|"]
+    cols = ("density", "sddmm_ip", "sddmm_vmm", "spmm_svm", "spmm_vmm")
+    out = [f"Bank {m} x {n} PEs, head dim 32. Utilisation = useful MACs / (cycles x {m * n}); density = kept "
+           "fraction of the attention map. Per mask family: density, SDDMM IP, SDDMM VMM, SpMM SVM, SpMM VMM.", "",
+           "| sparsity | " + " | ".join(f"{MASKS[f]}: {c}" for f in MASKS for c in cols) + " |",
+           "|---" * (1 + len(MASKS) * len(cols)) + "|"]
     for r in rows:
-        out.append(f"| {r['sparsity']}% | " + " | ".join(f"{r[k]:.3f}" for k in (
-            "random_sddmm_ip", "random_sddmm_vmm", "random_spmm_svm", "random_spmm_vmm", "topk_density",
-            "topk_sddmm_ip", "topk_sddmm_vmm", "topk_spmm_svm", "topk_spmm_vmm")) + " |")
+        out.append(f"| {r['sparsity']}% | " + " | ".join(f"{r[f'{f}_{c}']:.3f}" for f in MASKS for c in cols) + " |")
     return "\n".join(out) + "\n"
 
 
@@ -100,15 +119,16 @@ def plot(rows, path: Path, m, n):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     x = [r["sparsity"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, product, sparse in ((axes[0], "sddmm", "ip"), (axes[1], "spmm", "svm")):
-        for kind, style in (("random", "-"), ("topk", "--")):
-            ax.plot(x, [r[f"{kind}_{product}_{sparse}"] for r in rows], "o" + style, label=f"{sparse.upper()} ({kind})")
-            ax.plot(x, [r[f"{kind}_{product}_vmm"] for r in rows], "s" + style, label=f"VMM ({kind})")
-        ax.set_title(f"{product.upper()} on a {m} x {n} bank")
+        for (fam, label), style in zip(MASKS.items(), ("-", "--", ":")):
+            ax.plot(x, [r[f"{fam}_{product}_{sparse}"] for r in rows], "o" + style, color="C0",
+                    label=f"{sparse.upper()}, {label}")
+            ax.plot(x, [r[f"{fam}_{product}_vmm"] for r in rows], "s" + style, color="C3", label=f"VMM, {label}")
+        ax.set_title(f"{product.upper()} on a {m} x {n} bank (head dim 32)")
         ax.set_xlabel("sparsity of the attention map (%)")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7)
     axes[0].set_ylabel("PE utilisation")
     axes[0].set_ylim(0, 1.05)
     fig.tight_layout()
@@ -117,7 +137,7 @@ def plot(rows, path: Path, m, n):
 
 
 def configs(ks, thresholds):
-    out = [("dense, retransformer", {}), ("dense, naive", {"attention": "naive"})]
+    out = [("dense (retransformer)", {}), ("dense (naive)", {"attention": "naive"})]
     out += [(f"topk:{k}", {"sparse_attention": f"topk:{k}"}) for k in ks]
     out += [(f"threshold:{t:g}", {"sparse_attention": f"threshold:{t:g}"}) for t in thresholds]
     return out
@@ -149,26 +169,35 @@ def accuracy_table(rows, target, slicing) -> str:
     return "\n".join(out) + "\n"
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--target", default="raella")
-    ap.add_argument("--slicing", default="4,2,2", help="weight slicing of every layer, or 'adaptive'")
-    ap.add_argument("--ks", default="8,16,32,64")
-    ap.add_argument("--thresholds", default="3,6")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sparse_attention"))
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+def run_utilisation(args, out: Path):
+    feeds, calib, _, _ = load()
+    target = load_target(args.target)
+    c = compile_model(SHARED / "minilm_l6.onnx", target, calib, {"slicing": (4, 2, 2), "attention": "naive"})
+    util = sweep(scores(c, feeds), feeds["attention_mask"].sum(axis=1), target.bank_m, target.bank_n)
+    (out / "utilisation.md").write_text(utilisation_table(util, target.bank_m, target.bank_n))
+    plot(util, out / "utilisation.png", target.bank_m, target.bank_n)
+    (out / "utilisation.json").write_text(json.dumps({"target": target.name, "rows": util}, indent=1))
+    print((out / "utilisation.md").read_text())
+
+
+def run_accuracy(args, out: Path):
+    """Runs the programs asked for, appends each row to accuracy.jsonl, and rewrites accuracy.md from the
+    latest row of every program there (so the programs can run in separate processes)."""
     feeds, calib, group, ref = load()
     target = load_target(args.target)
     slicing = "adaptive" if args.slicing == "adaptive" else tuple(int(v) for v in args.slicing.split(","))
     ks = [int(k) for k in args.ks.split(",") if k]
     thresholds = [float(t) for t in args.thresholds.split(",") if t]
-    rows, top_scores = [], None
+    order = [name for name, _ in configs(ks, thresholds)]
+    wanted = set(args.programs.split(",")) if args.programs is not None else set(order)   # "": table only
+    log = out / "accuracy.jsonl"
     for name, opts in configs(ks, thresholds):
+        if name not in wanted:
+            continue
         t0 = time.perf_counter()
         c = compile_model(SHARED / "minilm_l6.onnx", target, calib, {"slicing": slicing, **opts})
-        row = {"program": name, "options": opts, "compile_s": round(time.perf_counter() - t0, 1)}
+        row = {"program": name, "on": target.name, "slicing": args.slicing, "options": opts,
+               "compile_s": round(time.perf_counter() - t0, 1)}
         prog = parse_program(print_program(c.program))
         for mode, ideal in (("ideal", True), ("target", False)):
             t0 = time.perf_counter()
@@ -176,18 +205,32 @@ def main(argv=None):
             y = m.run(feeds)["embedding"]
             row[mode] = metrics(y, ref, group) | {"run_s": round(time.perf_counter() - t0, 1)}
         row["banks"] = bank_figures(m.stats.to_json())
-        rows.append(row)
         print(json.dumps(row), flush=True)
-        if opts.get("attention") == "naive" and "sparse_attention" not in opts:
-            top_scores = scores(c, feeds)
-    (out / "accuracy.md").write_text(accuracy_table(rows, target.name, args.slicing))
-    util = sweep(top_scores, target.bank_m, target.bank_n)
-    (out / "utilisation.md").write_text(utilisation_table(util, target.bank_m, target.bank_n))
-    plot(util, out / "utilisation.png", target.bank_m, target.bank_n)
-    (out / "sparse_attention.json").write_text(json.dumps({"target": target.name, "slicing": args.slicing,
-                                                           "accuracy": rows, "utilisation": util}, indent=1))
-    print((out / "utilisation.md").read_text())
-    print((out / "accuracy.md").read_text())
+        with log.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    rows = {}
+    for line in log.read_text().splitlines():
+        r = json.loads(line)
+        if r["on"] == target.name and r["slicing"] == args.slicing:
+            rows[r["program"]] = r
+    table = accuracy_table([rows[n] for n in order if n in rows], target.name, args.slicing)
+    (out / "accuracy.md").write_text(table)
+    print(table)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("part", choices=("utilisation", "accuracy"))
+    ap.add_argument("--target", default="raella")
+    ap.add_argument("--slicing", default="4,2,2", help="weight slicing of every layer, or 'adaptive'")
+    ap.add_argument("--ks", default="8,16,32,64")
+    ap.add_argument("--thresholds", default="3,6")
+    ap.add_argument("--programs", help="accuracy: only these programs (names as in the table)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sparse_attention"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (run_utilisation if args.part == "utilisation" else run_accuracy)(args, out)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ir import CompileError, Graph
+from ir.float_eval import grouped_matmul
 from runtime import crossbar as X
 from runtime import kernels as K
 
@@ -118,6 +119,14 @@ def slicing_error(op, x, ref, slices, target, encoding, blocks: dict | None = No
     return output_error(simulate_layer(op, x, slices, target, encoding, blocks=lb)[0], ref)
 
 
+def exact_outputs(op, x: np.ndarray) -> np.ndarray:
+    """The layer's exact 8-bit outputs on its rows x: the integer product on the 8-bit output grid."""
+    wm, groups = weight_matrix(op)
+    q = op.attrs["q"]
+    acc = np.rint(grouped_matmul(x.astype(np.float64) - q["zx"], wm.astype(np.float64), groups)) + q["bias"]
+    return K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"])
+
+
 def output_error(y: np.ndarray, ref: np.ndarray) -> float:
     nz = ref != 0
     return float(np.abs(y[nz].astype(np.int64) - ref[nz]).mean()) if nz.any() else 0.0
@@ -199,8 +208,7 @@ class Slicing:
             x = x[idx]
             # the exact 8-bit outputs: the layer's own u8 codes, or for a float32 output (the vector unit's)
             # its exact accumulator on the 8-bit grid of the output's range
-            ref = layer_outputs(op, y)[idx] if y.dtype == np.uint8 else \
-                simulate_layer(op, x, tuple(t.weight_slices), t, encoding, ideal=True)[0]
+            ref = layer_outputs(op, y)[idx] if y.dtype == np.uint8 else exact_outputs(op, x)
             cache: dict = {}
             err, chosen, tried = choose(lambda sl: slicing_error(op, x, ref, sl, t, encoding, cache), candidates, budget)
             op.attrs["slices"] = chosen

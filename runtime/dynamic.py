@@ -53,6 +53,11 @@ def dynamic_mvm(a: np.ndarray, za: int, w: np.ndarray, zw: int, islices, wslices
                 signed_adc: bool, recover: int = 0):
     """(a - za) @ (w - zw) as the crossbars compute it: (result float64, DynEvents). a (B, ..., M, K) u8,
     w (B, ..., K, N) u8 (broadcast over a's middle axes)."""
+    if a.ndim > 3 and w.ndim == a.ndim and all(d == 1 for d in w.shape[1:-2]):
+        # one operand serves every head: stack the heads' rows, one product per sample instead of per head
+        y, ev = dynamic_mvm(a.reshape(a.shape[0], -1, a.shape[-1]), za, w.reshape(w.shape[0], *w.shape[-2:]), zw,
+                            islices, wslices, rows, adc_range, signed_adc, recover)
+        return y.reshape(a.shape[:-1] + (w.shape[-1],)), ev
     K, N = w.shape[-2], w.shape[-1]
     M = a.shape[-2]
     lead = np.broadcast_shapes(a.shape[:-2], w.shape[:-2])

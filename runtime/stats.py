@@ -141,7 +141,10 @@ class Stats:
             "energy_pj_total": sum(energy.values()),
             "per_inference": {"energy_pj": sum(energy.values()) / n, "time_ns": tot["time_ns"] / n,
                               "pipelined_ns": max((r["time_ns"] for r in rows), default=0.0) / n},
-            "notes": "crossbar writes are the one-time weight load of a program-once target; time_ns sums "
+            "notes": ("crossbar writes are the one-time weight load of a program-once target" if self.t.program_once
+                      else "crossbar writes are the schedule's rewrites, once per inference (the cells in steady "
+                           "state), times the samples; 'schedule' (pimrun) has the schedule's time and energy")
+                     + "; time_ns sums "
                      "layer latencies over the batch (layers in sequence, crossbars of a layer in parallel); "
                      "energy figures marked 'assumption' in the target TOML are not from the seeds",
             **({"banks": self.banks()} if any(s.banks for s in self.layers.values()) else {}),

@@ -66,3 +66,24 @@ def test_forced_slicing_applies_to_every_layer(digits_test):
         assert writes and all(i.attr("slices") == slicing for i in writes)
         ref = dequantize_outputs(c.graph, run_reference(c.graph, {"image": x[:64]}))["logits"]
         assert np.array_equal(Machine(c.program, ideal=True).run({"image": x[:64]})["logits"], ref)
+
+
+def test_exact_outputs_equal_the_ideal_crossbars_on_a_grouped_layer():
+    """The reference adaptive slicing measures a float32-output layer against: the plain integer product on
+    the output's 8-bit grid, which an ideal ADC's sliced crossbars must reproduce (grouped: one block per head)."""
+    from ir import Op
+    from isa import load_target
+    from passes.quantize import fixed_point_vec
+    from passes.slicing import exact_outputs, simulate_layer
+    rng = np.random.default_rng(3)
+    t = load_target("raella")
+    w = np.clip(np.rint(rng.normal(0, 40, (16, 3 * 24))), -127, 127).astype(np.int16)     # 3 groups of 16 rows
+    op = Op("g", "linear", ["x", "w"], ["y"], {"group": 3})
+    mult, shift = fixed_point_vec(np.full(72, 0.002))
+    op.attrs["q"] = dict(w=w, bias=rng.integers(-500, 500, 72), zx=120, mult=mult, shift=shift, zy=100, lo=0, hi=255)
+    op.attrs["signed_input"] = True
+    x = rng.integers(0, 256, (40, 48)).astype(np.uint8)
+    got = exact_outputs(op, x)
+    assert got.std() > 5                       # a grid that actually resolves the outputs
+    for enc in ("center_offset", "differential"):
+        assert np.array_equal(simulate_layer(op, x, (4, 2, 2), t, enc, ideal=True)[0], got)

@@ -115,3 +115,25 @@ def test_vtopk_needs_exactly_one_rule():
     assert "threshold=1.0" in text
     with pytest.raises(RuntimeFault, match="exactly one of k"):
         Machine(parse_program(text))
+
+
+def test_cli_flag_compiles_runs_and_reports(tmp_path, capsys):
+    import json
+
+    import onnx
+
+    from compiler.cli import main as pimc
+    from runtime.cli import main as pimrun
+    model, prog, stats = tmp_path / "m.onnx", tmp_path / "m.pimasm", tmp_path / "s.json"
+    onnx.save(MODELS["torch_like"](), model)
+    np.savez(tmp_path / "calib.npz", **CALIB)
+    np.savez(tmp_path / "x.npz", **FEEDS)
+    base = [str(model), "-o", str(prog), "--target", "isaac", "--calib", str(tmp_path / "calib.npz"), "--quiet"]
+    assert pimc(base + ["--sparse-attention", "topk:0"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "sparse attention rule 'topk:0'" in err and len(err.splitlines()) == 1
+    assert pimc(base + ["--sparse-attention", "topk:4"]) == 0
+    assert "vtopk" in prog.read_text()
+    assert pimrun([str(prog), "--input", str(tmp_path / "x.npz"), "--ideal", "--stats", str(stats), "--quiet"]) == 0
+    banks = json.loads(stats.read_text())["banks"]
+    assert banks["sddmm"]["density"] == pytest.approx(4 / SEQ) and banks["spmm"]["mode"] == "svm"

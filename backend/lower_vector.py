@@ -134,7 +134,8 @@ def _sparse_matmul(L, op: Op):
     if op.attrs.get("crossbar"):
         stored = Buf(f"{L.b(op.outputs[0]).name}.xb")
         L.p.emit("xbload", stored, L.b(op.inputs[1]), zero=q["zb"], slices=op.attrs["slices"],
-                 rows=op.attrs.get("dyn_rows", L.p.target.rows), overlap=list(op.attrs.get("overlap", ())), layer=op.name, what=op.attrs.get("written", ""))
+                 rows=op.attrs.get("dyn_rows", L.p.target.rows), overlap=list(op.attrs.get("overlap", ())),
+                 layer=op.name, what=op.attrs.get("written", ""))
     kind = "sddmm" if op.attrs["sparse"] == "ip" else "spmm"
     L.p.emit(kind, L.b(op.outputs[0]), L.b(op.inputs[0]), stored, za=q["za"], zb=q["zb"], scale=q["oscale"],
              mode=op.attrs["sparse"], layer=op.name, **_act(op))

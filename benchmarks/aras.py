@@ -91,16 +91,22 @@ def model_setup(name: str):
     raise SystemExit(f"unknown model {name}")
 
 
+def whole_model_outputs(model, target, calib, feeds) -> dict:
+    """The same program on a target that holds the model (program-once, enough PEs): the schedules' reference."""
+    c = compile_model(model, target.replace(program_once=True, tiles=4096), calib)
+    return Machine(c.program).run(feeds)
+
+
 def record(c, key):
     return next((r.report for r in c.records if r.name == key), None)
 
 
-def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path) -> dict:
+def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path, whole=None) -> dict:
     t0 = time.perf_counter()
     c = compile_model(model, target, calib, options=opts)
     compile_s = time.perf_counter() - t0
     m = Machine(c.program)
-    m.run(feeds)
+    outs = m.run(feeds)
     r = account(m)
     plot_timeline(r, out / f"{name}_{label.split()[0].strip('+')}_timeline.png")
     sched, reuse = record(c, "schedule"), record(c, "weight_reuse")
@@ -112,13 +118,17 @@ def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path) -
            "dram_stall_us": r["dram_stall_ns"] / 1e3, "extra_weights_pct": sched.extra_weights_pct,
            "logical_crossbars": sched.logical_crossbars, "replication": sched.replication,
            "reuse_center": reuse.center if reuse else None}
+    if whole is not None and not (reuse and reuse.center is not None):    # same encoding as the whole model
+        row["outputs_identical_to_whole_model"] = all(np.array_equal(outs[k], whole[k]) for k in whole)
     if acc is not None and (label in ("+replication", "+reuse (aras)")):
         t0 = time.perf_counter()
         row["accuracy"] = acc(Machine(c.program))
+        row["accuracy_ideal_adc"] = acc(Machine(c.program, ideal=True))     # weight reuse's effect alone
         row["accuracy_run_s"] = round(time.perf_counter() - t0, 1)
     print(f"  {label:14s} {row['inferences_per_s']:8.1f} inf/s {row['pct_of_bound']:5.1f}% of bound "
           f"{row['energy_uj_total']:10.2f} uJ {row['write_pulses']:>10d} pulses  compile {compile_s:.1f}s"
-          + (f"  accuracy {row['accuracy']}" if "accuracy" in row else ""), flush=True)
+          + (f"  accuracy {row['accuracy']}" if "accuracy" in row else "")
+          + f"  same as whole model: {row.get('outputs_identical_to_whole_model', '-')}", flush=True)
     return row
 
 
@@ -133,7 +143,8 @@ def sweep_reuse(model, target, calib, feeds, acc, clips) -> list[dict]:
         rows.append({"max_clip": clip, "center": reuse.center, "clipped_weights": reuse.clipped,
                      "shifted_layers": sum(1 for lr in reuse.layers.values() if lr.delta),
                      "write_pulses": r["write_pulses"], "energy_uj_total": r["energy_pj_total"] / 1e6,
-                     "accuracy": acc(Machine(c.program)) if acc else None})
+                     "accuracy": acc(Machine(c.program)) if acc else None,
+                     "accuracy_ideal_adc": acc(Machine(c.program, ideal=True)) if acc else None})
         print(f"  reuse max_clip {clip}: center {reuse.center}, pulses {r['write_pulses']}, "
               f"accuracy {rows[-1]['accuracy']}", flush=True)
     return rows
@@ -151,26 +162,37 @@ def changes(rows: list[dict]) -> dict:
     if "accuracy" in by["+replication"]:
         out["accuracy_without_reuse"] = by["+replication"]["accuracy"]
         out["accuracy_with_reuse"] = by["+reuse (aras)"]["accuracy"]
+        out["accuracy_ideal_adc_without_reuse"] = by["+replication"]["accuracy_ideal_adc"]
+        out["accuracy_ideal_adc_with_reuse"] = by["+reuse (aras)"]["accuracy_ideal_adc"]
     return out
+
+
+def _fmt(a) -> str:
+    if isinstance(a, dict):
+        return f"cos {a['cosine_mean']:.4f} NN {a['nn_same_group']:.3f}"
+    return f"{a:.4f}"
 
 
 def table(results: dict) -> str:
     out = ["| model | config | compile s | inf/s | % of write bound | us/inference | write pulses | energy uJ "
-           "(write / compute / static banks / static PEs) | total uJ | extra weights % |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "(write / compute / static banks / static PEs) | total uJ | extra weights % | outputs = whole-model target |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         for r in res["rows"]:
             e = r["energy_uj"]
             out.append(f"| {name} | {r['config']} | {r['compile_s']} | {r['inferences_per_s']:.1f} | "
                        f"{r['pct_of_bound']:.1f} | {r['time_us']:.0f} | {r['write_pulses']} | {e['write']:.2f} / "
                        f"{e['compute']:.2f} / {e['static_banks']:.2f} / {e['static_pes']:.2f} | "
-                       f"{r['energy_uj_total']:.2f} | {r['extra_weights_pct']:.1f} |")
+                       f"{r['energy_uj_total']:.2f} | {r['extra_weights_pct']:.1f} | "
+                       f"{ {True: 'yes', False: 'NO'}.get(r.get('outputs_identical_to_whole_model'), '-')} |")
     out += ["", "| model | bank selection | replication | weight reuse | total | pulses (reuse) | accuracy "
             "without / with reuse |", "|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         ch = res["changes"]
         s = ch["energy_step_pct"]
-        accs = f"{ch['accuracy_without_reuse']} / {ch['accuracy_with_reuse']}" if "accuracy_with_reuse" in ch else "-"
+        accs = (f"{_fmt(ch['accuracy_without_reuse'])} / {_fmt(ch['accuracy_with_reuse'])} (ideal ADC: "
+                f"{_fmt(ch['accuracy_ideal_adc_without_reuse'])} / {_fmt(ch['accuracy_ideal_adc_with_reuse'])})"
+                if "accuracy_with_reuse" in ch else "-")
         out.append(f"| {name} | {s['+banks']:+.1f}% | {s['+replication']:+.1f}% | {s['+reuse (aras)']:+.1f}% | "
                    f"{ch['energy_total_pct']:+.1f}% | {ch['pulses_reuse_pct']:+.1f}% | {accs} |")
     p = PAPER
@@ -180,10 +202,11 @@ def table(results: dict) -> str:
     for name, res in results.items():
         if res.get("reuse_sweep"):
             out += ["", f"Weight reuse's clip budget on {name}:", "",
-                    "| max clip | center | shifted layers | clipped weights | write pulses | energy uJ | accuracy |",
-                    "|---|---|---|---|---|---|---|"]
+                    "| max clip | center | shifted layers | clipped weights | write pulses | energy uJ | accuracy "
+                    "(ideal ADC) |", "|---|---|---|---|---|---|---|"]
             out += [f"| {r['max_clip']} | {r['center']} | {r['shifted_layers']} | {r['clipped_weights']} | "
-                    f"{r['write_pulses']} | {r['energy_uj_total']:.2f} | {r['accuracy']} |" for r in res["reuse_sweep"]]
+                    f"{r['write_pulses']} | {r['energy_uj_total']:.2f} | {_fmt(r['accuracy'])} "
+                    f"({_fmt(r['accuracy_ideal_adc'])}) |" for r in res["reuse_sweep"]]
     out += ["", f"Paper: overlap at {p['pct_of_bound']['overlap']}% and aras at {p['pct_of_bound']['+reuse (aras)']}% "
             f"of the write bound, naive below both; replication writes +{p['extra_weights_pct']}% weights; "
             "inferences/s " + ", ".join(f"{k} {v}" for k, v in p["inferences_per_s"].items()) + "."]
@@ -203,7 +226,8 @@ def main():
     for name in args.models.split(","):
         print(name, flush=True)
         model, target, calib, feeds, acc = model_setup(name)
-        rows = [run_config(name, label, opts, model, target, calib, feeds, acc, out) for label, opts in CONFIGS]
+        whole = whole_model_outputs(model, target, calib, feeds)
+        rows = [run_config(name, label, opts, model, target, calib, feeds, acc, out, whole) for label, opts in CONFIGS]
         results[name] = {"target": target.name, "rows": rows, "changes": changes(rows)}
         if acc is not None:
             results[name]["reuse_sweep"] = sweep_reuse(model, target, calib, feeds, acc,

@@ -3,9 +3,9 @@
 Prints a markdown table: wall time (median of --repeat runs), ratio to onnxruntime, and for the sliced runs
 the sliced-MAC rate (MACs x input slices x weight slices per second) as a fraction of this machine's float32
 GEMM MAC rate measured here too. The ISAAC lower bound is slice pairs x onnxruntime time: what a perfect
-implementation of the bit-sliced arithmetic would take at onnxruntime's speed. Each pimrun run is timed in
-turns with onnxruntime (one call of each, --repeat times), and its ratio is the ratio of the two medians, so
-load that other processes put on the machine while the benchmark runs weighs on both sides alike.
+implementation of the bit-sliced arithmetic would take at onnxruntime's speed. onnxruntime is timed again
+right before each pimrun run and the ratio is of these two medians, so load that other processes put on the
+machine while the benchmark runs weighs on both sides alike.
 
     python benchmarks/bench_digits.py [--repeat 5] [--json out.json]
 """
@@ -42,16 +42,10 @@ def timed(fn, repeat):
 
 
 def timed_against(fn, ref, repeat):
-    """Medians of fn and ref, called in turns."""
-    fn()
-    ref()
-    a, b = [], []
-    for _ in range(repeat):
-        for f, times in ((fn, a), (ref, b)):
-            t0 = time.perf_counter()
-            f()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(a), statistics.median(b)
+    """Medians of ref's and then fn's runs, each after a warm-up call: ref is measured next to every fn. Not
+    call by call in turns: onnxruntime's threads spin for a while after each call and would slow the next."""
+    t_ref = timed(ref, repeat)
+    return timed(fn, repeat), t_ref
 
 
 def gemm_mac_rate(n=1024, repeat=5) -> float:

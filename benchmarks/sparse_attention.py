@@ -1,7 +1,7 @@
 """Sparse attention on PIM banks (PAPERS.md T2): bank utilisation by mapping, and MiniLM's accuracy by K.
 
     python benchmarks/sparse_attention.py utilisation [--target raella]
-    python benchmarks/sparse_attention.py accuracy [--target raella] [--slicing 4,2,2] [--ks 8,16,32,64]
+    python benchmarks/sparse_attention.py accuracy [--target raella] [--slicing 4,2,2] [--ks 2,4,8,16,32,64]
                                           [--thresholds 3,6] [--programs NAME,...]
     (both write into --out, default benchmarks/results/sparse_attention)
 
@@ -14,8 +14,8 @@
 (2) MiniLM (../shared/models) at several K and thresholds, calibrated on the first 16 sentences, measured on
     all 64: mean cosine to minilm_reference.npy and nearest-neighbour same-group rate, with an ideal ADC and
     on the target, beside the dense programs; with each run's bank figures. -> accuracy.md, accuracy.jsonl
-The rules are fixed before any run (never tuned on the metric). Default weight slicing 4,2,2 for every layer instead of adaptive slicing, which takes minutes per
-MiniLM compile (--slicing adaptive restores it).
+The rules are fixed before any run (never tuned on the metric). Default weight slicing 4,2,2 for every layer
+instead of adaptive slicing, which takes minutes per MiniLM compile (--slicing adaptive restores it).
 """
 from __future__ import annotations
 
@@ -147,11 +147,13 @@ def bank_figures(st) -> dict:
     b = st.get("banks")
     if not b:
         return {}
-    sd, sp = b["sddmm"], b["spmm"]
-    return {"sddmm_density": sd["density"], "ip_util": sd["ip"]["utilisation"], "sddmm_vmm_util": sd["vmm"]["utilisation"],
-            "ip_cycles": sd["ip"]["cycles"], "sddmm_vmm_cycles": sd["vmm"]["cycles"], "sddmm_dense_cycles": sd["dense"]["cycles"],
-            "spmm_density": sp["density"], "svm_util": sp["svm"]["utilisation"], "spmm_vmm_util": sp["vmm"]["utilisation"],
-            "svm_cycles": sp["svm"]["cycles"], "spmm_vmm_cycles": sp["vmm"]["cycles"], "spmm_dense_cycles": sp["dense"]["cycles"]}
+    out = {}
+    for product, mode, short in (("sddmm", "ip", "ip"), ("spmm", "svm", "svm")):
+        x = b[product]
+        out |= {f"{product}_density": x["density"], f"{short}_util": x[mode]["utilisation"],
+                f"{product}_vmm_util": x["vmm"]["utilisation"], f"{short}_cycles": x[mode]["cycles"],
+                f"{product}_vmm_cycles": x["vmm"]["cycles"], f"{product}_dense_cycles": x["dense"]["cycles"]}
+    return out
 
 
 def accuracy_table(rows, target, slicing) -> str:
@@ -223,7 +225,7 @@ def main(argv=None):
     ap.add_argument("part", choices=("utilisation", "accuracy"))
     ap.add_argument("--target", default="raella")
     ap.add_argument("--slicing", default="4,2,2", help="weight slicing of every layer, or 'adaptive'")
-    ap.add_argument("--ks", default="8,16,32,64")
+    ap.add_argument("--ks", default="2,4,8,16,32,64")
     ap.add_argument("--thresholds", default="3,6")
     ap.add_argument("--programs", help="accuracy: only these programs (names as in the table)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sparse_attention"))

@@ -25,7 +25,6 @@ def data():
     return {k: d[k] for k in INPUTS}, d["group"], np.load(SHARED_MODELS / "minilm_reference.npy")
 
 
-@lru_cache(maxsize=None)
 def compiled(attention: str):
     feeds, _, _ = data()
     return compile_model(MODEL, "isaac", {k: v[:16] for k, v in feeds.items()}, options={"attention": attention})
@@ -38,7 +37,9 @@ def judge(emb, ref, group):
     return float(cos.mean()), int((group[sim.argmax(1)] == group).sum())
 
 
-def test_retransformer_ideal_matches_reference_and_onnxruntime():
+def test_minilm_retransformer_end_to_end():
+    """One compile (the costly part): --ideal on all 64 sentences against onnxruntime's embeddings and, bit
+    for bit, against the quantised reference; the real target on 8 sentences; the run-time writes counted."""
     feeds, group, ref = data()
     c = compiled("retransformer")
     prog = parse_program(print_program(c.program))
@@ -50,13 +51,9 @@ def test_retransformer_ideal_matches_reference_and_onnxruntime():
     assert cos >= 0.99 and nn == 64, (cos, nn)
     written = {i.attr("what") for i in prog.code if i.op == "xbload"}
     assert written == {"X", "X^T"}                           # only the block input is written at run time
-
-
-def test_real_target_stays_close_and_counts_runtime_writes():
-    feeds, group, ref = data()
-    m = Machine(compiled("retransformer").program)
-    emb = m.run({k: v[:8] for k, v in feeds.items()})["embedding"]
-    cos, _ = judge(emb, ref[:8], group[:8])
+    m = Machine(prog)
+    real = m.run({k: v[:8] for k, v in feeds.items()})["embedding"]
+    cos, _ = judge(real, ref[:8], group[:8])
     assert cos >= 0.98, cos
     st = m.stats.to_json()
     assert st["runtime_write_cells"] > 0 and 0 <= st["exposed_write_ns"] <= st["runtime_write_ns"] > 0

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ir import CompileError, Graph
+from ir import CompileError, Graph, Op
 from ir.float_eval import grouped_matmul
 from runtime import crossbar as X
 from runtime import kernels as K
@@ -34,6 +34,8 @@ from .reference import run_reference
 SAMPLES = 10
 DEFAULT_BUDGET = 0.09
 MAX_TRIAL_MACS = 2e7        # rows x weights per trial slicing: a large layer is judged on evenly spaced rows
+MAX_TRIAL_FILTERS = 256     # ... and on evenly spaced filters
+MAX_TRIAL_GROUPS = 3        # ... or, for a grouped linear (one group per attention head), on evenly spaced groups
 
 
 def slicings(max_width: int = 4, bits: int = 8) -> list[tuple[int, ...]]:
@@ -117,6 +119,30 @@ def slicing_error(op, x, ref, slices, target, encoding, blocks: dict | None = No
     if blocks is not None:
         lb = blocks.get(len(slices)) or blocks.setdefault(len(slices), layer_blocks(op, target, len(slices)))
     return output_error(simulate_layer(op, x, slices, target, encoding, blocks=lb)[0], ref)
+
+
+def sample_filters(op):
+    """(op, filter indices, input-row indices) to judge slicings on: a layer wider than MAX_TRIAL_FILTERS is
+    judged on that many evenly spaced filters, a grouped linear (attention heads) on MAX_TRIAL_GROUPS evenly
+    spaced groups; the copy of the op holds only their per-filter parameters."""
+    q = op.attrs["q"]
+    n = q["w"].shape[0] if op.kind == "conv" else q["w"].shape[1]
+    groups = op.attrs.get("group", 1)
+    rows = slice(None)
+    if op.kind == "linear" and groups > MAX_TRIAL_GROUPS:
+        kg, ng = q["w"].shape[0], n // groups
+        chosen = np.linspace(0, groups - 1, MAX_TRIAL_GROUPS).round().astype(np.int64)
+        cols = (chosen[:, None] * ng + np.arange(ng)[None, :]).ravel()
+        rows = (chosen[:, None] * kg + np.arange(kg)[None, :]).ravel()
+        attrs = {**op.attrs, "group": MAX_TRIAL_GROUPS}
+    elif groups == 1 and n > MAX_TRIAL_FILTERS:
+        cols = np.linspace(0, n - 1, MAX_TRIAL_FILTERS).round().astype(np.int64)
+        attrs = dict(op.attrs)
+    else:
+        return op, slice(None), rows
+    attrs["q"] = {k: (v[cols] if op.kind == "conv" or k != "w" else v[:, cols])
+                  if k in ("w", "bias", "mult", "shift") else v for k, v in q.items()}
+    return Op(op.name, op.kind, op.inputs, op.outputs, attrs), cols, rows
 
 
 def exact_outputs(op, x: np.ndarray) -> np.ndarray:
@@ -203,14 +229,16 @@ class Slicing:
                 continue
             x = layer_inputs(op, env[op.inputs[0]])
             y = env[op.outputs[0]]
-            keep = max(16, int(MAX_TRIAL_MACS // op.attrs["q"]["w"].size))
+            trial, cols, xrows = sample_filters(op)
+            keep = max(16, int(MAX_TRIAL_MACS // trial.attrs["q"]["w"].size))
             idx = np.linspace(0, len(x) - 1, keep).round().astype(np.int64) if len(x) > keep else slice(None)
-            x = x[idx]
+            x = x[idx][:, xrows]
             # the exact 8-bit outputs: the layer's own u8 codes, or for a float32 output (the vector unit's)
             # its exact accumulator on the 8-bit grid of the output's range
-            ref = layer_outputs(op, y)[idx] if y.dtype == np.uint8 else exact_outputs(op, x)
+            ref = layer_outputs(op, y)[idx][:, cols] if y.dtype == np.uint8 else exact_outputs(trial, x)
             cache: dict = {}
-            err, chosen, tried = choose(lambda sl: slicing_error(op, x, ref, sl, t, encoding, cache), candidates, budget)
+            err, chosen, tried = choose(lambda sl: slicing_error(trial, x, ref, sl, t, encoding, cache), candidates,
+                                        budget)
             op.attrs["slices"] = chosen
             rep.layers[op.name] = {"slices": list(chosen), "error": err, "tried": tried,
                                    "ms": round(1e3 * (time.perf_counter() - t0), 2)}

@@ -87,3 +87,21 @@ def test_exact_outputs_equal_the_ideal_crossbars_on_a_grouped_layer():
     assert got.std() > 5                       # a grid that actually resolves the outputs
     for enc in ("center_offset", "differential"):
         assert np.array_equal(simulate_layer(op, x, (4, 2, 2), t, enc, ideal=True)[0], got)
+
+
+def test_sampled_filters_and_groups_judge_the_same_outputs():
+    """A wide or grouped layer is judged on a subset of its filters: the subset's exact outputs are the
+    full layer's outputs at those filters (so the error is the same quantity, over fewer outputs)."""
+    from ir import Op
+    from passes.quantize import fixed_point_vec
+    from passes.slicing import MAX_TRIAL_FILTERS, exact_outputs, sample_filters
+    rng = np.random.default_rng(5)
+    for groups, kg, n in ((1, 20, MAX_TRIAL_FILTERS + 50), (6, 10, 6 * 7)):
+        w = rng.integers(-127, 128, (kg, n)).astype(np.int16)
+        mult, shift = fixed_point_vec(np.full(n, 0.003))
+        op = Op("l", "linear", ["x", "w"], ["y"], {"group": groups})
+        op.attrs["q"] = dict(w=w, bias=rng.integers(-99, 99, n), zx=7, mult=mult, shift=shift, zy=3, lo=0, hi=255)
+        x = rng.integers(0, 256, (30, groups * kg)).astype(np.uint8)
+        trial, cols, rows = sample_filters(op)
+        assert trial.attrs["q"]["w"].shape[1] < n
+        assert np.array_equal(exact_outputs(trial, x[:, rows]), exact_outputs(op, x)[:, cols])

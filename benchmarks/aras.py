@@ -101,7 +101,7 @@ def record(c, key):
     return next((r.report for r in c.records if r.name == key), None)
 
 
-def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path, whole=None) -> dict:
+def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path, whole=None, known=None) -> dict:
     t0 = time.perf_counter()
     c = compile_model(model, target, calib, options=opts)
     compile_s = time.perf_counter() - t0
@@ -113,6 +113,7 @@ def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path, w
     row = {"config": label, "compile_s": round(compile_s, 1), "time_us": r["time_ns"] / 1e3,
            "inferences_per_s": r["inferences_per_s"], "pct_of_bound": r["pct_of_bound"],
            "bound_inferences_per_s": r["bound_inferences_per_s"], "writes": r["writes"],
+           "compute_floor_us": r["compute_floor_ns"] / 1e3, "pct_of_lower_bound": r["pct_of_lower_bound"],
            "write_pulses": r["write_pulses"], "cells_changed": r["cells_changed"],
            "energy_uj": {k: v / 1e6 for k, v in r["energy_pj"].items()}, "energy_uj_total": r["energy_pj_total"] / 1e6,
            "dram_stall_us": r["dram_stall_ns"] / 1e3, "extra_weights_pct": sched.extra_weights_pct,
@@ -120,7 +121,10 @@ def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path, w
            "reuse_center": reuse.center if reuse else None}
     if whole is not None and not (reuse and reuse.center is not None):    # same encoding as the whole model
         row["outputs_identical_to_whole_model"] = all(np.array_equal(outs[k], whole[k]) for k in whole)
-    if acc is not None and (label in ("+replication", "+reuse (aras)")):
+    prev = next((r for r in (known or {}).get("rows", []) if r["config"] == label and "accuracy" in r), None)
+    if prev is not None:        # --keep-accuracy: outputs do not depend on the time model
+        row.update({k: prev[k] for k in ("accuracy", "accuracy_ideal_adc", "accuracy_run_s")})
+    elif acc is not None and (label in ("+replication", "+reuse (aras)")):
         t0 = time.perf_counter()
         row["accuracy"] = acc(Machine(c.program))
         row["accuracy_ideal_adc"] = acc(Machine(c.program, ideal=True))     # weight reuse's effect alone
@@ -132,9 +136,10 @@ def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path, w
     return row
 
 
-def sweep_reuse(model, target, calib, feeds, acc, clips) -> list[dict]:
+def sweep_reuse(model, target, calib, feeds, acc, clips, known=None) -> list[dict]:
     rows = []
     for clip in clips:
+        prev = next((r for r in (known or {}).get("reuse_sweep", []) if r["max_clip"] == clip), None)
         c = compile_model(model, target, calib, options={"schedule": "aras", "reuse_max_clip": clip})
         m = Machine(c.program)
         m.run(feeds)
@@ -143,8 +148,9 @@ def sweep_reuse(model, target, calib, feeds, acc, clips) -> list[dict]:
         rows.append({"max_clip": clip, "center": reuse.center, "clipped_weights": reuse.clipped,
                      "shifted_layers": sum(1 for lr in reuse.layers.values() if lr.delta),
                      "write_pulses": r["write_pulses"], "energy_uj_total": r["energy_pj_total"] / 1e6,
-                     "accuracy": acc(Machine(c.program)) if acc else None,
-                     "accuracy_ideal_adc": acc(Machine(c.program, ideal=True)) if acc else None})
+                     "accuracy": prev["accuracy"] if prev else acc(Machine(c.program)) if acc else None,
+                     "accuracy_ideal_adc": prev["accuracy_ideal_adc"] if prev else
+                     acc(Machine(c.program, ideal=True)) if acc else None})
         print(f"  reuse max_clip {clip}: center {reuse.center}, pulses {r['write_pulses']}, "
               f"accuracy {rows[-1]['accuracy']}", flush=True)
     return rows
@@ -174,14 +180,15 @@ def _fmt(a) -> str:
 
 
 def table(results: dict) -> str:
-    out = ["| model | config | compile s | inf/s | % of write bound | us/inference | write pulses | energy uJ "
-           "(write / compute / static banks / static PEs) | total uJ | extra weights % | outputs = whole-model target |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| model | config | compile s | inf/s | % of write bound | compute floor us | % of max(bounds) | us/inference "
+           "| write pulses | energy uJ (write / compute / static banks / static PEs) | total uJ | extra weights % | "
+           "outputs = whole-model target |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         for r in res["rows"]:
             e = r["energy_uj"]
             out.append(f"| {name} | {r['config']} | {r['compile_s']} | {r['inferences_per_s']:.1f} | "
-                       f"{r['pct_of_bound']:.1f} | {r['time_us']:.0f} | {r['write_pulses']} | {e['write']:.2f} / "
+                       f"{r['pct_of_bound']:.1f} | {r['compute_floor_us']:.0f} | {r['pct_of_lower_bound']:.1f} | {r['time_us']:.0f} | "
+                       f"{r['write_pulses']} | {e['write']:.2f} / "
                        f"{e['compute']:.2f} / {e['static_banks']:.2f} / {e['static_pes']:.2f} | "
                        f"{r['energy_uj_total']:.2f} | {r['extra_weights_pct']:.1f} | "
                        f"{ {True: 'yes', False: 'NO'}.get(r.get('outputs_identical_to_whole_model'), '-')} |")
@@ -218,6 +225,8 @@ def main():
     ap.add_argument("--models", default="digits,resnet,minilm")
     ap.add_argument("--clips", default="0.05,0.2", help="weight reuse clip budgets to sweep (digits, minilm)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "aras"))
+    ap.add_argument("--keep-accuracy", action="store_true",
+                    help="reuse the accuracies already in the results (they do not depend on time or energy)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,11 +236,13 @@ def main():
         print(name, flush=True)
         model, target, calib, feeds, acc = model_setup(name)
         whole = whole_model_outputs(model, target, calib, feeds)
-        rows = [run_config(name, label, opts, model, target, calib, feeds, acc, out, whole) for label, opts in CONFIGS]
+        known = results.get(name) if args.keep_accuracy else None
+        rows = [run_config(name, label, opts, model, target, calib, feeds, acc, out, whole, known)
+                for label, opts in CONFIGS]
         results[name] = {"target": target.name, "rows": rows, "changes": changes(rows)}
         if acc is not None:
             results[name]["reuse_sweep"] = sweep_reuse(model, target, calib, feeds, acc,
-                                                       [float(v) for v in args.clips.split(",") if v])
+                                                       [float(v) for v in args.clips.split(",") if v], known)
         path.write_text(json.dumps(results, indent=1, default=float))
         (out / "aras.md").write_text(table({k: v for k, v in results.items() if k != "paper"}))
     results["paper"] = PAPER

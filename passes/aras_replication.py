@@ -4,7 +4,8 @@ Contract: given the upcoming layers in execution order and the PE rows free now,
 write now, which to delay until the first one has finished, and the replication factor of each (r copies of
 a conv layer's weights compute r windows at once). Two methods answer it: `heuristic` (Algorithm 1 as the
 seed describes it) and `ilp` (the optimum of the window model below; PuLP/CBC, one thread, fixed seed);
-`replicate` runs both and keeps the lower modelled makespan as `chosen` (the heuristic on a tie).
+`replicate` runs both and keeps the lower modelled makespan as `chosen` (then the fewer extra weights, then
+the heuristic).
 
 Window model. The candidates are the longest prefix of the layers that fits the free rows F unreplicated
 (k0 layers; the layers after them only "follow"). Phase A: candidates 0..k-1 (k >= 1) are written now with
@@ -180,7 +181,10 @@ def ilp(layers: Sequence[LayerLoad], free_rows: int) -> ReplicationPlan:
     rows_a = [pulp.lpSum(l.rows * r * v for r, v in za[i].items()) for i, l in enumerate(cand)]
     rows_b = pulp.lpSum(l.rows * r * v for i, l in enumerate(cand) for r, v in zb[i].items())
     w_a, w_b, m = (_var(prob, v, "Continuous", 0) for v in ("w_a", "w_b", "makespan"))
-    prob += m
+    # among plans of equal makespan, the one writing the fewest rows: replication that cannot shorten the
+    # window only costs writes (A4). Latencies are whole multiples of a window's >= 1 ns, so a weight of
+    # 1e-3 ns per row (a few hundred rows at most) never trades makespan for rows.
+    prob += m + 1e-3 * (pulp.lpSum(rows_a) + rows_b)
     prob += y[0] == 1
     for i, l in enumerate(cand):
         prob += pulp.lpSum(za[i].values()) == y[i]
@@ -208,5 +212,6 @@ def replicate(layers: Sequence[LayerLoad], free_rows: int) -> ReplicationReport:
     if not layers:
         raise ValueError("replicate needs at least one layer")
     h, o = heuristic(layers, free_rows), ilp(layers, free_rows)
-    method, chosen = ("ilp", o) if o.makespan < h.makespan else ("heuristic", h)
+    better = (o.makespan, o.extra_weights_pct) < (h.makespan, h.extra_weights_pct)
+    method, chosen = ("ilp", o) if better else ("heuristic", h)
     return ReplicationReport([l.name for l in layers], free_rows, h, o, method, chosen)

@@ -98,7 +98,8 @@ def _run(args, bar) -> int:
         if "schedule" in stats:
             sc = stats["schedule"]
             print(f"schedule: {sc['time_ns'] / 1e3:.1f} us per inference, {sc['inferences_per_s']:.1f} inferences/s, "
-                  f"{sc['pct_of_bound']:.1f}% of the write bound, {sc['write_pulses']} write pulses, "
+                  f"{sc['pct_of_bound']:.1f}% of the write bound (compute floor {sc['compute_floor_ns'] / 1e3:.1f} us), "
+                  f"{sc['write_pulses']} write pulses, "
                   f"{sc['energy_pj_total'] / 1e6:.3f} uJ per inference")
         if labels is not None and len(outs) == 1:
             y = next(iter(outs.values()))

@@ -127,6 +127,19 @@ def test_overlap_is_faster_than_naive_and_aras_saves_static_energy():
         assert r["writes"] == 21 and r["dram_bytes"] > 0
 
 
+@pytest.mark.parametrize("mode", ["naive", "overlap", "aras"])
+def test_no_schedule_beats_either_bound(mode):
+    """The write bound (A2) and the compute floor are lower bounds of the time per inference; a naive schedule,
+    which waits for every write, is far above the compute floor."""
+    r = accounted(mode)
+    assert 0 < r["compute_floor_ns"] <= r["time_ns"] and r["bound_ns"] <= r["time_ns"]
+    assert r["pct_of_bound"] <= r["pct_of_lower_bound"] <= 100.0
+    steps = sum(s["end_ns"] - s["start_ns"] for s in r["steps"])
+    assert r["compute_floor_ns"] <= steps + 1e-6
+    if mode == "naive":
+        assert r["time_ns"] > 2 * r["compute_floor_ns"]
+
+
 # ---- faults of hand-edited schedules ---------------------------------------------------------------------
 
 def test_compute_before_the_write():

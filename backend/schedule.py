@@ -14,9 +14,12 @@ What the order means for time is runtime/schedule.py's: a write starts once its 
 Modes: `naive` writes a layer (after the previous step, `after=`), then computes it. `overlap` writes the
 next layers into PE rows as soon as they are released, a layer in parts when the free rows are short. `aras`
 is overlap whose every release asks `options.replicate` which layers to write now and with which
-replication factor (Algorithm 1 / its ILP), with banks per layer from `options.select_banks`. The plan times
-itself with the worst case: a write takes rows x write_row_ns (every row swings the full range), a layer
-windows x input passes x xbar_cycle_ns; the runtime measures the real times.
+replication factor (Algorithm 1 / its ILP), with banks per layer from `options.select_banks`; replicas are
+kept only when the whole plan is faster with them. A layer takes windows x input passes x xbar_cycle_ns. A
+write takes rows x write_row_ns (every row swings the full range) unless `options.write_costs` times the
+writes of a placement on the cells they meet in steady state (passes/aras_reuse.write_timer; the pipeline
+gives it for the unsigned encoding): the plan is then made again with those times until the placement settles.
+The runtime measures the real times.
 """
 from __future__ import annotations
 
@@ -52,6 +55,8 @@ class ScheduleOptions:
     replicate: Callable | None = None
     # [(layer, input bytes, output bytes)] -> ({layer: (input banks, output banks)}, detail); None: no banks
     select_banks: Callable | None = None
+    # [(physical crossbar, layer, block)] in write order -> each write's time in steady state; None: worst case
+    write_costs: Callable | None = None
     plan: "Plan | None" = None                  # from plan_schedule, when a pass needed it before lowering
     report: "ScheduleReport | None" = None      # filled by schedule_program
 
@@ -65,12 +70,13 @@ class ScheduleReport:
     writes: int                      # xbwrite instructions, replicas included
     weights_written: int             # per inference, replicas included
     extra_weights_pct: float         # replication's extra writes, % of writing every layer once
-    planned_ns: float                # the plan's inference time (worst-case writes, crossbar time only)
+    planned_ns: float                # the plan's inference time (crossbar time only; writes as `timed`)
     bound_ns: float                  # A2: every logical crossbar written once with every crossbar busy
     layers: dict = field(default_factory=dict)
     decisions: list = field(default_factory=list)
     replication: dict | None = None  # {kept, replicated_ns, single_ns}: the plan with and without replicas
     banks: dict | None = None
+    timed: str = "worst case"        # how the plan timed its writes: "worst case" or "cells"
 
 
 @dataclass
@@ -130,10 +136,14 @@ def _layers(g: Graph, ops, target) -> list[_Layer]:
 
 
 class Plan:
-    """Simulates the schedule with worst-case times and records where every write goes."""
+    """Simulates the schedule and records where every write goes. A write takes its time from `costs`
+    ((physical crossbar, layer, block) -> ns) when given, else the worst case."""
 
-    def __init__(self, layers: list[_Layer], target, opts: ScheduleOptions):
-        self.L, self.t, self.opts = layers, target, opts
+    def __init__(self, layers: list[_Layer], target, opts: ScheduleOptions, costs: dict | None = None):
+        self.L, self.t, self.opts, self.costs = layers, target, opts, costs or {}
+        self.layer_write_ns: dict[str, float] = {}              # a layer's slowest write, as `costs` has it
+        for (_, name, _), ns in self.costs.items():
+            self.layer_write_ns[name] = max(ns, self.layer_write_ns.get(name, 0.0))
         self.k = target.row_xbars
         self.mode = opts.mode
         self.heap = [(0.0, r) for r in range(target.pe_rows)]      # (free from, PE row)
@@ -157,12 +167,14 @@ class Plan:
         self.bank_detail = None
         self.replication: dict | None = None
         self.planned_ns = 0.0
+        self.timed = "worst case"
 
     # -- writes ----------------------------------------------------------------------------------------
     def load(self, j: int) -> Load:
         w = self.L[j]
         return Load(w.name, -(-len(w.blocks) // self.k), w.windows, w.window_ns,
-                    max(w.rows_used.values()) * self.t.write_row_ns, w.conv and w.windows > 1,
+                    self.layer_write_ns.get(w.name, max(w.rows_used.values()) * self.t.write_row_ns),
+                    w.conv and w.windows > 1,
                     sum(w.weights.values()))
 
     def expand(self):
@@ -210,8 +222,9 @@ class Plan:
         for i, (b, c) in enumerate(g.slots):
             xb = row * self.k + i
             self.placed.setdefault(b, []).append(xb)
-            self.writes.append((xb, w.name, w.blocks.index(b)))
-            d = w.rows_used[b] * self.t.write_row_ns
+            key = (xb, w.name, w.blocks.index(b))
+            self.writes.append(key)
+            d = self.costs.get(key, w.rows_used[b] * self.t.write_row_ns)
             ends.append(start + d)
             if self.t.dram_gbps:
                 self.dram = max(start, self.dram) + w.weights[b] / self.t.dram_gbps
@@ -263,18 +276,36 @@ def _bound(layers: list[_Layer], target) -> float:
                nbytes / target.dram_gbps if target.dram_gbps else 0.0)
 
 
+def _timed(g: Graph, ops, target, opts: ScheduleOptions, rounds: int = 4) -> Plan:
+    """The plan, timed with what its writes cost on the cells they meet when `opts.write_costs` is given:
+    plan with worst-case writes, cost the writes of that placement, plan again with those costs, until the
+    placement no longer changes (then the times are the placement's own) or `rounds` run out."""
+    plan = Plan(_layers(g, ops, target), target, opts)
+    plan.run()
+    plan.timed = "worst case"
+    if opts.write_costs is None:
+        return plan
+    for _ in range(rounds):
+        costs = dict(zip(plan.writes, opts.write_costs(plan.writes)))
+        again = Plan(_layers(g, ops, target), target, opts, costs)
+        again.run()
+        again.timed = "cells" if again.writes == plan.writes else "cells (placement still moving)"
+        plan = again
+        if plan.timed == "cells":
+            break
+    return plan
+
+
 def plan_schedule(g: Graph, ops, target, opts: ScheduleOptions) -> Plan:
     """Place and time the writes of the graph's crossbar layers (the program is not needed: the plan depends
     on shapes, never on weight values, so passes that change weights may use it and lowering reuses it)."""
     if opts.mode not in MODES:
         raise CompileError(f"unknown schedule '{opts.mode}' (known: {', '.join(MODES)})")
-    plan = Plan(_layers(g, ops, target), target, opts)
-    plan.run()
+    plan = _timed(g, ops, target, opts)
     if opts.replicate is not None:
         # the planner sees one release at a time through a window model: keep its factors only when the whole
         # schedule's time improves on one copy of every layer
-        single = Plan(_layers(g, ops, target), target, ScheduleOptions(opts.mode))
-        single.run()
+        single = _timed(g, ops, target, ScheduleOptions(opts.mode, write_costs=opts.write_costs))
         kept = plan.planned_ns < single.planned_ns
         info = {"kept": kept, "replicated_ns": plan.planned_ns, "single_ns": single.planned_ns}
         single.decisions = plan.decisions
@@ -303,7 +334,7 @@ def schedule_program(p: Program, g: Graph, ops, opts: ScheduleOptions) -> Schedu
                   "planned_start_ns": plan.start[w.index], "planned_end_ns": plan.end[w.index],
                   **({"ibanks": list(banks[w.name][0]), "obanks": list(banks[w.name][1])} if w.name in banks else {})}
          for w in layers},
-        plan.decisions, plan.replication, plan.bank_detail)
+        plan.decisions, plan.replication, plan.bank_detail, plan.timed)
     opts.report = rep
     return rep
 

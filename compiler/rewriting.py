@@ -61,10 +61,13 @@ def plan(g: Graph, ctx, sched: ScheduleOptions, progress=None) -> list[PassRecor
     """Plan the schedule now (weight reuse needs to know which crossbars overwrite which), then reuse."""
     t0 = time.perf_counter()
     ops = g.topo()
+    unsigned = all(op.attrs["enc"]["encoding"] == "unsigned" for op in ops if op.kind in ("conv", "linear"))
+    if unsigned and ctx.options.get("cell_timed_plan", True):
+        sched.write_costs = aras_reuse.write_timer(g, ctx.target)
     sched.plan = plan_schedule(g, ops, ctx.target, sched)
     records = [PassRecord("plan_schedule", time.perf_counter() - t0,
-                          {"mode": sched.mode, "planned_ns": sched.plan.planned_ns, "writes": len(sched.plan.writes)})]
-    unsigned = all(op.attrs["enc"]["encoding"] == "unsigned" for op in ops if op.kind in ("conv", "linear"))
+                          {"mode": sched.mode, "planned_ns": sched.plan.planned_ns, "writes": len(sched.plan.writes),
+                           "timed": sched.plan.timed})]
     if sched.mode == "aras" and ctx.options.get("weight_reuse", True) and unsigned:
         t0 = time.perf_counter()
         rep = WeightReuse(plan=sched.plan.writes,

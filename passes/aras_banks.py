@@ -20,11 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-import warnings
-
 import pulp
 
 from ir import CompileError
+
+from .ilp import solver, var
+
 
 ADAPTIVE_BANKS_KB = (1, 1, 2, 4, 64, 128, 256, 512, 1024, 2048)     # A1
 BASELINE_BANKS_KB = (256,) * 15                                     # A1
@@ -67,30 +68,18 @@ class BankReport:
                 "saving_vs_gated_baseline": 1 - adaptive / gated if gated else 0.0}
 
 
-def _solver():
-    with warnings.catch_warnings():    # PuLP 3 deprecates the bundled CBC; it is what ships
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return pulp.PULP_CBC_CMD(msg=False, threads=1, options=["randomSeed 1"])
-
-
-def _var(prob, name: str, cat: str = "Binary", low=None):
-    if hasattr(prob, "add_variable"):        # PuLP 3 attaches variables to their problem
-        return prob.add_variable(name, lowBound=low, cat=cat)
-    return pulp.LpVariable(name, lowBound=low, cat=cat)
-
-
 def _solve(name: str, in_bytes: int, out_bytes: int, banks_kb: Sequence[int]) -> tuple[list[int], list[int]]:
     n = len(banks_kb)
     cap = [1024 * kb for kb in banks_kb]
     prob = pulp.LpProblem("banks", pulp.LpMinimize)
-    xi = [_var(prob, f"in_{b}") for b in range(n)]
-    xo = [_var(prob, f"out_{b}") for b in range(n)]
+    xi = [var(prob, f"in_{b}") for b in range(n)]
+    xo = [var(prob, f"out_{b}") for b in range(n)]
     prob += pulp.lpSum(banks_kb[b] * (xi[b] + xo[b]) for b in range(n))   # power / mw_per_kb
     prob += pulp.lpSum(cap[b] * xi[b] for b in range(n)) >= in_bytes
     prob += pulp.lpSum(cap[b] * xo[b] for b in range(n)) >= out_bytes
     for b in range(n):
         prob += xi[b] + xo[b] <= 1
-    status = prob.solve(_solver())
+    status = prob.solve(solver())
     if pulp.LpStatus[status] != "Optimal":
         raise CompileError(f"layer {name}: its activations ({in_bytes} B in, {out_bytes} B out) fit no selection of "
                            f"banks {list(banks_kb)} KB; {_shortfall(in_bytes, out_bytes, cap)} B missing")

@@ -27,9 +27,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import warnings
-
 import pulp
+
+from .ilp import solver, var
 
 
 @dataclass(frozen=True)
@@ -141,18 +141,6 @@ def heuristic(layers: Sequence[LayerLoad], free_rows: int) -> ReplicationPlan:
     return _plan(layers, k, r, free_rows)
 
 
-def _solver():
-    with warnings.catch_warnings():    # PuLP 3 deprecates the bundled CBC; it is what ships
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return pulp.PULP_CBC_CMD(msg=False, threads=1, gapRel=0, options=["randomSeed 1"])
-
-
-def _var(prob, name: str, cat: str = "Binary", low=None):
-    if hasattr(prob, "add_variable"):        # PuLP 3 attaches variables to their problem
-        return prob.add_variable(name, lowBound=low, cat=cat)
-    return pulp.LpVariable(name, lowBound=low, cat=cat)
-
-
 def _options(layer: LayerLoad, free_rows: int) -> list[int]:
     """The smallest factor of each distinct latency (no other factor can be optimal)."""
     top = free_rows // layer.rows if layer.replicable and layer.rows > 0 else 1
@@ -172,15 +160,15 @@ def ilp(layers: Sequence[LayerLoad], free_rows: int) -> ReplicationPlan:
     cand = layers[:k0]
     opts = [_options(l, free_rows) for l in cand]
     prob = pulp.LpProblem("replication", pulp.LpMinimize)
-    y = [_var(prob, f"now_{i}") for i in range(k0)]
-    za = [{r: _var(prob, f"a_{i}_{r}") for r in opts[i]} for i in range(k0)]
-    zb = [{r: _var(prob, f"b_{i}_{r}") for r in opts[i]} for i in range(1, k0)]
+    y = [var(prob, f"now_{i}") for i in range(k0)]
+    za = [{r: var(prob, f"a_{i}_{r}") for r in opts[i]} for i in range(k0)]
+    zb = [{r: var(prob, f"b_{i}_{r}") for r in opts[i]} for i in range(1, k0)]
     zb.insert(0, {})
     lat_a = [pulp.lpSum(l.latency(r) * v for r, v in za[i].items()) for i, l in enumerate(cand)]
     lat_b = pulp.lpSum(l.latency(r) * v for i, l in enumerate(cand) for r, v in zb[i].items())
     rows_a = [pulp.lpSum(l.rows * r * v for r, v in za[i].items()) for i, l in enumerate(cand)]
     rows_b = pulp.lpSum(l.rows * r * v for i, l in enumerate(cand) for r, v in zb[i].items())
-    w_a, w_b, m = (_var(prob, v, "Continuous", 0) for v in ("w_a", "w_b", "makespan"))
+    w_a, w_b, m = (var(prob, v, "Continuous", 0) for v in ("w_a", "w_b", "makespan"))
     # among plans of equal makespan, the one writing the fewest rows: replication that cannot shorten the
     # window only costs writes (A4). Latencies are whole multiples of a window's >= 1 ns, so a weight of
     # 1e-3 ns per row (a few hundred rows at most) never trades makespan for rows.
@@ -199,7 +187,7 @@ def ilp(layers: Sequence[LayerLoad], free_rows: int) -> ReplicationPlan:
     prob += pulp.lpSum(rows_a[1:]) + rows_b <= free_rows
     prob += m >= w_a + pulp.lpSum(lat_a) + lat_b
     prob += m >= w_a + lat_a[0] + w_b + lat_b
-    status = prob.solve(_solver())
+    status = prob.solve(solver())
     if pulp.LpStatus[status] != "Optimal":    # r = 1 everywhere, all now, is always feasible
         raise RuntimeError(f"replication ILP: {pulp.LpStatus[status]}")
     now = sum(1 for v in y if v.value() > 0.5)

@@ -169,6 +169,44 @@ def steady_costs(plan, images, shape) -> dict[str, WriteCost]:
     return costs
 
 
+def steady_write_ns(plan, images, shape, pulse_ns: float) -> list[float]:
+    """Time of each write of `plan` in steady state, as the runtime times it (runtime/schedule.py): the block's
+    rectangle of cells is rewritten, and each row takes its largest increase plus its largest decrease in
+    pulses (two polarity phases, the slowest cell of the row in each)."""
+    state: dict[int, np.ndarray] = {}
+    out: list[float] = []
+    for counting in (False, True):
+        for slot, name, j in plan:
+            lv = images(name, j)[0]
+            old = state.setdefault(slot, np.zeros(shape, np.int64))
+            r, c = lv.shape
+            if counting:
+                d = lv - old[:r, :c]
+                out.append(float((np.maximum(d, 0).max(1) + np.maximum(-d, 0).max(1)).sum()) * pulse_ns)
+            old[:r, :c] = lv
+    return out
+
+
+def write_timer(g: Graph, t):
+    """plan -> steady-state time of each of its writes, for the schedule to time itself with the cells its
+    writes meet instead of the worst case (backend/schedule.py, ScheduleOptions.write_costs). Layers are
+    timed with their codes as they stand (before weight reuse shifts them)."""
+    ops = {op.name: op for op in g.topo() if op.kind in CROSSBAR_OPS}
+    cache: dict[str, list] = {}
+
+    def images(name, j):
+        if name not in cache:
+            op = ops[name]
+            enc = op.attrs["enc"]
+            flip = any(e["flip"] is not None for e in enc["xbars"])
+            cache[name] = [image(encode(op, i, op.attrs["wm"], enc["xbars"][i]["center"], flip))
+                           for i in range(len(op.attrs["xbars"]))]
+        return cache[name][j]
+
+    pulse = t.write_row_ns / (2 * ((1 << t.cell_bits) - 1))
+    return lambda plan: steady_write_ns(plan, images, (t.rows, t.cols), pulse)
+
+
 class WeightReuse:
     name = "weight_reuse"
 

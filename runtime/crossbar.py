@@ -11,8 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from . import parallel
+from .kernels import out_hw
 
 EXACT_F32 = 1 << 24
 BLOCK_ELEMS = 1 << 22        # input-slice elements per BLAS call: bounds memory, keeps calls large
@@ -118,7 +120,15 @@ def pulses(x: np.ndarray, islices) -> np.ndarray:
     x = np.asarray(x, dtype=np.uint8)
     if set(islices) == {1} and hasattr(np, "bitwise_count"):
         return np.bitwise_count(x)
-    return sum(slice_values(x, islices)).astype(np.uint8)
+    out, tmp = np.empty_like(x), np.empty_like(x)
+    for k, (s, w) in enumerate(zip(slice_shifts(islices), islices)):      # in place: no temporaries
+        v = out if k == 0 else tmp
+        np.right_shift(x, np.uint8(s), out=v)
+        if s + w < 8:
+            np.bitwise_and(v, np.uint8((1 << w) - 1), out=v)
+        if k:
+            out += tmp
+    return out
 
 
 def code_pulses(islices) -> np.ndarray:
@@ -126,9 +136,20 @@ def code_pulses(islices) -> np.ndarray:
     return pulses(np.arange(256, dtype=np.uint8), islices)
 
 
+PULSE_BLOCK = 1 << 16           # codes per block of row_pulses: the slice arithmetic's temporaries stay in cache
+
+
 def row_pulses(x: np.ndarray, islices) -> np.ndarray:
-    """DAC pulses per row over all of x (M, R) (summed over the first axis of any x)."""
-    return np.add.reduce(pulses(x, islices), axis=0, dtype=np.uint32).astype(np.int64)
+    """DAC pulses per row over all of x (M, R) (summed over the first axis of any x). In blocks of whole rows
+    of the first axis: exact integer sums, in any order."""
+    x = np.asarray(x)
+    if len(x) == 0:
+        return np.zeros(x.shape[1:], np.int64)
+    step = max(1, PULSE_BLOCK // max(1, x[0].size))
+    out = np.add.reduce(pulses(x[:step], islices), axis=0, dtype=np.uint32).astype(np.int64)
+    for m0 in range(step, len(x), step):
+        out += np.add.reduce(pulses(x[m0:m0 + step], islices), axis=0, dtype=np.uint32)
+    return out
 
 
 def column_bounds(xb: Crossbar, islices) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +192,100 @@ def product(x: np.ndarray, w: np.ndarray, out: np.ndarray | None = None) -> np.n
 
     parallel.rows(M, part, R, blas=True)
     return out
+
+
+def window_product(x: np.ndarray, w: np.ndarray, r0: int, kernel, strides, pads, dilations, fill) -> np.ndarray:
+    """product(im2col(x)[:, :, r0:r0 + len(w)], w) as (B * OH * OW, n), without the u8 im2col. Per block of
+    images the windows are copied straight into a float buffer that stays in cache, in (ky, kx, c) order
+    (whole channel vectors per copy, where im2col's (c, ky, kx) order moves single bytes), and w's rows are
+    permuted to match. The sums are exact integers either way (float32 only below 2^24, as in product), so
+    the row order changes nothing. x: (B, C, H, W) u8 codes, best channels-last in memory."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    B, C, H, W = x.shape
+    t, l, b, r = pads
+    OH, OW = out_hw(x, kernel, strides, pads, dilations)
+    n = w.shape[1]
+    dt = np.float32 if product_bound(w) < EXACT_F32 else np.float64
+    full = np.zeros((C * kh * kw, n), dt)
+    full[r0:r0 + len(w)] = w
+    wd = np.ascontiguousarray(full.reshape(C, kh, kw, n).transpose(1, 2, 0, 3).reshape(-1, n))
+    out = np.empty((B * OH * OW, n), dt)
+    xt = x.transpose(0, 2, 3, 1)                                           # (B, H, W, C)
+    step = max(1, BLOCK_ROWS_ELEMS // (OH * OW * C * kh * kw))             # images per block
+
+    def part(lo, hi):
+        nb = min(step, hi - lo)
+        pad = np.full((nb, H + t + b, W + l + r, C), fill, dt)
+        cols = np.empty((nb, OH, OW, kh, kw, C), dt)
+        for b0 in range(lo, hi, step):
+            b1 = min(b0 + step, hi)
+            p, c = pad[:b1 - b0], cols[:b1 - b0]
+            p[:, t:t + H, l:l + W] = xt[b0:b1]                               # the cast, pads keep the fill
+            for ky in range(kh):
+                if dw == 1:     # a window row's kw pixels are kw * C consecutive elements: one copy per ky
+                    s0, s1, s2, s3 = p.strides
+                    c.reshape(c.shape[:4] + (kw * C,))[:, :, :, ky] = as_strided(
+                        p[:, ky * dh:], (len(p), OH, OW, kw * C), (s0, s1 * sh, s2 * sw, s3), writeable=False)
+                    continue
+                for kx in range(kw):
+                    c[:, :, :, ky, kx] = p[:, ky * dh: ky * dh + (OH - 1) * sh + 1: sh,
+                                           kx * dw: kx * dw + (OW - 1) * sw + 1: sw]
+            np.matmul(c.reshape(-1, len(wd)), wd, out=out[b0 * OH * OW: b1 * OH * OW])
+
+    parallel.rows(B, part, OH * OW * C * kh * kw, blas=True)
+    return out
+
+
+def depthwise_taps(w: np.ndarray, r0: int, C: int, taps: int) -> np.ndarray | None:
+    """w's rows r0.. of a (C * taps, n) im2col weight matrix ((c, ky, kx) row order) as (taps, C, n // C)
+    per-channel weights, where every filter reads one channel only: filter j reads channel j // (n // C).
+    None where w is not of that form."""
+    n = w.shape[1]
+    if n % C:
+        return None
+    full = np.zeros((C * taps, n), w.dtype)
+    full[r0:r0 + len(w)] = w
+    g = full.reshape(C, taps, C, n // C)
+    off = ~np.eye(C, dtype=bool)[:, None, :, None]
+    if np.any(g * off):
+        return None
+    return np.ascontiguousarray(g[np.arange(C), :, np.arange(C)].transpose(1, 0, 2))     # (taps, C, ng)
+
+
+def depthwise_window_product(x: np.ndarray, taps: np.ndarray, bound: int, kernel, strides, pads, dilations,
+                             fill) -> np.ndarray:
+    """A depthwise conv's product (taps from depthwise_taps) as (B * OH * OW, n): per kernel offset, the window
+    pixels times their channel's weights, added up. Exact integers in float32 while bound (product_bound of
+    the weights) < 2^24, as product: no partial sum is larger than the largest column sum. No im2col, and
+    C times fewer MACs than one product with the block-diagonal weights."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    B, C, H, W = x.shape
+    t, l, b, r = pads
+    OH, OW = out_hw(x, kernel, strides, pads, dilations)
+    ng = taps.shape[2]
+    dt = np.float32 if bound < EXACT_F32 else np.float64
+    wt = taps.astype(dt)
+    out = np.empty((B, OH, OW, C, ng), dt)
+    xt = x.transpose(0, 2, 3, 1)
+    step = max(1, BLOCK_ROWS_ELEMS // (OH * OW * C * max(ng, kh * kw)))
+
+    def part(lo, hi):
+        nb = min(step, hi - lo)
+        pad = np.full((nb, H + t + b, W + l + r, C, 1), fill, dt)
+        tmp = np.empty((nb, OH, OW, C, ng), dt)
+        for b0 in range(lo, hi, step):
+            b1 = min(b0 + step, hi)
+            p, o, q = pad[:b1 - b0], out[b0:b1], tmp[:b1 - b0]
+            p[:, t:t + H, l:l + W, :, 0] = xt[b0:b1]
+            for k in range(kh * kw):
+                ky, kx = divmod(k, kw)
+                v = p[:, ky * dh: ky * dh + (OH - 1) * sh + 1: sh, kx * dw: kx * dw + (OW - 1) * sw + 1: sw]
+                np.multiply(v, wt[k], out=o if k == 0 else q)
+                if k:
+                    o += q
+
+    parallel.rows(B, part, OH * OW * C * kh * kw)
+    return out.reshape(B * OH * OW, C * ng)
 
 
 def plain_weights(xbars, n: int) -> np.ndarray:

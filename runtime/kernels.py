@@ -114,7 +114,7 @@ def windows(x, kernel, strides, pads, dilations, fill):
     return v[:, :, ::strides[0], ::strides[1], ::dh, ::dw]
 
 
-def _out_hw(x, kernel, strides, pads, dilations):
+def out_hw(x, kernel, strides, pads, dilations):
     (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
     H, W = x.shape[2] + pads[0] + pads[2], x.shape[3] + pads[1] + pads[3]
     return (H - (kh - 1) * dh - 1) // sh + 1, (W - (kw - 1) * dw - 1) // sw + 1
@@ -125,7 +125,7 @@ def _channels_last_windows(x, kernel, strides, pads, dilations, fill):
     the padded input (no copy where x is channels-last in memory and unpadded)."""
     (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
     t, l, b, r = pads
-    OH, OW = _out_hw(x, kernel, strides, pads, dilations)
+    OH, OW = out_hw(x, kernel, strides, pads, dilations)
     xt = x.transpose(0, 2, 3, 1)
     if any(pads):
         xp = np.full((x.shape[0], x.shape[2] + t + b, x.shape[3] + l + r, x.shape[1]), fill, dtype=x.dtype)
@@ -138,7 +138,7 @@ def _channels_last_windows(x, kernel, strides, pads, dilations, fill):
 def window_reduce(x, kernel, strides, pads, dilations, fill, ufunc, dtype=None) -> np.ndarray:
     """Reduce every window with ufunc (maximum, add): one pass per kernel offset, not per window. Runs
     channels-last, so each pass moves whole channel vectors; returns (B, C, OH, OW), channels-last in memory."""
-    OH, OW = _out_hw(x, kernel, strides, pads, dilations)
+    OH, OW = out_hw(x, kernel, strides, pads, dilations)
     out = np.empty((x.shape[0], OH, OW, x.shape[1]), dtype=dtype or x.dtype)
 
     def part(b0, b1):
@@ -156,7 +156,7 @@ def im2col(x, kernel, strides, pads, dilations, fill) -> np.ndarray:
     """(B, C, H, W) -> (B, OH*OW, C*kh*kw): one crossbar input row per output position, (c, ky, kx) order.
     One strided copy per kernel offset, channels-last."""
     (kh, kw), (B, C) = kernel, x.shape[:2]
-    OH, OW = _out_hw(x, kernel, strides, pads, dilations)
+    OH, OW = out_hw(x, kernel, strides, pads, dilations)
     if kh == kw == 1:
         v = _channels_last_windows(x, kernel, strides, pads, dilations, fill)[0, 0]
         return np.ascontiguousarray(v).reshape(B, OH * OW, C)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from isa import ConstRef, Instr, Program
+from isa import Buf, ConstRef, Instr, Program
 
 from . import banks as BK
 from . import crossbar as X
@@ -81,9 +81,10 @@ class Machine:
             s.rt_exposed_ns += max(0.0, write_ns - hidden)
 
     def _run_chunk(self, feeds) -> dict[str, np.ndarray]:
-        self.env = {}
+        self.env = _Env(self)
         self.pulse_rows = {}
         self.windowed = {}
+        self.lazy = {}             # im2col outputs not formed (yet) -> a stand-in of their shape (no memory)
         self.feeds = feeds
         self.results = {}
         for ins in self.p.code:
@@ -181,9 +182,60 @@ def _im2col(m: Machine, ins: Instr):
     x = m.val(ins.args[1])
     if x.ndim != 4:
         raise m.fault(ins, f"needs a (C, H, W) buffer, got {list(x.shape[1:])}")
-    m.env[ins.args[0].name] = K.im2col(x, ins.attr("kernel"), ins.attr("strides"), ins.attr("pads"),
-                                       ins.attr("dilations"), ins.attr("fill"))
-    m.windowed[ins.args[0].name] = (x, ins)
+    name = ins.args[0].name
+    m.windowed[name] = (x, ins)
+    (kh, kw), B = ins.attr("kernel"), len(x)
+    if name in _lazy_windows(m) and x.shape[1] * kw >= 16:
+        # left unformed: every reader is an mvm, which forms the windows itself (X.window_product, which
+        # copies runs of kw * C elements: too short below 16) or has them formed (_windows) first; any
+        # other read of the buffer forms them too (_Env)
+        oh, ow = K.out_hw(x, ins.attr("kernel"), ins.attr("strides"), ins.attr("pads"), ins.attr("dilations"))
+        m.env.pop(name, None)
+        m.lazy[name] = np.broadcast_to(np.zeros(1, x.dtype), (B, oh * ow, x.shape[1] * kh * kw))
+        return
+    m.env[name] = K.im2col(x, ins.attr("kernel"), ins.attr("strides"), ins.attr("pads"), ins.attr("dilations"),
+                           ins.attr("fill"))
+
+
+def _lazy_windows(m: Machine) -> set:
+    """im2col outputs that only mvms without a zero point (`signed`) read and only that im2col writes: they
+    need not be formed where each reading run is one fused product (a k x k kernel; a 1 x 1 im2col is a view
+    or a plain copy)."""
+    lazy = m.__dict__.get("lazy_windows")
+    if lazy is None:
+        writers, readers = {}, {}
+        for c in m.p.code:
+            for k, a in enumerate(c.args):
+                if isinstance(a, Buf):
+                    (writers if k == 0 else readers).setdefault(a.name, []).append(c)
+        lazy = m.lazy_windows = {
+            c.args[0].name for c in m.p.code
+            if c.op == "im2col" and tuple(c.attr("kernel")) != (1, 1) and len(writers[c.args[0].name]) == 1
+            and all(r.op == "mvm" and r.args[1].name == c.args[0].name and r.args[0].name != c.args[0].name
+                    and r.attr("signed") is None for r in readers.get(c.args[0].name, ()))}
+    return lazy
+
+
+def _windows(m: Machine, name: str) -> np.ndarray:
+    """The im2col output `name`, formed now if it was left to its readers."""
+    if m.lazy.pop(name, None) is not None:
+        x, ins = m.windowed[name]
+        m.env[name] = K.im2col(x, ins.attr("kernel"), ins.attr("strides"), ins.attr("pads"), ins.attr("dilations"),
+                               ins.attr("fill"))
+    return m.env[name]
+
+
+class _Env(dict):
+    """The machine's buffers; an im2col output left unformed is formed when something reads it."""
+
+    def __init__(self, m: Machine):
+        super().__init__()
+        self.m = m
+
+    def __missing__(self, name):
+        if name in self.m.lazy:
+            return _windows(self.m, name)
+        raise KeyError(name)
 
 
 def _row_pulses(m: Machine, name: str, islices) -> np.ndarray:
@@ -219,7 +271,7 @@ def _mvm_runs(m: Machine) -> dict:
             j = i + 1
             while key[i] is not None and j < len(code) and key[j] == key[i]:
                 j += 1
-            if j - i > 1:
+            if key[i] is not None:          # a single mvm too: one product with its windows never formed
                 runs[id(code[i])] = code[i:j]
             i = j
         m.mvm_runs = runs
@@ -241,6 +293,17 @@ def _fuse(m: Machine, ins: Instr, x2: np.ndarray) -> tuple[np.ndarray, int] | No
         return None
     r0 = min(xb.rows[0] for xb in xbars)
     w = X.plain_weights(xbars, ins.attr("n"))[r0:]
+    src = ins.args[1].name
+    if isinstance(ins.args[1], Buf) and src in m.lazy:
+        x, win = m.windowed[src]
+        a = [win.attr(k) for k in ("kernel", "strides", "pads", "dilations", "fill")]
+        if w.size > sum((xb.rows[1] - xb.rows[0]) * (xb.cols[1] - xb.cols[0]) for xb in xbars):
+            # block-diagonal: a depthwise conv's crossbars, one multiply-add per kernel offset
+            taps = X.depthwise_taps(w, r0, x.shape[1], a[0][0] * a[0][1])
+            if taps is None:
+                return None
+            return X.depthwise_window_product(x, taps, X.product_bound(w), *a), X.product_bound(w)
+        return X.window_product(x, w, r0, *a), X.product_bound(w)
     if w.size > sum((xb.rows[1] - xb.rows[0]) * (xb.cols[1] - xb.cols[0]) for xb in xbars):
         return None
     return X.product(x2[:, r0:r0 + len(w)], w), X.product_bound(w)
@@ -252,7 +315,8 @@ def _mvm(m: Machine, ins: Instr):
     xb = m.xbars.get(idx)
     if xb is None:
         raise m.fault(ins, f"crossbar {idx} has not been written")
-    x = m.val(ins.args[1])
+    lazy = isinstance(ins.args[1], Buf) and ins.args[1].name in m.lazy     # an unformed im2col output
+    x = m.lazy[ins.args[1].name] if lazy else m.val(ins.args[1])            # (then its stand-in)
     r0, r1 = xb.rows
     if x.shape[-1] < r1:
         raise m.fault(ins, f"input has {x.shape[-1]} rows, crossbar {idx} reads rows {r0}:{r1}")
@@ -276,6 +340,8 @@ def _mvm(m: Machine, ins: Instr):
     if f is not None and f[0] is m.env.get(name) and any(i is ins for i in f[1]):   # only the events remain
         ev = X.mvm_events(xb, len(xs), islices, _row_pulses(m, ins.args[1].name, islices)[r0:r1], rec)
     else:
+        if lazy:
+            xs = _windows(m, ins.args[1].name).reshape(-1, x.shape[-1])[:, r0:r1]
         ev = _mvm_add(m, ins, xb, xs, lead, args, spec, z, first)
     s = m.stats.layer(xb.layer)
     s.macs += ev.macs

@@ -136,3 +136,26 @@ def test_program_once_targets_keep_their_programs():
     with pytest.raises(CompileError, match="program-once"):
         compile_model(DIGITS / "digits_cnn.onnx", "isaac", np.load(DIGITS / "digits_calib.npy"),
                       options={"schedule": "naive"})
+
+
+@pytest.mark.parametrize("mode", ["overlap", "aras"])
+def test_the_plan_times_each_write_as_the_runtime_measures_it(mode):
+    """write_timer's steady-state cost of every write of the program equals the runtime's measured write time
+    (cells met, two polarity phases), the plan settles on its placement with those costs, and replicas are kept
+    only when the plan is faster with them. Without it the plan times every write at the worst case."""
+    from passes.aras_reuse import write_timer
+    c = scheduled(mode)
+    rep = report(c)
+    assert rep.timed == "cells"
+    if rep.replication:
+        assert rep.replication["kept"] == (rep.replication["replicated_ns"] < rep.replication["single_ns"])
+    block = {x["xb"]: (op.name, j) for op in c.graph.topo() if op.kind in ("conv", "linear")
+             for j, x in enumerate(op.attrs["xbars"])}
+    writes = [i for i in c.program.code if i.op == "xbwrite"]
+    planned = write_timer(c.graph, c.program.target)([(i.attr("xb"),) + block[i.attr("lxb")] for i in writes])
+    m = Machine(c.program)
+    m.run({"image": np.load(DIGITS / "digits_test.npz")["x"][:2]})
+    measured = [m.cells.events[id(i)].ns for i in writes]
+    assert planned == measured and min(measured) < max(measured)
+    worst = report(scheduled(mode, cell_timed_plan=False))
+    assert worst.timed == "worst case" and worst.planned_ns > rep.planned_ns

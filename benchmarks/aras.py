@@ -119,6 +119,12 @@ def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path, w
            "dram_stall_us": r["dram_stall_ns"] / 1e3, "extra_weights_pct": sched.extra_weights_pct,
            "logical_crossbars": sched.logical_crossbars, "replication": sched.replication,
            "reuse_center": reuse.center if reuse else None}
+    if sched.decisions and "heuristic_makespan_ns" in sched.decisions[0]:     # A4: Algorithm 1 against its ILP
+        ds = sched.decisions
+        row["replication_methods"] = {
+            "decisions": len(ds), "ilp_better": sum(d["ilp_makespan_ns"] < d["heuristic_makespan_ns"] for d in ds),
+            "heuristic_window_us": sum(d["heuristic_makespan_ns"] for d in ds) / 1e3,
+            "ilp_window_us": sum(d["ilp_makespan_ns"] for d in ds) / 1e3}
     if whole is not None and not (reuse and reuse.center is not None):    # same encoding as the whole model
         row["outputs_identical_to_whole_model"] = all(np.array_equal(outs[k], whole[k]) for k in whole)
     prev = next((r for r in (known or {}).get("rows", []) if r["config"] == label and "accuracy" in r), None)
@@ -206,6 +212,18 @@ def table(results: dict) -> str:
     out.append(f"| paper (A3-A6, 5 DNNs) | {p['energy_step_pct']['+banks']}% | {p['energy_step_pct']['+replication']}% "
                f"| {p['energy_step_pct']['+reuse (aras)']}% | {p['energy_total_pct']}% | {p['pulses_reuse_pct']}% | "
                f"loss {p['accuracy_loss_pct']} |")
+    out += ["", "Replication (A4), per model: the releases at which the planner decided, how often the ILP's window "
+            "makespan beat Algorithm 1's, both summed over the decisions, and whether the whole plan kept the replicas "
+            "(planned time with / without them):", "",
+            "| model | decisions | ILP better | Algorithm 1 windows us | ILP windows us | kept (planned us with / without) |",
+            "|---|---|---|---|---|---|"]
+    for name, res in results.items():
+        r = next((r for r in res["rows"] if r["config"] == "+replication"), None)
+        if r and r.get("replication_methods"):
+            rm, k = r["replication_methods"], r.get("replication") or {}
+            out.append(f"| {name} | {rm['decisions']} | {rm['ilp_better']} | {rm['heuristic_window_us']:.0f} | "
+                       f"{rm['ilp_window_us']:.0f} | {'yes' if k.get('kept') else 'no'} "
+                       f"({k.get('replicated_ns', 0) / 1e3:.0f} / {k.get('single_ns', 0) / 1e3:.0f}) |")
     for name, res in results.items():
         if res.get("reuse_sweep"):
             out += ["", f"Weight reuse's clip budget on {name}:", "",

@@ -68,7 +68,7 @@ def test_minilm_schedules_change_time_never_results():
     few = {k: v[20:21] for k, v in feeds.items()}
     aras = load_target("aras")
     whole = Machine(compile_model(MODEL, aras.replace(program_once=True, tiles=4096), calib).program).run(few)
-    for schedule in ("overlap", "aras"):           # naive: tests/backend/test_schedules.py, on the digits CNN
+    for schedule in ("naive", "overlap", "aras"):
         c = compile_model(MODEL, aras, calib, options={"schedule": schedule, "weight_reuse": False})
         report = next(r.report for r in c.records if r.name == "schedule")
         assert report.logical_crossbars > aras.xbars                # rewritten during inference

@@ -282,7 +282,6 @@ def _timed(g: Graph, ops, target, opts: ScheduleOptions, rounds: int = 4) -> Pla
     placement no longer changes (then the times are the placement's own) or `rounds` run out."""
     plan = Plan(_layers(g, ops, target), target, opts)
     plan.run()
-    plan.timed = "worst case"
     if opts.write_costs is None:
         return plan
     for _ in range(rounds):

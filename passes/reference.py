@@ -13,15 +13,19 @@ from ir.float_eval import grouped_matmul
 from runtime import kernels as K
 from runtime import vector as V
 
+def _registrar(table: dict):
+    """A decorator that files a function in `table` under each op kind it names."""
+    def register(*kinds):
+        def reg(fn):
+            for k in kinds:
+                table[k] = fn
+            return fn
+        return reg
+    return register
+
+
 REF = {}
-
-
-def ref(*kinds):
-    def reg(fn):
-        for k in kinds:
-            REF[k] = fn
-        return fn
-    return reg
+ref = _registrar(REF)
 
 
 def _finish(op, acc, g):
@@ -141,14 +145,7 @@ def _lrn(op, g, x):
 # ---- the float32 vector unit (passes/quantize_vector.py): ops whose output is f32 --------------------------
 
 VREF = {}
-
-
-def vref(*kinds):
-    def reg(fn):
-        for k in kinds:
-            VREF[k] = fn
-        return fn
-    return reg
+vref = _registrar(VREF)
 
 
 def _act(op, y):

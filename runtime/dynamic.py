@@ -11,24 +11,10 @@ apart). With an ideal ADC the result is the plain integer product.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from .crossbar import pulses as code_pulses_of
-from .crossbar import slice_shifts, slice_values
-
-
-@dataclass
-class DynEvents:
-    macs: int = 0
-    converts: int = 0
-    saturated: int = 0
-    spec_converts: int = 0
-    spec_failures: int = 0
-    columns: int = 0
-    dac_pulses: int = 0
-    cell_reads: int = 0
+from .crossbar import MvmEvents, slice_shifts, slice_values
 
 
 def levels(w: np.ndarray, zero: int, slices) -> np.ndarray:
@@ -51,7 +37,7 @@ def write_events(w: np.ndarray, zero: int, slices, previous: np.ndarray | None):
 
 def dynamic_mvm(a: np.ndarray, za: int, w: np.ndarray, zw: int, islices, wslices, rows: int, adc_range,
                 signed_adc: bool, recover: int = 0):
-    """(a - za) @ (w - zw) as the crossbars compute it: (result float64, DynEvents). a (B, ..., M, K) u8,
+    """(a - za) @ (w - zw) as the crossbars compute it: (result float64, MvmEvents). a (B, ..., M, K) u8,
     w (B, ..., K, N) u8 (broadcast over a's middle axes)."""
     if a.ndim > 3 and w.ndim == a.ndim and all(d == 1 for d in w.shape[1:-2]):
         # one operand serves every head: stack the heads' rows, one product per sample instead of per head
@@ -62,7 +48,7 @@ def dynamic_mvm(a: np.ndarray, za: int, w: np.ndarray, zw: int, islices, wslices
     M = a.shape[-2]
     lead = np.broadcast_shapes(a.shape[:-2], w.shape[:-2])
     outer = int(np.prod(lead))
-    ev = DynEvents(macs=outer * M * K * N)
+    ev = MvmEvents(macs=outer * M * K * N)
     v = a.astype(np.int16) - za
     parts = [(1, np.maximum(v, 0).astype(np.uint8))] + ([(-1, np.maximum(-v, 0).astype(np.uint8))] if za else [])
     nblocks = -(-K // rows)

@@ -344,14 +344,7 @@ def _mvm(m: Machine, ins: Instr):
             xs = _windows(m, ins.args[1].name).reshape(-1, x.shape[-1])[:, r0:r1]
         ev = _mvm_add(m, ins, xb, xs, lead, args, spec, z, first)
     s = m.stats.layer(xb.layer)
-    s.macs += ev.macs
-    s.adc_converts += ev.converts
-    s.columns += ev.columns
-    s.saturated_converts += ev.saturated
-    s.spec_converts += ev.spec_converts
-    s.spec_failures += ev.spec_failures
-    s.dac_pulses += ev.dac_pulses
-    s.cell_reads += ev.cell_reads
+    s.add_events(ev)
     s.buffer_bytes += xs.nbytes + xs.shape[0] * (c1 - c0) * 2
     s.digital_ops += ev.converts          # one shift-add per converted column sum
     passes = (1 if z is None else 2) * (len(islices) + (8 if rec else 0))
@@ -639,14 +632,7 @@ def _dmvm(m: Machine, ins: Instr):
     y = V.scale_acc(acc, 0, ins.attr("scale"))
     m.digital(ins, _vact(ins, y), 1)
     s = m.stats.layer(ins.attr("layer", ins.op))
-    s.macs += ev.macs
-    s.adc_converts += ev.converts
-    s.columns += ev.columns
-    s.saturated_converts += ev.saturated
-    s.spec_converts += ev.spec_converts
-    s.spec_failures += ev.spec_failures
-    s.dac_pulses += ev.dac_pulses
-    s.cell_reads += ev.cell_reads
+    s.add_events(ev)
     parts = 2 if ins.attr("za") else 1
     passes = parts * (len(islices) + (8 if ins.attr("recover") else 0))
     # rows streamed through one crossbar set: operands shared across heads serve them in turn

@@ -38,6 +38,17 @@ class LayerStats:
     rt_exposed_ns: float = 0.0     # the part of rt_write_ns that no overlapping compute hides
     banks: dict = field(default_factory=dict)     # sparse attention's PIM bank products (runtime/banks.py)
 
+    def add_events(self, ev) -> None:
+        """Add what one mvm or dmvm cost (crossbar.MvmEvents)."""
+        self.macs += ev.macs
+        self.adc_converts += ev.converts
+        self.columns += ev.columns
+        self.saturated_converts += ev.saturated
+        self.spec_converts += ev.spec_converts
+        self.spec_failures += ev.spec_failures
+        self.dac_pulses += ev.dac_pulses
+        self.cell_reads += ev.cell_reads
+
     def add_xbar_time(self, xb: int, ns: float):
         self.xbar_ns[xb] = self.xbar_ns.get(xb, 0.0) + ns
 

@@ -1,10 +1,10 @@
 """pimrun against onnxruntime on the 540 digits test images, measured in one run.
 
-Prints a markdown table: wall time (median of --repeat runs), ratio to onnxruntime, and for the sliced runs
+Prints a markdown table: wall time (fastest of --repeat runs), ratio to onnxruntime, and for the sliced runs
 the sliced-MAC rate (MACs x input slices x weight slices per second) as a fraction of this machine's float32
 GEMM MAC rate measured here too. The ISAAC lower bound is slice pairs x onnxruntime time: what a perfect
 implementation of the bit-sliced arithmetic would take at onnxruntime's speed. onnxruntime is timed again
-right before each pimrun run and the ratio is of these two medians, so load that other processes put on the
+right before each pimrun run and the ratio is of these two times, so load that other processes put on the
 machine while the benchmark runs weighs on both sides alike.
 
     python benchmarks/bench_digits.py [--repeat 5] [--json out.json]
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,18 +30,22 @@ from runtime.machine import Machine  # noqa: E402
 DIGITS = ROOT / "examples" / "digits"
 
 
-def timed(fn, repeat):
-    fn()                                         # warm-up
+def timed(fn, repeat, warmup=2):
+    """Fastest of `repeat` calls after `warmup` untimed ones. The fastest, not the median: the first calls
+    after a pause run up to 3x slower (threads waking, clocks rising) and load from other processes only
+    ever adds time, so the minimum is the figure that repeats from run to run, for both sides."""
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times)
 
 
 def timed_against(fn, ref, repeat):
-    """Medians of ref's and then fn's runs, each after a warm-up call: ref is measured next to every fn. Not
+    """Times of ref's and then fn's runs, each after warm-up calls: ref is measured next to every fn. Not
     call by call in turns: onnxruntime's threads spin for a while after each call and would slow the next."""
     t_ref = timed(ref, repeat)
     return timed(fn, repeat), t_ref
@@ -94,7 +97,7 @@ def main(argv=None):
                                                                         dict(sliced=True))):
             m = Machine(prog, **kw)
             out = {}
-            secs, ort_secs = timed_against(lambda: out.update(m.run(feeds, chunk=540)), ort_run, args.repeat)
+            secs, ort_secs = timed_against(lambda: out.update(m.run(feeds)), ort_run, args.repeat)
             s = m.stats.to_json()
             macs = s["macs"] / s["samples"] * len(x)
             row = {"run": f"pimrun {target} {label}", "seconds": secs, "ratio": secs / ort_secs,

@@ -46,7 +46,7 @@ def main(repeat: int = 5):
         for _ in range(repeat):
             totals.clear()
             t0 = time.perf_counter()
-            m.run({"image": x}, chunk=len(x))
+            m.run({"image": x})
             t = time.perf_counter() - t0
             if best is None or t < best[0]:
                 best = (t, dict(totals))

@@ -16,7 +16,7 @@ from .progress import Progress
 from .schedule import account, plot_timeline
 
 
-def run_file(path, input_path, ideal=False, chunk=256, hist_range=None, progress=None, noise=0.0, seed=0):
+def run_file(path, input_path, ideal=False, chunk=None, hist_range=None, progress=None, noise=0.0, seed=0):
     prog = read_program(path)
     m = Machine(prog, ideal=ideal, hist_range=hist_range, filename=str(path), noise=noise, seed=seed)
     names = [i.attr("name") for i in m.inputs]
@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     ap.add_argument("--ideal", action="store_true", help="an ADC wide enough never to saturate, no noise")
     ap.add_argument("--noise", type=float, default=0.0, help="R6 analog noise E (e.g. 0.05 for 5%%) on column sums")
     ap.add_argument("--seed", type=int, default=0, help="seed of the noise")
-    ap.add_argument("--chunk", type=int, default=256, help="samples per batch chunk (memory bound)")
+    ap.add_argument("--chunk", type=int, help="samples per batch chunk (default: as many as fit in 1 GiB of "
+                                           "buffers, measured on the first sample)")
     ap.add_argument("--timeline", help="a rewriting target's schedule: Gantt chart of writes and computes per PE "
                                        "row (PNG)")
     ap.add_argument("--quiet", action="store_true")
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
 def _run(args, bar) -> int:
     if args.noise < 0:
         raise RuntimeFault(f"--noise must be >= 0, got {args.noise}")
-    m, outs, labels = run_file(args.program, args.input, args.ideal, max(1, args.chunk), progress=bar,
+    m, outs, labels = run_file(args.program, args.input, args.ideal,
+                               None if args.chunk is None else max(1, args.chunk), progress=bar,
                                noise=args.noise, seed=args.seed)
     bar.close()
     stats = m.stats.to_json()

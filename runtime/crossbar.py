@@ -136,19 +136,18 @@ def code_pulses(islices) -> np.ndarray:
     return pulses(np.arange(256, dtype=np.uint8), islices)
 
 
-PULSE_BLOCK = 1 << 16           # codes per block of row_pulses: the slice arithmetic's temporaries stay in cache
+PULSE_BLOCK = 1 << 20           # codes per block of row_pulses: bounds the slice arithmetic's temporaries
 
 
 def row_pulses(x: np.ndarray, islices) -> np.ndarray:
-    """DAC pulses per row over all of x (M, R) (summed over the first axis of any x). In blocks of whole rows
-    of the first axis: exact integer sums, in any order."""
+    """DAC pulses per row over all of x (M, R) (summed over the first axis of any x). Blocks of rows are
+    summed in uint16, as many rows as cannot overflow it (the reduction's cost is its casts), then in int64.
+    One thread: the passes are too light for a second one to repay its start. Exact integer sums."""
     x = np.asarray(x)
-    if len(x) == 0:
-        return np.zeros(x.shape[1:], np.int64)
-    step = max(1, PULSE_BLOCK // max(1, x[0].size))
-    out = np.add.reduce(pulses(x[:step], islices), axis=0, dtype=np.uint32).astype(np.int64)
-    for m0 in range(step, len(x), step):
-        out += np.add.reduce(pulses(x[m0:m0 + step], islices), axis=0, dtype=np.uint32)
+    out = np.zeros(x.shape[1:], np.int64)
+    step = max(1, min(0xFFFF // max(1, int(code_pulses(islices).max())), PULSE_BLOCK // max(1, out.size)))
+    for m0 in range(0, len(x), step):
+        out += np.add.reduce(pulses(x[m0:m0 + step], islices), axis=0, dtype=np.uint16)
     return out
 
 
@@ -265,18 +264,24 @@ def depthwise_window_product(x: np.ndarray, taps: np.ndarray, bound: int, kernel
     ng = taps.shape[2]
     dt = np.float32 if bound < EXACT_F32 else np.float64
     wt = taps.astype(dt)
-    out = np.empty((B, OH, OW, C, ng), dt)
+    step = max(1, BLOCK_ROWS_ELEMS // (OH * OW * C * ng * 4))     # a block's arrays: 256 KiB of float32
     xt = x.transpose(0, 2, 3, 1)
-    step = max(1, BLOCK_ROWS_ELEMS // (OH * OW * C * max(ng, kh * kw)))
+    # one output per channel (ng 1): a tap's window row (OW, C) is one run of memory at stride 1, and with its
+    # weights tiled along OW the multiply-add loops over the whole run, not over a length-1 axis
+    if ng == 1:
+        wt, src, shape = np.ascontiguousarray(np.broadcast_to(wt[:, None, :, 0], (len(wt), OW, C))), xt, (OH, OW, C)
+    else:
+        src, shape = xt[..., None], (OH, OW, C, ng)
+    out = np.empty((B,) + shape, dt)
 
     def part(lo, hi):
         nb = min(step, hi - lo)
-        pad = np.full((nb, H + t + b, W + l + r, C, 1), fill, dt)
-        tmp = np.empty((nb, OH, OW, C, ng), dt)
+        pad = np.full((nb, H + t + b, W + l + r) + src.shape[3:], fill, dt)
+        tmp = np.empty((nb,) + shape, dt)
         for b0 in range(lo, hi, step):
             b1 = min(b0 + step, hi)
             p, o, q = pad[:b1 - b0], out[b0:b1], tmp[:b1 - b0]
-            p[:, t:t + H, l:l + W, :, 0] = xt[b0:b1]
+            p[:, t:t + H, l:l + W] = src[b0:b1]
             for k in range(kh * kw):
                 ky, kx = divmod(k, kw)
                 v = p[:, ky * dh: ky * dh + (OH - 1) * sh + 1: sh, kx * dw: kx * dw + (OW - 1) * sw + 1: sw]

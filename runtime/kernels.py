@@ -6,6 +6,8 @@ digital ops) agree bit for bit. Crossbar arithmetic lives in crossbar.py.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -18,51 +20,79 @@ def rshift_round(v: np.ndarray, shift) -> np.ndarray:
     return (v + (np.int64(1) << (shift - 1))) >> shift
 
 
-def requant(acc, mult, shift, zero, lo, hi, bias=None) -> np.ndarray:
+def requant(acc, mult, shift, zero, lo, hi, bias=None, bound=None) -> np.ndarray:
     """u8 = clamp(floor(((acc + bias) * mult + 2^(shift-1)) / 2^shift) + zero, lo, hi); mult, shift, bias
     broadcast on the last axis. An integer-valued float acc takes the same arithmetic in float64 where that is
-    exact (_requant_float), which is faster than int64 shifts."""
-    mult, shift = np.asarray(mult, dtype=np.int64), np.asarray(shift, dtype=np.int64)
+    exact (RequantPlan), which is faster than int64 shifts; `bound` (the largest |acc| there can be) lets
+    it fold the bias into the rounding constant, one pass fewer."""
     acc = np.asarray(acc)
+    plan = requant_plan(acc.dtype, acc.shape[-1] if acc.ndim else 1, mult, shift, zero, lo, hi, bias, bound)
+    if plan is not None and acc.ndim and acc.size:
+        a2 = acc.reshape(-1, acc.shape[-1])
+        out = np.empty(a2.shape, np.uint8)
+        parallel.rows(len(a2), lambda r0, r1: plan(a2[r0:r1], out[r0:r1]), a2.shape[1])
+        return out.reshape(acc.shape)
+    mult, shift = np.asarray(mult, dtype=np.int64), np.asarray(shift, dtype=np.int64)
+    b = np.zeros(1, np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
+    v = rshift_round((acc.astype(np.int64) + b) * mult, shift) + zero
+    return np.clip(v, lo, hi).astype(np.uint8)
+
+
+def requant_plan(dtype, n, mult, shift, zero, lo, hi, bias=None, bound=None) -> RequantPlan | None:
+    """The float64 requantisation of float accumulators with n channels, where it is exact; else None."""
+    mult, shift = np.asarray(mult, dtype=np.int64), np.asarray(shift, dtype=np.int64)
     b = np.zeros(1, np.int64) if bias is None else np.asarray(bias, dtype=np.int64)
     c0 = 0.5 + zero
     reach = max(abs(lo - c0), abs(hi + 1 - c0), hi + 1) * 2.0 ** int(shift.max(initial=1))
-    if acc.dtype.kind == "f" and acc.ndim and acc.size and 0 <= lo <= hi and reach <= 2.0 ** 53:
-        return _requant_float(acc, mult, shift, c0, lo, hi, b)
-    v = rshift_round((acc.astype(np.int64) + b) * mult, shift) + zero
-    return np.clip(v, lo, hi).astype(np.uint8)
+    if np.dtype(dtype).kind != "f" or not 0 <= lo <= hi or reach > 2.0 ** 53:
+        return None
+    # folded: acc * m and b * m + c0 are each exact (multiples of 2^-shift below 2^53 of them)
+    fold = bound is not None and float(bound) * float(mult.max(initial=0)) < 2.0 ** 53 and bool(np.all(
+        np.abs(b * mult).astype(np.float64) + abs(c0) * np.exp2(shift.astype(np.float64)) < 2.0 ** 53))
+    return RequantPlan(n, mult, shift, c0, lo, hi, b, fold)
 
 
 REQUANT_BLOCK = 1 << 16     # float64 elements per block (512 KiB): a block's passes stay in cache
 
 
-def _requant_float(acc, mult, shift, c0, lo, hi, b):
+class RequantPlan:
     """floor(clip((acc + b) * m + c0, lo, hi)) in float64, m = mult / 2^shift (exact). acc + b is exact. The
     product is exact wherever the result can land in [lo, hi + 1): there |(acc + b) * mult| is below
-    |lo - c0|, |hi + 1 - c0| times 2^shift, at most 2^53 (the caller checks), and so is the sum with c0, a
+    |lo - c0|, |hi + 1 - c0| times 2^shift, at most 2^53 (requant_plan checks), and so is the sum with c0, a
     multiple of 2^-shift below hi + 1. Elsewhere rounding is monotonic and lo - c0, hi + 1 - c0 are exact,
-    so a value below or above the range stays there. With lo >= 0 the cast's truncation is the floor."""
-    n = acc.shape[-1]
-    a2 = acc.reshape(-1, n)
-    step = max(1, REQUANT_BLOCK // n)
-    rows = min(step, len(a2))
-    # whole-block operands: same-shape contiguous arrays run as one flat SIMD loop, a broadcast row does not
-    m = np.tile(np.broadcast_to(mult * np.exp2(-shift.astype(np.float64)), (n,)), (rows, 1))
-    bf = np.tile(np.broadcast_to(b.astype(np.float64), (n,)), (rows, 1))
-    out = np.empty(a2.shape, np.uint8)
+    so a value below or above the range stays there. With lo >= 0 the cast's truncation is the floor.
+    `fold` (requant_plan has checked acc * m and b * m + c0 are exact): acc * m + (b * m + c0), the same sum
+    of two exact terms, so the same argument holds, in three passes instead of four.
+    Calling it requantises (k, n) rows block by block: whole accumulators, or a product's blocks right after
+    it forms them, while they are in cache. Thread-safe: each thread has its own float64 scratch."""
 
-    def part(r0, r1):
-        buf = np.empty((min(step, r1 - r0), n))
-        for s in range(r0, r1, step):
-            k = min(step, r1 - s)
-            v = buf[:k]
-            np.add(a2[s:s + k], bf[:k], out=v)          # the cast to float64 and the bias in one pass
-            v *= m[:k]
-            v += c0
-            np.clip(v, lo, hi, out=out[s:s + k], casting="unsafe")
+    def __init__(self, n, mult, shift, c0, lo, hi, b, fold):
+        self.rows = max(1, REQUANT_BLOCK // n)
+        m64 = np.broadcast_to(mult * np.exp2(-shift.astype(np.float64)), (n,))
+        b64 = np.broadcast_to(b.astype(np.float64), (n,))
+        # whole-block operands: same-shape contiguous arrays run as one flat SIMD loop, a broadcast row does not
+        self.m = np.tile(m64, (self.rows, 1))
+        self.add = np.tile(m64 * b64 + c0 if fold else b64, (self.rows, 1))
+        self.c0, self.lo, self.hi, self.fold = c0, lo, hi, fold
+        self.scratch = threading.local()
 
-    parallel.rows(len(a2), part, n)
-    return out.reshape(acc.shape)
+    def __call__(self, a: np.ndarray, out: np.ndarray) -> None:
+        """Requantise float rows a (k, n) into u8 out (k, n)."""
+        buf = getattr(self.scratch, "buf", None)
+        if buf is None:
+            buf = self.scratch.buf = np.empty(self.m.shape)
+        for s in range(0, len(a), self.rows):
+            k = min(self.rows, len(a) - s)
+            v, m, add = buf[:k], self.m[:k], self.add[:k]
+            if self.fold:
+                np.copyto(v, a[s:s + k])               # a cast, then same-type passes: a mixed multiply is slower
+                v *= m
+                v += add
+            else:
+                np.add(a[s:s + k], add, out=v)         # the cast to float64 and the bias in one pass
+                v *= m
+                v += self.c0
+            np.clip(v, self.lo, self.hi, out=out[s:s + k], casting="unsafe")
 
 
 def quantize(x, scale, zero) -> np.ndarray:
@@ -187,7 +217,11 @@ def avg_divide(acc, counts, mult, shift, zy, lo, hi) -> np.ndarray:
     """round(acc * (mult / 2^shift) / count) + zy, count per position, exact in int64."""
     num = acc.astype(np.int64) * mult
     den = counts.astype(np.int64) << shift
-    return np.clip((2 * num + den) // (2 * den) + zy, lo, hi).astype(np.uint8)
+    if den.ndim == 0 and not int(den) & (int(den) - 1):      # a power of two: a shift, not an int64 division
+        q = (2 * num + den) >> int(den).bit_length()
+    else:
+        q = (2 * num + den) // (2 * den)
+    return np.clip(q + zy, lo, hi).astype(np.uint8)
 
 
 def avgpool(x, zx, kernel, strides, pads, dilations, count_include_pad, mult, shift, zy, lo, hi):
@@ -197,7 +231,10 @@ def avgpool(x, zx, kernel, strides, pads, dilations, count_include_pad, mult, sh
 
 
 def global_avgpool(x, zx, mult, shift, zy, lo, hi):
-    acc = x.sum(axis=(2, 3), keepdims=True, dtype=np.int64) - zx * x.shape[2] * x.shape[3]
+    hw = x.shape[2] * x.shape[3]
+    # the narrowest exact sum type: the reduction's speed is its casts
+    dt = np.uint16 if x.dtype == np.uint8 and hw * 255 < 1 << 16 else np.int64
+    acc = x.sum(axis=(2, 3), keepdims=True, dtype=dt).astype(np.int64) - zx * hw
     return avg_divide(acc, np.int64(x.shape[2] * x.shape[3]), mult, shift, zy, lo, hi)
 
 

@@ -30,6 +30,9 @@ def handler(*ops):
     return reg
 
 
+CHUNK_BYTES = 1 << 30        # buffers of one chunk, as the automatic chunk size plans them
+
+
 class Machine:
     def __init__(self, program: Program, ideal: bool = False, hist_range=None, filename: str = "<program>",
                  sliced: bool = False, noise: float = 0.0, seed: int = 0):
@@ -59,16 +62,29 @@ class Machine:
             return self.consts[ref.name]
         return self.env[ref.name]
 
-    def run(self, feeds: dict[str, np.ndarray], chunk: int = 256, progress=None) -> dict[str, np.ndarray]:
+    def run(self, feeds: dict[str, np.ndarray], chunk: int | None = None, progress=None) -> dict[str, np.ndarray]:
+        """Run the program on every sample of `feeds`, `chunk` samples at a time. chunk None: as many per chunk
+        as fit in CHUNK_BYTES of buffers, measured on the machine's first run, whose first chunk is its first
+        sample alone (a fixed split for a given program and batch, so seeded noise still repeats). Later runs
+        reuse the measure: a chunk size that changes from run to run would have the allocator hand back and
+        fault in its memory every run."""
         n = len(next(iter(feeds.values())))
         outs: dict[str, list] = {}
         self.loads, self.dyn_levels, self.dyn_meta = [], {}, {}
-        for start in range(0, n, chunk):
-            part = {k: v[start:start + chunk] for k, v in feeds.items()}
+        per_sample = self.__dict__.get("per_sample")
+        size = chunk or (max(1, CHUNK_BYTES // per_sample) if per_sample else 1)
+        start = 0
+        while start < n:
+            part = {k: v[start:start + size] for k, v in feeds.items()}
             for k, v in self._run_chunk(part).items():
                 outs.setdefault(k, []).append(v)
+            start += size
             if progress:
-                progress(min(n, start + chunk), n)
+                progress(min(n, start), n)
+            if chunk is None and not per_sample:
+                per_sample = self.per_sample = max(1, sum(a.nbytes for a in self.env.values()
+                                                          if isinstance(a, np.ndarray)))
+                size = max(1, CHUNK_BYTES // per_sample)
         self.stats.samples += n
         self._exposed_writes()
         return {k: np.concatenate(v) for k, v in outs.items()}
@@ -85,6 +101,7 @@ class Machine:
         self.pulse_rows = {}
         self.windowed = {}
         self.lazy = {}             # im2col outputs not formed (yet) -> a stand-in of their shape (no memory)
+        self.acc_bounds, self.acc_arrays = {}, {}      # accumulator -> largest |sum| it can hold, its array
         self.feeds = feeds
         self.results = {}
         for ins in self.p.code:
@@ -293,20 +310,19 @@ def _fuse(m: Machine, ins: Instr, x2: np.ndarray) -> tuple[np.ndarray, int] | No
         return None
     r0 = min(xb.rows[0] for xb in xbars)
     w = X.plain_weights(xbars, ins.attr("n"))[r0:]
+    bound = X.product_bound(w)
     src = ins.args[1].name
+    block_diagonal = w.size > sum((xb.rows[1] - xb.rows[0]) * (xb.cols[1] - xb.cols[0]) for xb in xbars)
     if isinstance(ins.args[1], Buf) and src in m.lazy:
         x, win = m.windowed[src]
         a = [win.attr(k) for k in ("kernel", "strides", "pads", "dilations", "fill")]
-        if w.size > sum((xb.rows[1] - xb.rows[0]) * (xb.cols[1] - xb.cols[0]) for xb in xbars):
-            # block-diagonal: a depthwise conv's crossbars, one multiply-add per kernel offset
+        if block_diagonal:              # a depthwise conv's crossbars: one multiply-add per kernel offset
             taps = X.depthwise_taps(w, r0, x.shape[1], a[0][0] * a[0][1])
-            if taps is None:
-                return None
-            return X.depthwise_window_product(x, taps, X.product_bound(w), *a), X.product_bound(w)
-        return X.window_product(x, w, r0, *a), X.product_bound(w)
-    if w.size > sum((xb.rows[1] - xb.rows[0]) * (xb.cols[1] - xb.cols[0]) for xb in xbars):
+            return None if taps is None else (X.depthwise_window_product(x, taps, bound, *a), bound)
+        return X.window_product(x, w, r0, *a), bound
+    if block_diagonal:
         return None
-    return X.product(x2[:, r0:r0 + len(w)], w), X.product_bound(w)
+    return X.product(x2[:, r0:r0 + len(w)], w), bound
 
 
 @handler("mvm")
@@ -357,10 +373,9 @@ def _accumulate(m: Machine, name, lead, n, out, bound, cols, first):
     """Add a (M, c1 - c0) product into columns c0:c1 of accumulator `name`; the first product that covers
     every column becomes the accumulator. It stays float32 while the largest sum it can hold is below 2^24
     (exact plain products only), else it is float64."""
-    bounds = m.__dict__.setdefault("acc_bounds", {})
-    bounds[name] = bound + (0 if first else bounds[name])
+    m.acc_bounds[name] = bound + (0 if first else m.acc_bounds[name])
     if first and cols == (0, n):
-        m.env[name] = out.reshape(lead + (n,))
+        m.env[name] = m.acc_arrays[name] = out.reshape(lead + (n,))
         return
     acc = _acc(m, name, lead, n, first)
     acc[:, cols[0]:cols[1]] += out
@@ -373,7 +388,15 @@ def _acc(m: Machine, name, lead, n, first) -> np.ndarray:
         m.env[name] = np.zeros(lead + (n,), dt)
     elif m.env[name].dtype != dt and dt == np.float64 or not m.env[name].flags.c_contiguous:
         m.env[name] = np.ascontiguousarray(m.env[name], np.float64 if dt == np.float64 else None)
+    m.acc_arrays[name] = m.env[name]
     return m.env[name].reshape(-1, n)
+
+
+def _acc_bound(m: Machine, name) -> float | None:
+    """The largest |value| accumulator `name` can hold, where the mvms that made it know it (plain products),
+    and nothing else has written the buffer since."""
+    a = m.acc_arrays.get(name)
+    return m.acc_bounds.get(name) if a is not None and a is m.env.get(name) else None
 
 
 def _mvm_add(m: Machine, ins: Instr, xb, xs, lead, args, spec, z, first) -> X.MvmEvents:
@@ -413,7 +436,7 @@ def _layout(acc, chw):
 def _requant(m: Machine, ins: Instr):
     # psums are exact integers held in floats
     y = K.requant(m.val(ins.args[1]), m.val(ins.attr("mult")), m.val(ins.attr("shift")), ins.attr("zero"),
-                  ins.attr("lo"), ins.attr("hi"), m.val(ins.attr("bias")))
+                  ins.attr("lo"), ins.attr("hi"), m.val(ins.attr("bias")), _acc_bound(m, ins.args[1].name))
     m.digital(ins, _layout(y, ins.attr("chw")), 3)
 
 

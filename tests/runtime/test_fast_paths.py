@@ -39,8 +39,21 @@ def test_requant_in_float64_equals_int64_at_rounding_ties():
         acc = (y - bias)[np.abs(y - bias) < 1 << 24]
         zero = int(rng.integers(0, 30))
         want = K.requant(acc, mult, shift, zero, 0, 255, np.array([bias]))       # int64 arithmetic
-        got = K.requant(acc.astype(np.float32)[:, None], mult, shift, zero, 0, 255, np.array([bias]))[:, 0]
-        assert np.array_equal(got, want), shift
+        a32 = acc.astype(np.float32)[:, None]
+        # without a bound, with the true one (the bias folded where that is exact), and with one too large to fold
+        for bound in (None, int(np.abs(acc).max(initial=0)), 1 << 40):
+            got = K.requant(a32, mult, shift, zero, 0, 255, np.array([bias]), bound)[:, 0]
+            assert np.array_equal(got, want), (shift, bound)
+
+
+def test_requant_folds_the_bias_only_where_exact():
+    """The folded form runs when the bound makes acc * m exact, and not past 2^53; the float form not at all
+    where the rounding constant's reach passes 2^53 or the accumulator is integer."""
+    mult = (1 << 31) - 1
+    for bound, fold in ((1 << 21, True), (1 << 22, True), (1 << 23, False), (None, False)):
+        assert K.requant_plan(np.float32, 1, mult, 40, 0, 0, 255, np.array([3]), bound).fold is fold, bound
+    assert K.requant_plan(np.float32, 1, mult, 46, 0, 0, 255) is None                 # 256 * 2^46 > 2^53
+    assert K.requant_plan(np.int64, 1, mult, 40, 0, 0, 255) is None
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -97,3 +110,19 @@ def test_parallel_rows_cover_the_range_once_and_restore_blas(monkeypatch):
         before = parallel._BLAS[0]()
         parallel.rows(10, lambda a, b: None, blas=True)
         assert parallel._BLAS[0]() == before
+
+
+@pytest.mark.parametrize("hw", [(4, 4), (3, 5), (2, 2), (17, 17)])
+def test_global_avgpool_equals_exact_rational_rounding(hw):
+    """The narrow sums and the power-of-two shift give round-half-up of acc * mult / 2^shift / count."""
+    from fractions import Fraction
+    rng = np.random.default_rng(hw[0] * 31 + hw[1])
+    x = rng.integers(0, 256, (3, 5) + hw).astype(np.uint8)
+    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)          # channels-last, as run
+    zx, mult, shift, zy = 7, int(rng.integers(1 << 29, 1 << 31)), 31, 3
+    got = K.global_avgpool(x, zx, mult, shift, zy, 0, 255)
+    n = hw[0] * hw[1]
+    for (b, c), v in np.ndenumerate(got[:, :, 0, 0]):
+        s = int(x[b, c].astype(np.int64).sum()) - zx * n
+        want = Fraction(s * mult, n << shift) + Fraction(1, 2)
+        assert v == min(255, max(0, want.numerator // want.denominator + zy))

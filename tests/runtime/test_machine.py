@@ -35,6 +35,33 @@ def test_chunks_change_nothing(digits_test):
         assert sa[k] == sb[k], k          # weights are written once: a rewrite of unchanged cells is free
 
 
+def test_automatic_chunks_fit_the_budget_and_change_nothing(digits_test, monkeypatch):
+    """chunk None: one sample first, then as many per chunk as the measured buffers allow; later runs reuse
+    the measure."""
+    from runtime import machine as MM
+
+    x = digits_test[0][:23]
+    prog = digits_compiled("raella").program
+    want = Machine(prog).run({"image": x}, chunk=23)["logits"]
+    probe = Machine(prog)
+    probe.run({"image": x[:1]}, chunk=1)
+    per_sample = sum(a.nbytes for a in probe.env.values() if isinstance(a, np.ndarray))
+    sizes = []
+    real = MM.Machine._run_chunk
+    monkeypatch.setattr(MM.Machine, "_run_chunk", lambda m, part: sizes.append(len(part["image"])) or real(m, part))
+    monkeypatch.setattr(MM, "CHUNK_BYTES", per_sample * 5 + 1)
+    m = Machine(prog)
+    assert np.array_equal(m.run({"image": x})["logits"], want)
+    assert sizes == [1, 5, 5, 5, 5, 2]
+    sizes.clear()
+    assert np.array_equal(m.run({"image": x})["logits"], want)      # the measure is kept: no first sample alone
+    assert sizes == [5, 5, 5, 5, 3]
+    sizes.clear()
+    monkeypatch.setattr(MM, "CHUNK_BYTES", 1 << 30)
+    Machine(prog).run({"image": x})
+    assert sizes == [1, 22]
+
+
 def test_buffer_capacity_is_enforced(digits_test):
     from dataclasses import replace as dc_replace
 

@@ -303,26 +303,44 @@ def _fuse(m: Machine, ins: Instr, x2: np.ndarray) -> tuple[np.ndarray, int] | No
     run = _mvm_runs(m).get(id(ins))
     if run is None:
         return None
-    xbars = [m.xbars.get(i.attr("xb")) for i in run]
-    if any(xb is None or xb.rows[1] > x2.shape[1] or i.attr("signed") is not None
-           or not X.is_plain(xb, i.attr("islices"), m.adc, m.stats.hist_range, m.sliced, m.noise,
-                             i.attr("recover", 0)) for xb, i in zip(xbars, run)):
-        return None
-    r0 = min(xb.rows[0] for xb in xbars)
-    w = X.plain_weights(xbars, ins.attr("n"))[r0:]
-    bound = X.product_bound(w)
     src = ins.args[1].name
-    block_diagonal = w.size > sum((xb.rows[1] - xb.rows[0]) * (xb.cols[1] - xb.cols[0]) for xb in xbars)
-    if isinstance(ins.args[1], Buf) and src in m.lazy:
-        x, win = m.windowed[src]
-        a = [win.attr(k) for k in ("kernel", "strides", "pads", "dilations", "fill")]
-        if block_diagonal:              # a depthwise conv's crossbars: one multiply-add per kernel offset
-            taps = X.depthwise_taps(w, r0, x.shape[1], a[0][0] * a[0][1])
-            return None if taps is None else (X.depthwise_window_product(x, taps, bound, *a), bound)
-        return X.window_product(x, w, r0, *a), bound
-    if block_diagonal:
+    lazy = isinstance(ins.args[1], Buf) and src in m.lazy
+    plan = _fuse_plan(m, run, x2.shape[1], m.windowed[src] if lazy else None)
+    if plan is None:
         return None
-    return X.product(x2[:, r0:r0 + len(w)], w), bound
+    r0, w, bound, taps = plan
+    if not lazy:
+        return X.product(x2[:, r0:r0 + len(w)], w), bound
+    x, win = m.windowed[src]
+    a = [win.attr(k) for k in ("kernel", "strides", "pads", "dilations", "fill")]
+    if taps is not None:                # a depthwise conv's crossbars: one multiply-add per kernel offset
+        return X.depthwise_window_product(x, taps, bound, *a), bound
+    return X.window_product(x, w, r0, *a), bound
+
+
+def _fuse_plan(m: Machine, run, width: int, windowed):
+    """(first row, combined weights, their bound, depthwise taps or None) of a fusable run, or None. Kept from
+    chunk to chunk while the same crossbars hold the run's weights: it depends on nothing else."""
+    xbars = [m.xbars.get(i.attr("xb")) for i in run]
+    cache = m.__dict__.setdefault("fuse_plans", {})
+    hit = cache.get(id(run[0]))
+    if hit is not None and hit[1] == width and all(a is b for a, b in zip(hit[0], xbars)):
+        return hit[2]
+    plan = None
+    if not any(xb is None or xb.rows[1] > width or i.attr("signed") is not None
+               or not X.is_plain(xb, i.attr("islices"), m.adc, m.stats.hist_range, m.sliced, m.noise,
+                                 i.attr("recover", 0)) for xb, i in zip(xbars, run)):
+        r0 = min(xb.rows[0] for xb in xbars)
+        w = X.plain_weights(xbars, run[0].attr("n"))[r0:]
+        block_diagonal = w.size > sum((xb.rows[1] - xb.rows[0]) * (xb.cols[1] - xb.cols[0]) for xb in xbars)
+        taps = None
+        if block_diagonal and windowed is not None:
+            (x, win), (kh, kw) = windowed, windowed[1].attr("kernel")
+            taps = X.depthwise_taps(w, r0, x.shape[1], kh * kw)
+        if not block_diagonal or taps is not None:
+            plan = (r0, w, X.product_bound(w), taps)
+    cache[id(run[0])] = (xbars, width, plan)
+    return plan
 
 
 @handler("mvm")

@@ -76,8 +76,10 @@ class Machine:
         start = 0
         while start < n:
             part = {k: v[start:start + size] for k, v in feeds.items()}
+            before = {name: self.stats.compute_ns(s) for name, s in self.stats.layers.items()}
             for k, v in self._run_chunk(part).items():
                 outs.setdefault(k, []).append(v)
+            self._exposed_writes(before)
             start += size
             if progress:
                 progress(min(n, start), n)
@@ -86,15 +88,17 @@ class Machine:
                                                           if isinstance(a, np.ndarray)))
                 size = max(1, CHUNK_BYTES // per_sample)
         self.stats.samples += n
-        self._exposed_writes()
         return {k: np.concatenate(v) for k, v in outs.items()}
 
-    def _exposed_writes(self):
-        """Run-time writes on the critical path: what the compute of the layers named in `overlap` (over the
-        same batch) does not hide."""
+    def _exposed_writes(self, before: dict):
+        """Run-time writes of the chunk just run on the critical path: what the compute of the layers named in
+        `overlap` over the same chunk (their compute now less `before`) does not hide. Every term is linear
+        in the chunk's samples, so any chunking gives the same sum."""
+        layers = self.stats.layers
         for s, write_ns, overlap in self.loads:
-            hidden = sum(self.stats.compute_ns(self.stats.layers[o]) for o in overlap if o in self.stats.layers)
+            hidden = sum(self.stats.compute_ns(layers[o]) - before.get(o, 0.0) for o in overlap if o in layers)
             s.rt_exposed_ns += max(0.0, write_ns - hidden)
+        self.loads = []
 
     def _run_chunk(self, feeds) -> dict[str, np.ndarray]:
         self.env = _Env(self)

@@ -319,6 +319,23 @@ def test_runtime_crossbar_writes(mode, target):
         assert len(xt.attr("overlap")) == 2 and xt.attr("overlap")[1].endswith(".QWkT")
 
 
+@pytest.mark.parametrize("mode", ["naive", "retransformer"])
+def test_exposed_writes_do_not_depend_on_the_chunking(mode):
+    """Each chunk's run-time writes are set against that chunk's overlapping compute, so one chunk, five, or
+    the default split (one sentence, then the rest) give the same stats; so does a second run's share."""
+    prog = parse_program(compiled(mode, "raella")[1])
+    one = Machine(prog, ideal=True)
+    one.run(SENTENCES, chunk=12)
+    want = one.stats.to_json()
+    assert want["exposed_write_ns"] > 0
+    for chunk in (5, None):
+        m = Machine(prog, ideal=True)
+        m.run(SENTENCES, chunk=chunk)
+        assert m.stats.to_json() == want, chunk
+    one.run(SENTENCES, chunk=12)
+    assert one.stats.to_json()["exposed_write_ns"] == 2 * want["exposed_write_ns"]
+
+
 # ---- the CLIs --------------------------------------------------------------------------------------------------
 
 def test_pimc_then_pimrun_on_the_torch_like_encoder(tmp_path, capsys):

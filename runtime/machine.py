@@ -106,6 +106,7 @@ class Machine:
         self.windowed = {}
         self.lazy = {}             # im2col outputs not formed (yet) -> a stand-in of their shape (no memory)
         self.acc_bounds, self.acc_arrays = {}, {}      # accumulator -> largest |sum| it can hold, its array
+        self.pooled = {}           # maxpool output -> (its input's stand-in, the codes), pooled before requant
         self.feeds = feeds
         self.results = {}
         for ins in self.p.code:
@@ -457,9 +458,47 @@ def _layout(acc, chw):
 @handler("requant")
 def _requant(m: Machine, ins: Instr):
     # psums are exact integers held in floats
-    y = K.requant(m.val(ins.args[1]), m.val(ins.attr("mult")), m.val(ins.attr("shift")), ins.attr("zero"),
-                  ins.attr("lo"), ins.attr("hi"), m.val(ins.attr("bias")), _acc_bound(m, ins.args[1].name))
-    m.digital(ins, _layout(y, ins.attr("chw")), 3)
+    acc, mult = m.val(ins.args[1]), m.val(ins.attr("mult"))
+    args = (mult, m.val(ins.attr("shift")), ins.attr("zero"), ins.attr("lo"), ins.attr("hi"), m.val(ins.attr("bias")),
+            _acc_bound(m, ins.args[1].name))
+    pool = _pool_after(m, ins, acc, mult)
+    if pool is None:
+        m.digital(ins, _layout(K.requant(acc, *args), ins.attr("chw")), 3)
+        return
+    # requant is monotone (mult >= 0) and the same at every position, so the max pool that alone reads it
+    # takes the max of the accumulators and requantises only the maxima: the same codes, a quarter of the
+    # work for a 2 x 2 pool. Counted as written: the requant's full-size output is a stand-in of its shape.
+    k = pool.attr("kernel")
+    pooled = K.window_reduce(_layout(acc, ins.attr("chw")), k, pool.attr("strides"), pool.attr("pads"),
+                             pool.attr("dilations"), -np.inf, np.maximum)             # (B, C, OH, OW)
+    y = K.requant(pooled.transpose(0, 2, 3, 1), *args).transpose(0, 3, 1, 2)
+    stand_in = np.broadcast_to(np.zeros(1, np.uint8), (len(acc),) + tuple(ins.attr("chw")))
+    m.digital(ins, stand_in, 3)
+    m.pooled[pool.args[0].name] = (stand_in, y)
+
+
+def _pool_after(m: Machine, ins: Instr, acc, mult) -> Instr | None:
+    """The maxpool right after this requant, where it is the only reader of the requant's output, the
+    accumulator holds exact integers as floats, and no multiplier is negative; else None."""
+    code, out = m.p.code, ins.args[0].name
+    after = m.__dict__.setdefault("index", {id(c): i for i, c in enumerate(code)})[id(ins)] + 1
+    pool = code[after] if after < len(code) else None
+    if (pool is None or pool.op != "maxpool" or pool.args[1].name != out or _readers(m).get(out) != [pool]
+            or not ins.attr("chw") or acc.dtype.kind != "f" or np.any(np.asarray(mult) < 0)):
+        return None
+    return pool
+
+
+def _readers(m: Machine) -> dict:
+    """Buffer -> the instructions that read it (any operand after the first)."""
+    readers = m.__dict__.get("readers")
+    if readers is None:
+        readers = m.readers = {}
+        for c in m.p.code:
+            for a in c.args[1:]:
+                if isinstance(a, Buf):
+                    readers.setdefault(a.name, []).append(c)
+    return readers
 
 
 @handler("accout")
@@ -498,8 +537,12 @@ def _lut(m: Machine, ins: Instr):
 @handler("maxpool")
 def _maxpool(m: Machine, ins: Instr):
     k = ins.attr("kernel")
-    m.digital(ins, K.maxpool(m.val(ins.args[1]), k, ins.attr("strides"), ins.attr("pads"), ins.attr("dilations")),
-              k[0] * k[1])
+    x = m.val(ins.args[1])
+    done = m.pooled.pop(ins.args[0].name, None)
+    if done is not None and done[0] is x:           # pooled before its requant (_requant)
+        m.digital(ins, done[1], k[0] * k[1])
+        return
+    m.digital(ins, K.maxpool(x, k, ins.attr("strides"), ins.attr("pads"), ins.attr("dilations")), k[0] * k[1])
 
 
 @handler("gmaxpool")

@@ -2,6 +2,8 @@
 requantisation, channels-last window kernels, DAC pulse arithmetic, the blocked exact product, threads."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -126,3 +128,40 @@ def test_global_avgpool_equals_exact_rational_rounding(hw):
         s = int(x[b, c].astype(np.int64).sum()) - zx * n
         want = Fraction(s * mult, n << shift) + Fraction(1, 2)
         assert v == min(255, max(0, want.numerator // want.denominator + zy))
+
+
+def _pool_case(name):
+    """(program, feeds) of a model whose requant feeds a max pool: digits (2 x 2, no pads), `pools` (3 x 3,
+    stride 2, pads 1), squeezenet_fire (asymmetric pads)."""
+    from tests.compiler import cnn_blocks as cb
+
+    if name == "digits":
+        x = np.load(Path(__file__).parents[2] / "examples" / "digits" / "digits_test.npz")["x"][:32]
+        return digits_compiled("isaac").program, {"image": x}
+    from compiler.pipeline import compile_model
+
+    model = cb.MODELS[name]()
+    shape = tuple(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:])
+    return compile_model(model, "isaac", cb.images(8, shape, seed=1)).program, {"x": cb.images(12, shape, seed=2)}
+
+
+@pytest.mark.parametrize("ideal", [True, False])
+@pytest.mark.parametrize("name", ["digits", "pools", "squeezenet_fire"])
+def test_pooling_before_requant_changes_nothing(name, ideal, monkeypatch):
+    """The max pool of the accumulators, then requant of the maxima, gives the codes and stats of requant then
+    max pool (requant is monotone); it runs only where the pool alone reads the requant and no mult is < 0."""
+    prog, feeds = _pool_case(name)
+    fired = []
+    real = MM._pool_after
+    monkeypatch.setattr(MM, "_pool_after", lambda *a: fired.append(real(*a)) or fired[-1])
+    pooled = Machine(prog, ideal=ideal)
+    a = pooled.run(feeds)
+    assert any(p is not None for p in fired)
+    ins, acc = next((i, pooled.env[i.args[1].name]) for i in prog.code if i.op == "requant" and real(
+        pooled, i, pooled.env[i.args[1].name], pooled.val(i.attr("mult"))) is not None)
+    assert real(pooled, ins, acc, -pooled.val(ins.attr("mult"))) is None          # a falling requant: no
+    monkeypatch.setattr(MM, "_pool_after", lambda *a: None)
+    plain = Machine(prog, ideal=ideal)
+    b = plain.run(feeds)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert pooled.stats.to_json() == plain.stats.to_json()

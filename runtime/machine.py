@@ -481,7 +481,9 @@ def _pool_after(m: Machine, ins: Instr, acc, mult) -> Instr | None:
     """The maxpool right after this requant, where it is the only reader of the requant's output, the
     accumulator holds exact integers as floats, and no multiplier is negative; else None."""
     code, out = m.p.code, ins.args[0].name
-    after = m.__dict__.setdefault("index", {id(c): i for i, c in enumerate(code)})[id(ins)] + 1
+    if "index" not in m.__dict__:
+        m.index = {id(c): i for i, c in enumerate(code)}
+    after = m.index[id(ins)] + 1
     pool = code[after] if after < len(code) else None
     if (pool is None or pool.op != "maxpool" or pool.args[1].name != out or _readers(m).get(out) != [pool]
             or not ins.attr("chw") or acc.dtype.kind != "f" or np.any(np.asarray(mult) < 0)):

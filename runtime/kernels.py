@@ -6,8 +6,6 @@ digital ops) agree bit for bit. Crossbar arithmetic lives in crossbar.py.
 """
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -63,8 +61,7 @@ class RequantPlan:
     so a value below or above the range stays there. With lo >= 0 the cast's truncation is the floor.
     `fold` (requant_plan has checked acc * m and b * m + c0 are exact): acc * m + (b * m + c0), the same sum
     of two exact terms, so the same argument holds, in three passes instead of four.
-    Calling it requantises (k, n) rows block by block: whole accumulators, or a product's blocks right after
-    it forms them, while they are in cache. Thread-safe: each thread has its own float64 scratch."""
+    Calling it requantises (k, n) rows block by block; requant calls it on each thread's rows."""
 
     def __init__(self, n, mult, shift, c0, lo, hi, b, fold):
         self.rows = max(1, REQUANT_BLOCK // n)
@@ -74,13 +71,10 @@ class RequantPlan:
         self.m = np.tile(m64, (self.rows, 1))
         self.add = np.tile(m64 * b64 + c0 if fold else b64, (self.rows, 1))
         self.c0, self.lo, self.hi, self.fold = c0, lo, hi, fold
-        self.scratch = threading.local()
 
     def __call__(self, a: np.ndarray, out: np.ndarray) -> None:
         """Requantise float rows a (k, n) into u8 out (k, n)."""
-        buf = getattr(self.scratch, "buf", None)
-        if buf is None:
-            buf = self.scratch.buf = np.empty(self.m.shape)
+        buf = np.empty((min(self.rows, len(a)), a.shape[1]))
         for s in range(0, len(a), self.rows):
             k = min(self.rows, len(a) - s)
             v, m, add = buf[:k], self.m[:k], self.add[:k]
@@ -235,7 +229,7 @@ def global_avgpool(x, zx, mult, shift, zy, lo, hi):
     # the narrowest exact sum type: the reduction's speed is its casts
     dt = np.uint16 if x.dtype == np.uint8 and hw * 255 < 1 << 16 else np.int64
     acc = x.sum(axis=(2, 3), keepdims=True, dtype=dt).astype(np.int64) - zx * hw
-    return avg_divide(acc, np.int64(x.shape[2] * x.shape[3]), mult, shift, zy, lo, hi)
+    return avg_divide(acc, np.int64(hw), mult, shift, zy, lo, hi)
 
 
 SOFTMAX_FRAC_BITS = 16

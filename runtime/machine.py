@@ -225,11 +225,7 @@ def _lazy_windows(m: Machine) -> set:
     or a plain copy)."""
     lazy = m.__dict__.get("lazy_windows")
     if lazy is None:
-        writers, readers = {}, {}
-        for c in m.p.code:
-            for k, a in enumerate(c.args):
-                if isinstance(a, Buf):
-                    (writers if k == 0 else readers).setdefault(a.name, []).append(c)
+        writers, readers = _uses(m)
         lazy = m.lazy_windows = {
             c.args[0].name for c in m.p.code
             if c.op == "im2col" and tuple(c.attr("kernel")) != (1, 1) and len(writers[c.args[0].name]) == 1
@@ -485,22 +481,22 @@ def _pool_after(m: Machine, ins: Instr, acc, mult) -> Instr | None:
         m.index = {id(c): i for i, c in enumerate(code)}
     after = m.index[id(ins)] + 1
     pool = code[after] if after < len(code) else None
-    if (pool is None or pool.op != "maxpool" or pool.args[1].name != out or _readers(m).get(out) != [pool]
+    if (pool is None or pool.op != "maxpool" or pool.args[1].name != out or _uses(m)[1].get(out) != [pool]
             or not ins.attr("chw") or acc.dtype.kind != "f" or np.any(np.asarray(mult) < 0)):
         return None
     return pool
 
 
-def _readers(m: Machine) -> dict:
-    """Buffer -> the instructions that read it (any operand after the first)."""
-    readers = m.__dict__.get("readers")
-    if readers is None:
-        readers = m.readers = {}
+def _uses(m: Machine) -> tuple[dict, dict]:
+    """Buffer -> the instructions that write it (operand 1), and -> those that read it (any later operand)."""
+    uses = m.__dict__.get("uses")
+    if uses is None:
+        uses = m.uses = ({}, {})
         for c in m.p.code:
-            for a in c.args[1:]:
+            for k, a in enumerate(c.args):
                 if isinstance(a, Buf):
-                    readers.setdefault(a.name, []).append(c)
-    return readers
+                    uses[k > 0].setdefault(a.name, []).append(c)
+    return uses
 
 
 @handler("accout")

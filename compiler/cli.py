@@ -10,6 +10,7 @@ import numpy as np
 
 from ir import CompileError, FrontendError
 from isa import AsmError, load_target, parse_program, print_program
+from isa.version import __version__
 from runtime.guard import guarded
 from runtime.errors import RuntimeFault
 from runtime.io import load_arrays, write_json, write_text
@@ -61,6 +62,7 @@ def _options(args) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="pimc", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"pimc {__version__}")
     ap.add_argument("model", help="an ONNX model (float, or quantised QDQ / QLinear*)")
     ap.add_argument("-o", "--output", required=True, help="the .pimasm program to write")
     ap.add_argument("--target", default="raella", help="isaac | raella | aras | PATH.toml (default raella)")

@@ -14,6 +14,7 @@ from passes.calibrate import Calibrate
 from passes.encoding import EncodeWeights
 from passes.fuse import FuseActivations
 from passes.manager import Context, PassRecord, run_passes
+from passes.options import Options
 from passes.mapping import MapCrossbars
 from passes.quantize import Quantize
 from passes.slicing import Slicing
@@ -62,8 +63,9 @@ def compile_model(model, target: Target | str = "raella", calib=None, options=No
                                f"{', '.join(g.inputs)}")
         calib = {g.inputs[0]: calib}
     check_calib(g, calib)
-    t, sched = rewriting.prepare(t, dict(options or {}))      # sched: None on a program-once target
-    ctx = Context(target=t, calib=calib, options=dict(options or {}))
+    opts = Options.make(options)
+    t, sched = rewriting.prepare(t, opts)      # sched: None on a program-once target
+    ctx = Context(target=t, calib=calib, options=opts)
     records = run_passes(g, default_passes(), ctx, progress)
     if sched is None:
         return Compiled(lower_graph(g, t), g, records)

@@ -188,10 +188,10 @@ class Slicing:
 
     def run(self, g: Graph, ctx) -> SlicingReport:
         t = ctx.target
-        mode = ctx.options.get("slicing") or ("adaptive" if t.adaptive_slicing else None)
+        mode = ctx.options.slicing or ("adaptive" if t.adaptive_slicing else None)
         layers = [op for op in g.topo() if op.kind in CROSSBAR_OPS]
-        inputs = ((1,) * 8, 0) if ctx.options.get("no_speculation") else (tuple(t.input_slices), t.recovery_bits)
-        signed = ctx.options.get("signed_inputs", "split") == "split"
+        inputs = ((1,) * 8, 0) if ctx.options.no_speculation else (tuple(t.input_slices), t.recovery_bits)
+        signed = ctx.options.signed_inputs == "split"
         for op in g.ops.values():       # products whose weights are written at run time (passes/attention.py)
             if op.kind == "matmul" and op.attrs.get("crossbar"):
                 op.attrs["islices"], op.attrs["slices"] = inputs, tuple(t.weight_slices)
@@ -215,14 +215,14 @@ class Slicing:
             return rep
         if ctx.calib is None:
             raise CompileError("adaptive weight slicing needs calibration inputs (--calib)")
-        budget = ctx.options.get("error_budget", DEFAULT_BUDGET)
-        encoding = ctx.options.get("encoding") or t.encoding
+        budget = ctx.options.error_budget
+        encoding = ctx.options.encoding or t.encoding
         env = run_reference(g, {k: v[:SAMPLES] for k, v in ctx.calib.items()}, keep_all=True)
         rep.mode, rep.error_budget = "adaptive", budget
         candidates = slicings(min(4, t.cell_bits))
         for op in layers:
             t0 = time.perf_counter()
-            last = (op is layers[-1] and not ctx.options.get("slicing_last_layer")) or "mult" not in op.attrs["q"]
+            last = (op is layers[-1] and not ctx.options.slicing_last_layer) or "mult" not in op.attrs["q"]
             if last:
                 op.attrs["slices"] = (1,) * 8
                 rep.layers[op.name] = {"slices": [1] * 8, "error": None, "tried": 0, "ms": 0.0}

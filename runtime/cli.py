@@ -7,6 +7,7 @@ import sys
 import numpy as np
 
 from isa import AsmError, read_program
+from isa.version import __version__
 
 from .errors import RuntimeFault
 from .guard import guarded
@@ -60,6 +61,7 @@ def summary(stats: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="pimrun", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"pimrun {__version__}")
     ap.add_argument("program", help="a .pimasm file from pimc")
     ap.add_argument("--input", required=True, help=".npy (one input) or .npz keyed by input names")
     ap.add_argument("-o", "--output", help=".npy (one output) or .npz keyed by output names")

@@ -94,9 +94,9 @@ def main(argv=None) -> int:
                     help="digital ops: integer (CNNs) or the float32 vector unit (transformers); auto picks")
     ap.add_argument("--smooth", choices=("layernorm", "all", "none"), default="layernorm",
                     help="SmoothQuant per-channel smoothing of crossbar inputs (vector unit only)")
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress)")
     args = ap.parse_args(argv)
-    bar = Progress("pimc")
+    bar = Progress("pimc", enabled=not args.quiet)
     return guarded("pimc", ERRORS + (OSError,), bar, lambda: _run(args, bar))
 
 
@@ -116,6 +116,7 @@ def _run(args, bar) -> int:
     if args.verify:
         from .verify import format_ladder, ladder
         feeds, labels = _data(args.verify, args.model, CompileError)
+        bar.phase("verifying (float, reference, ideal and target runs)")
         verify = ladder(compiled, args.model, feeds, labels)
         report["verification"] = {k: v for k, v in verify.items() if k != "stats"}
     if args.plots:
@@ -125,6 +126,7 @@ def _run(args, bar) -> int:
             raise CompileError("--plots needs data to run on: give --verify or --calib")
         lo, hi = target.adc_range
         span = max(hi - lo, 16)
+        bar.phase("running for the plots")
         m = Machine(parse_program(text), hist_range=(lo - span, hi + span))
         m.run(feeds)
         report["plots"] = write_plots(m.stats.to_json(), m.stats.histogram(), (lo, hi), args.plots)
@@ -137,6 +139,10 @@ def _run(args, bar) -> int:
         n = next((r["report"]["crossbars"] for r in xb if r["pass"] == "map_crossbars"), 0)
         print(f"pimc: {args.output}: {report['program_lines']} lines, {len(text)} bytes, {n} crossbars "
               f"on {target.name}, compiled in {seconds:.2f} s")
+        if args.report:
+            print(f"pimc: report written to {args.report}")
+        if args.plots:
+            print(f"pimc: plots written to {args.plots}/: {', '.join(sorted(report['plots']))}")
         if verify:
             print(format_ladder(verify))
     return 0

@@ -17,12 +17,21 @@ from .progress import Progress
 from .schedule import account, plot_timeline
 
 
-def run_file(path, input_path, ideal=False, chunk=None, hist_range=None, progress=None, noise=0.0, seed=0):
+def run_file(path, input_path, ideal=False, chunk=None, hist_range=None, progress=None, noise=0.0, seed=0,
+             check=None):
+    """Parse, validate and run a program file on an input file. `check(machine)` runs before the batch does,
+    so an option that cannot apply fails before any work."""
+    if progress:
+        progress.phase("parsing and validating the program")
     prog = read_program(path)
     m = Machine(prog, ideal=ideal, hist_range=hist_range, filename=str(path), noise=noise, seed=seed)
+    if check:
+        check(m)
     names = [i.attr("name") for i in m.inputs]
     feeds, labels = load_arrays(input_path, names, error=RuntimeFault)
     check_feeds(m, feeds)
+    if progress:
+        progress.phase("running samples")
     outs = m.run(feeds, chunk=chunk, progress=progress)
     return m, outs, labels
 
@@ -50,6 +59,11 @@ def check_feeds(m: Machine, feeds) -> None:
         raise RuntimeFault("the input batch is empty")
 
 
+def _timeline_check(m: Machine) -> None:
+    if m.cells is None:
+        raise RuntimeFault(f"--timeline: target {m.t.name} is program-once, its program has no schedule")
+
+
 def summary(stats: dict) -> str:
     spec = stats.get("speculation_success")
     return (f"{stats['samples']} samples on {stats['target']}: converts/MAC {stats['converts_per_mac']:.4f}, "
@@ -73,9 +87,9 @@ def main(argv=None) -> int:
                                            "buffers, measured on the first sample)")
     ap.add_argument("--timeline", help="a rewriting target's schedule: Gantt chart of writes and computes per PE "
                                        "row (PNG)")
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress)")
     args = ap.parse_args(argv)
-    bar = Progress("pimrun")
+    bar = Progress("pimrun", enabled=not args.quiet)
     return guarded("pimrun", (AsmError, RuntimeFault, ValueError, OSError), bar, lambda: _run(args, bar))
 
 
@@ -84,15 +98,13 @@ def _run(args, bar) -> int:
         raise RuntimeFault(f"--noise must be >= 0, got {args.noise}")
     m, outs, labels = run_file(args.program, args.input, args.ideal,
                                None if args.chunk is None else max(1, args.chunk), progress=bar,
-                               noise=args.noise, seed=args.seed)
+                               noise=args.noise, seed=args.seed, check=_timeline_check if args.timeline else None)
     bar.close()
     stats = m.stats.to_json()
     if m.cells is not None:              # a rewriting target: per-inference time and energy of its schedule
         stats["schedule"] = account(m)
         if args.timeline:
             plot_timeline(stats["schedule"], args.timeline)
-    elif args.timeline:
-        raise RuntimeFault(f"--timeline: target {m.t.name} is program-once, its program has no schedule")
     if args.output:
         write_arrays(args.output, outs)
     if args.stats:

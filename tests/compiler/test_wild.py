@@ -13,6 +13,7 @@ to onnxruntime float (metric per test: mean cosine over samples, and max |diff| 
 """
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 import numpy as np
@@ -269,7 +270,7 @@ def test_a_fixed_dimension_cannot_be_overridden():
 
 
 def test_cli_shape_option_output_names_and_run_shape_check(tmp_path, capsys):
-    """pimc --shape; pimrun writes the four outputs under the model's names, and refuses run data whose
+    """pimc --shape, and --verify on int64 inputs; pimrun writes the four outputs under the model's names, and refuses run data whose
     sequence length differs from the compiled one in one line naming the input and both shapes."""
     model, prog = tmp_path / "st.onnx", tmp_path / "st.pimasm"
     onnx.save(sentence_transformer(), model)
@@ -277,7 +278,9 @@ def test_cli_shape_option_output_names_and_run_shape_check(tmp_path, capsys):
     np.savez(tmp_path / "run.npz", **_sentences(3, 2, seq=12))
     np.savez(tmp_path / "short.npz", **_sentences(3, 2))
     assert pimc([str(model), "-o", str(prog), "--target", "isaac", "--calib", str(tmp_path / "calib.npz"),
-                 "--shape", "input_ids=12", "--shape", "attention_mask=12", "--quiet"]) == 0
+                 "--shape", "input_ids=12", "--shape", "attention_mask=12", "--verify", str(tmp_path / "run.npz"),
+                 "--report", str(tmp_path / "r.json"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["verification"]["ideal_equals_reference"] is True
     assert pimrun([str(prog), "--input", str(tmp_path / "run.npz"), "-o", str(tmp_path / "y.npz"), "--ideal",
                    "--quiet"]) == 0
     y = np.load(tmp_path / "y.npz")

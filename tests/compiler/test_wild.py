@@ -379,3 +379,19 @@ def test_every_unsupported_op_is_named_in_one_line(tmp_path, capsys):
     assert pimc([str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.pimasm"), "--calib", str(tmp_path / "c.npy")]) == 1
     (line,) = capsys.readouterr().err.splitlines()
     assert line == f"pimc: error: {msg}"
+
+
+def test_blocked_weight_quantisation_is_refused_naming_the_node():
+    """A case that is not supported (opset 21 blocked weight quantisation): one line naming the node and what."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.integers(-127, 128, (8, 4, 3, 3)).astype(np.int8), "w_q")
+    s = numpy_helper.from_array(rng.uniform(0.01, 0.02, (8, 2, 3, 3)).astype(np.float32), "w_scale")
+    nodes = [helper.make_node("DequantizeLinear", ["w_q", "w_scale"], ["w"], name="dq_w", axis=1, block_size=2),
+             helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])]
+    g = helper.make_graph(nodes, "blocked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 8, 8])], [w, s])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    onnx.checker.check_model(m, full_check=True)
+    with pytest.raises(FrontendError) as e:
+        import_onnx(m)
+    assert str(e.value) == "node dq_w (DequantizeLinear): blocked quantisation is not supported"

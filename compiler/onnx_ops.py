@@ -622,6 +622,8 @@ def _pick(fe, node, x, index, axis):
     if axis == 0:
         raise FrontendError(f"node {node.name} (Gather): picking along the batch axis is not supported")
     n = shape[axis - 1]
+    if not -n <= index < n:
+        raise FrontendError(f"node {node.name} (Gather): index {index} is outside an axis of size {n}")
     onehot = np.zeros((n,) + (1,) * (len(shape) - axis))
     onehot[index % n] = 1.0
     picked = fe.emit(node, "mul", [x, _new_const(fe, node.name + ".onehot", onehot)], node.output[0] + ".picked")

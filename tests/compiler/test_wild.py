@@ -395,3 +395,22 @@ def test_blocked_weight_quantisation_is_refused_naming_the_node():
     with pytest.raises(FrontendError) as e:
         import_onnx(m)
     assert str(e.value) == "node dq_w (DequantizeLinear): blocked quantisation is not supported"
+
+
+@pytest.mark.parametrize("index,axis", [(0, 1), (-1, 1), (2, 2), (-3, 3)])
+def test_gather_of_one_position_of_an_activation(index, axis):
+    """x[:, 0] and its kin on any non-batch axis (negative indices too): the float IR equals onnxruntime
+    exactly; an index outside the axis is a one-line error naming the node."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 5, 6])
+    idx = numpy_helper.from_array(np.array(index, np.int64), "i")
+    node = helper.make_node("Gather", ["x", "i"], ["y"], name="pick", axis=axis)
+    m = helper.make_model(helper.make_graph([node], "pick", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                                                                                               None)], [idx]),
+                          opset_imports=[helper.make_opsetid("", 17)])
+    feeds = {"x": np.random.default_rng(0).normal(0, 1, (3, 4, 5, 6)).astype(np.float32)}
+    g = import_onnx(m)
+    assert np.array_equal(evaluate(g, feeds)[g.outputs[0]], _ort(m, feeds)["y"])
+    idx.CopyFrom(numpy_helper.from_array(np.array(index + 7 if index >= 0 else index - 7, np.int64), "i"))
+    m.graph.initializer[0].CopyFrom(idx)
+    with pytest.raises(FrontendError, match=r"^node pick \(Gather\): index -?\d+ is outside an axis of size \d$"):
+        import_onnx(m)

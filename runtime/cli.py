@@ -11,7 +11,7 @@ from isa.version import __version__
 
 from .errors import RuntimeFault
 from .guard import guarded
-from .io import load_arrays, write_arrays, write_json
+from .io import check_output, load_arrays, write_arrays, write_json
 from .machine import Machine
 from .progress import Progress
 from .schedule import account, plot_timeline
@@ -94,6 +94,8 @@ def main(argv=None) -> int:
 
 
 def _run(args, bar) -> int:
+    for path in (args.output, args.stats, args.timeline):
+        check_output(path)
     if args.noise < 0:
         raise RuntimeFault(f"--noise must be >= 0, got {args.noise}")
     m, outs, labels = run_file(args.program, args.input, args.ideal,

@@ -38,11 +38,16 @@ def load_arrays(path: str | Path, names: list[str], error=ValueError) -> tuple[d
     return feeds, labels
 
 
+def check_output(path: str | Path | None) -> None:
+    """Refuse an output whose folder does not exist, before any work is done (no folder is ever created)."""
+    if path is not None and not Path(path).parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {Path(path).parent} does not exist")
+
+
 def atomic_write(path: str | Path, write) -> None:
     """write(tmp_path) then rename over path, so a failure never leaves a partial file."""
     path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {path}: folder {path.parent} does not exist")
+    check_output(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
     os.close(fd)
     try:

@@ -37,7 +37,8 @@ def pimrun(*args):
 
 
 def assert_clean_failure(r: subprocess.CompletedProcess, prog: str, out: Path, *needles: str) -> str:
-    lines = r.stderr.splitlines()
+    # progress lines (off a terminal, for work over a couple of seconds) may come before the one error line
+    lines = [ln for ln in r.stderr.splitlines() if not re.fullmatch(rf"{prog}: .* \(\d+ s\)", ln)]
     assert r.returncode == 1, (r.returncode, r.stderr)             # 1: a user error; 2 would be an internal one
     assert len(lines) == 1, f"stderr has {len(lines)} lines:\n{r.stderr}"
     line = lines[0]

@@ -6,25 +6,13 @@ import sys
 import time
 from functools import lru_cache
 
-import numpy as np
-
-from ir import CompileError, FrontendError
-from isa import AsmError, load_target, parse_program, print_program
-from isa.version import __version__
 from runtime.guard import guarded
-from runtime.errors import RuntimeFault
-from runtime.io import check_output, load_arrays, write_json, write_text
-from runtime.machine import Machine
 from runtime.progress import Progress
-
-from .frontend import load_onnx
-from .pipeline import compile_model
-
-ERRORS = (FrontendError, CompileError, AsmError, RuntimeFault)
-
+from runtime.version import __version__
 
 @lru_cache(maxsize=4)
 def _input_names(model_path) -> list[str]:
+    from .frontend import load_onnx
     m = load_onnx(model_path)
     inits = {i.name for i in m.graph.initializer}
     return [i.name for i in m.graph.input if i.name not in inits]
@@ -33,6 +21,8 @@ def _input_names(model_path) -> list[str]:
 @lru_cache(maxsize=4)
 def _data(path, model_path, error):
     """Feeds and labels of a data file, read once however many options name it."""
+    import numpy as np
+    from runtime.io import load_arrays
     feeds, labels = load_arrays(path, _input_names(model_path), error=error)
     for name, x in feeds.items():
         if x.dtype.kind == "f" and not np.isfinite(x).all():
@@ -41,6 +31,7 @@ def _data(path, model_path, error):
 
 
 def _options(args) -> dict:
+    from ir import CompileError
     opts = {"error_budget": args.error_budget, "no_speculation": args.no_speculation}
     if args.schedule:
         opts["schedule"] = args.schedule
@@ -62,6 +53,7 @@ def _options(args) -> dict:
 
 def _shapes(specs) -> dict[str, tuple[int, ...]]:
     """--shape NAME=D1,D2,... (the dimensions after the batch), repeatable."""
+    from ir import CompileError
     shapes = {}
     for spec in specs or ():
         name, _, dims = spec.partition("=")
@@ -114,10 +106,19 @@ def main(argv=None) -> int:
     ap.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress)")
     args = ap.parse_args(argv)
     bar = Progress("pimc", enabled=not args.quiet)
-    return guarded("pimc", ERRORS + (OSError,), bar, lambda: _run(args, bar))
+    from ir import CompileError, FrontendError          # imported after parsing: --help stays fast
+    from isa import AsmError
+    from runtime.errors import RuntimeFault
+    return guarded("pimc", (FrontendError, CompileError, AsmError, RuntimeFault, OSError), bar, lambda: _run(args, bar))
 
 
 def _run(args, bar) -> int:
+    from ir import CompileError
+    from isa import load_target, parse_program, print_program
+    from runtime.io import check_output, write_json, write_text
+    from runtime.machine import Machine
+
+    from .pipeline import compile_model
     t0 = time.perf_counter()
     for path in (args.output, args.report):
         check_output(path)

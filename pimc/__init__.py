@@ -6,7 +6,7 @@
     outputs, stats = pimc.run(pimc.load("model.pimasm"), x, ideal=False, noise=0.0, seed=0)
     stats.converts_per_mac, stats.to_json()
 """
-from isa.version import __version__
+from runtime.version import __version__
 
 from .api import Program, Stats, compile, load, options, run, verify
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from isa import AsmError, read_program
-from isa.version import __version__
+from runtime.version import __version__
 
 from .errors import RuntimeFault
 from .guard import guarded

@@ -51,3 +51,14 @@ def test_npz_output_keyed_by_output_name(tmp_path):
     assert pimrun([str(prog), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npz"), "--ideal",
                    "--quiet"]) == 0
     assert list(np.load(tmp_path / "y.npz").files) == ["logits"]
+
+
+def test_help_imports_nothing_heavy():
+    """pimc --help answers before onnx, numpy or the IR are imported."""
+    import subprocess
+    import sys
+    code = ("import sys, runpy; sys.argv = ['pimc', '--help']\n"
+            "try:\n    runpy.run_module('compiler.cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('onnx', 'numpy', 'networkx', 'ir', 'lark') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip().splitlines()[-1] == "[]"

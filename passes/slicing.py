@@ -114,13 +114,33 @@ def simulate_layer(op, x: np.ndarray, slices, target, encoding: str, islices=(1,
     saturated = 0
     for rows, cols, mask, w, hist, terms in lb.blocks:
         phi, flips = encode_block(w, mask, slices, encoding, target.flip, hist, terms)
-        xb = X.program(op.name, wm, rows, cols, kg, ng, encoding, phi, slices, flips)
+        xb = _program(op.name, w, mask, rows, cols, encoding, phi, slices, flips)
         for sign, part, sl in zip((1, -1), parts, planes["slices"]):
             out, sat = _block_mvm(xb, part[:, rows[0]:rows[1]], sl[:, :, rows[0]:rows[1]], islices, adc)
             acc[:, cols[0]:cols[1]] += sign * out
             saturated += sat
     acc += q["bias"] - (0 if signed else q["zx"]) * wm.astype(np.int64).sum(axis=0)
     return K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"]), saturated
+
+
+def _program(layer, w, mask, rows, cols, encoding, center, slices, flip) -> X.Crossbar:
+    """X.program's crossbar from the block's weights and mask (layer_blocks made them once per layer)."""
+    n = w.shape[1]
+    center = np.broadcast_to(np.asarray(center, dtype=np.int64), (n,)).copy()
+    offsets = np.where(mask, w - center, 0)
+    lo = 0 if encoding == "unsigned" else -255
+    if offsets.min(initial=0) < lo or offsets.max(initial=0) > 255:
+        raise ValueError(f"weights minus center span [{offsets.min()}, {offsets.max()}], outside the 8-bit "
+                         f"{encoding} range [{lo}, 255]")
+    flip = np.zeros((len(slices), n), dtype=bool) if flip is None else np.asarray(flip, bool)
+    if encoding == "unsigned":
+        pos = np.stack(X.slice_values(offsets, slices))
+        full = np.array([(1 << s) - 1 for s in slices])[:, None, None]
+        pos, neg = np.where(flip[:, None, :], full - pos, pos) * mask, None
+    else:
+        pos = np.stack(X.slice_values(np.maximum(offsets, 0), slices)) * mask
+        neg = np.stack(X.slice_values(np.maximum(-offsets, 0), slices)) * mask
+    return X.Crossbar(layer, tuple(rows), tuple(cols), encoding, tuple(slices), center, flip, mask, w, pos, neg)
 
 
 def _block_mvm(xb, x: np.ndarray, xs: np.ndarray, islices, adc_range) -> tuple[np.ndarray, int]:

@@ -114,51 +114,59 @@ def simulate_layer(op, x: np.ndarray, slices, target, encoding: str, islices=(1,
     saturated = 0
     for rows, cols, mask, w, hist, terms in lb.blocks:
         phi, flips = encode_block(w, mask, slices, encoding, target.flip, hist, terms)
-        xb = _program(op.name, w, mask, rows, cols, encoding, phi, slices, flips)
+        levels = _levels(w, mask, encoding, phi, slices, flips)
         for sign, part, sl in zip((1, -1), parts, planes["slices"]):
-            out, sat = _block_mvm(xb, part[:, rows[0]:rows[1]], sl[:, :, rows[0]:rows[1]], islices, adc)
+            out, sat = _block_mvm(w, mask, levels, phi, flips, slices, part[:, rows[0]:rows[1]],
+                                  sl[:, :, rows[0]:rows[1]], islices, adc)
             acc[:, cols[0]:cols[1]] += sign * out
             saturated += sat
     acc += q["bias"] - (0 if signed else q["zx"]) * wm.astype(np.int64).sum(axis=0)
     return K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"]), saturated
 
 
-def _program(layer, w, mask, rows, cols, encoding, center, slices, flip) -> X.Crossbar:
-    """X.program's crossbar from the block's weights and mask (layer_blocks made them once per layer)."""
-    n = w.shape[1]
-    center = np.broadcast_to(np.asarray(center, dtype=np.int64), (n,)).copy()
-    offsets = np.where(mask, w - center, 0)
-    lo = 0 if encoding == "unsigned" else -255
-    if offsets.min(initial=0) < lo or offsets.max(initial=0) > 255:
+def _levels(w, mask, encoding, center, slices, flip) -> np.ndarray:
+    """(n_slices, R, n) int16 cell levels of a block as X.program encodes it (the adding device's level minus
+    the subtracting one's; flipped columns store complements), from the weights and mask layer_blocks made."""
+    offsets = np.where(mask, w - np.asarray(center, dtype=np.int64).reshape(1, -1), 0)
+    low = 0 if encoding == "unsigned" else -255
+    if offsets.min(initial=0) < low or offsets.max(initial=0) > 255:
         raise ValueError(f"weights minus center span [{offsets.min()}, {offsets.max()}], outside the 8-bit "
-                         f"{encoding} range [{lo}, 255]")
-    flip = np.zeros((len(slices), n), dtype=bool) if flip is None else np.asarray(flip, bool)
+                         f"{encoding} range [{low}, 255]")
+    o = offsets.astype(np.int16)
     if encoding == "unsigned":
-        pos = np.stack(X.slice_values(offsets, slices))
-        full = np.array([(1 << s) - 1 for s in slices])[:, None, None]
-        pos, neg = np.where(flip[:, None, :], full - pos, pos) * mask, None
-    else:
-        pos = np.stack(X.slice_values(np.maximum(offsets, 0), slices)) * mask
-        neg = np.stack(X.slice_values(np.maximum(-offsets, 0), slices)) * mask
-    return X.Crossbar(layer, tuple(rows), tuple(cols), encoding, tuple(slices), center, flip, mask, w, pos, neg)
+        pos = np.stack(X.slice_values(o, slices))
+        if flip is not None:
+            full = np.array([(1 << s) - 1 for s in slices], np.int16)[:, None, None]
+            pos = np.where(flip[:, None, :], full - pos, pos) * mask
+        return pos
+    sign = np.sign(o)          # a weight's offset sits on one device of its pair: level = sign x slice of |o|
+    return np.stack(X.slice_values(np.abs(o), slices)) * sign
 
 
-def _block_mvm(xb, x: np.ndarray, xs: np.ndarray, islices, adc_range) -> tuple[np.ndarray, int]:
-    """X.mvm's result and saturated count for one crossbar (no recovery, noise or histograms), from the
-    input slices xs (nI, M, R) made once per layer. The same exact integers: the physical columns that cannot
-    reach an ADC bound and the digital terms as one product, each other column's sums clipped, then
-    shift-added per filter (|values| < 2^53 in float64, so the order of the additions changes nothing)."""
-    if X.is_plain(xb, islices, adc_range):
-        return X.product(x, xb.weights), 0
+def _block_mvm(w, mask, levels, center, flip, slices, x: np.ndarray, xs: np.ndarray, islices,
+               adc_range) -> tuple[np.ndarray, int]:
+    """X.mvm's result and saturated count for one crossbar (no recovery, noise or histograms; X.program's
+    levels from _levels), from the input slices xs (nI, M, R) made once per layer. The same exact integers:
+    the physical columns that cannot reach an ADC bound and the digital terms as one product, each other
+    column's sums clipped, then shift-added per filter (|values| < 2^53 in float64, so the order of the
+    additions changes nothing)."""
+    if adc_range is None:
+        return X.product(x, w), 0
     lo, hi = adc_range
-    clo, chi = X.column_bounds(xb, islices)
+    imax = (1 << max(islices)) - 1
+    chi = np.maximum(levels, 0).sum(axis=1, dtype=np.int64) * imax                   # X.column_bounds
+    clo = -np.maximum(-levels, 0).sum(axis=1, dtype=np.int64) * imax
     risky = (clo < lo) | (chi > hi)
-    levels = xb.pos if xb.neg is None else xb.pos - xb.neg                       # (nW, R, n)
-    wsh = np.array([1 << s for s in X.slice_shifts(xb.slices)], dtype=np.int64)[:, None]
-    full = np.array([(1 << s) - 1 for s in xb.slices], dtype=np.int64)[:, None]
-    coef = np.where(xb.flip, -wsh, wsh)                                           # (nW, n)
-    d = (xb.flip * wsh * full).sum(axis=0)
-    linear = np.einsum("jrn,jn->rn", levels, coef * ~risky) + xb.mask * (xb.center + d)[None, :]
+    if not risky.any():
+        return X.product(x, w), 0
+    n = w.shape[1]
+    flip = np.zeros((len(slices), n), bool) if flip is None else np.asarray(flip, bool)
+    wsh = np.array([1 << s for s in X.slice_shifts(slices)], dtype=np.int64)[:, None]
+    full = np.array([(1 << s) - 1 for s in slices], dtype=np.int64)[:, None]
+    coef = np.where(flip, -wsh, wsh)                                               # (nW, n)
+    d = (flip * wsh * full).sum(axis=0)
+    center = np.broadcast_to(np.asarray(center, dtype=np.int64), (n,))
+    linear = np.einsum("jrn,jn->rn", levels, coef * ~risky, dtype=np.int64) + mask * (center + d)[None, :]
     out = X.product(x, linear).astype(np.float64)
     j_idx, n_idx = np.nonzero(risky)
     nI, M, R = xs.shape

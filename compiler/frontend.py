@@ -2,8 +2,10 @@
 
 The frontend walks the nodes in order with a concrete probe batch: every activation has a probe value, so
 shapes are known and exporter shape arithmetic (Shape, Gather, Concat, ...) folds to constants on the way.
-`Shape` of an activation reports PROBE_BATCH for the batch axis; a Reshape target whose first entry is that
-value (or -1 / 0) keeps the batch axis. Constant subgraphs fold through onnx's reference evaluator.
+A float input's probe is one sample (its values are never read, only shapes); integer inputs (token ids,
+masks, whose arithmetic is evaluated on the probe) hold PROBE_BATCH samples. `Shape` of an activation reports
+PROBE_BATCH for the batch axis whatever the probe holds; a Reshape target whose first entry is that value
+(or -1 / 0) keeps the batch axis. Constant subgraphs fold through onnx's reference evaluator.
 """
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ class Frontend:
         self.input_shapes = input_shapes(model, shapes or {}, data_shapes or {})   # per-sample, every input
         self.g = Graph()
         self.consts: dict[str, np.ndarray] = {}     # folded values
-        self.probe: dict[str, np.ndarray] = {}      # activation probe values (batch PROBE_BATCH)
+        self.probe: dict[str, np.ndarray] = {}      # activation probe values (see the module doc)
         self.alias: dict[str, str] = {}             # onnx name -> IR tensor name
         self.qhint: dict[str, dict] = {}            # IR tensor -> quantisation given by the model
         self.static_batch: int | None = None
@@ -127,8 +129,8 @@ class Frontend:
         elem = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
         self.g.add_tensor(Tensor(vi.name, tuple(per_sample), dtype="f32" if elem.kind == "f" else "i64"))
         self.g.inputs.append(vi.name)
-        if elem.kind == "f":
-            self.probe[vi.name] = np.zeros((PROBE_BATCH, *per_sample), dtype=np.float64)
+        if elem.kind == "f":    # one sample of the model's own type: a float probe gives shapes only
+            self.probe[vi.name] = np.zeros((1, *per_sample), dtype=elem)
         else:   # token ids / masks: valid indices of any table, and a mask with a valid first token
             v = np.random.default_rng(len(self.g.inputs)).integers(0, 2, (PROBE_BATCH, *per_sample))
             v.reshape(PROBE_BATCH, -1)[:, 0] = 1

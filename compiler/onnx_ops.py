@@ -393,19 +393,27 @@ def flatten(fe, node):
 
 @converts("Squeeze", "Unsqueeze")
 def squeeze(fe, node):
+    """From the per-sample shape and the axes, not the probe's: the probe may hold a single sample."""
     x = node.input[0]
     if fe.is_const(x):
         return fe._fold(node)
-    out_shape = fe.value(x).shape
+    per = list(fe.shape(x))
     a = attrs(node)
     axes = fe.value(node.input[1]).tolist() if len(node.input) > 1 and node.input[1] else a.get("axes")
     if node.op_type == "Squeeze":
-        new = np.squeeze(fe.value(x), axis=tuple(axes) if axes is not None else None).shape
+        rank = len(per) + 1
+        drop = {i + 1 for i, d in enumerate(per) if d == 1} if axes is None else {int(i) % rank for i in axes}
+        if any(i and per[i - 1] != 1 for i in drop):
+            raise FrontendError(f"node {node.name} (Squeeze): squeezes an axis whose size is not 1")
+        new = [d for i, d in enumerate(per, 1) if i not in drop]
     else:
-        new = np.expand_dims(fe.value(x), axis=tuple(axes)).shape
-    if new[0] != out_shape[0]:
+        rank = len(per) + 1 + len(axes)
+        drop = {int(i) % rank for i in axes}
+        rest = iter(per)
+        new = [1 if i in drop else next(rest) for i in range(1, rank)]
+    if 0 in drop:
         raise FrontendError(f"node {node.name} ({node.op_type}): changes the batch axis")
-    fe.emit(node, "reshape", [x], node.output[0], shape=tuple(new[1:]))
+    fe.emit(node, "reshape", [x], node.output[0], shape=tuple(new))
 
 
 @converts("Transpose")

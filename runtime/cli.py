@@ -81,7 +81,8 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--output", help=".npy (one output) or .npz keyed by output names")
     ap.add_argument("--stats", help="write the event counts, energy and time to this JSON file")
     ap.add_argument("--ideal", action="store_true", help="an ADC wide enough never to saturate, no noise")
-    ap.add_argument("--noise", type=float, default=0.0, help="R6 analog noise E (e.g. 0.05 for 5%%) on column sums")
+    ap.add_argument("--noise", type=float, default=0.0,
+                    help="analog noise E on column sums (e.g. 0.05 for 5%%; RAELLA thesis sec. 7.3)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the noise")
     ap.add_argument("--chunk", type=int, help="samples per batch chunk (default: as many as fit in 1 GiB of "
                                            "buffers, measured on the first sample)")

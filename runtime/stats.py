@@ -157,7 +157,7 @@ class Stats:
                            "state), times the samples; 'schedule' (pimrun) has the schedule's time and energy")
                      + "; time_ns sums "
                      "layer latencies over the batch (layers in sequence, crossbars of a layer in parallel); "
-                     "energy figures marked 'assumption' in the target TOML are not from the seeds",
+                     "energy figures marked 'assumption' in the target TOML are the project's, not the papers'",
             **({"banks": self.banks()} if any(s.banks for s in self.layers.values()) else {}),
             "layers": rows,
         }

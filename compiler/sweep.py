@@ -43,7 +43,7 @@ OPTIONS = {"slicing": "slicing", "error_budget": "float", "no_speculation": "boo
 RUN = {"noise": "float", "seed": "int", "ideal": "bool"}
 KEYS = {"target": "str"} | _TYPES | OPTIONS | RUN          # what a point may set
 MODEL_KEYS = {"name": "str", "onnx": "path", "calib": "path", "data": "path", "metric": "str", "samples": "int",
-              "reference": "path"}
+              "reference": "path", "labels": "str"}
 HEAD = ("point_id", "model", "name", "label", "metric", "score", "compile_s", "run_s", "error")
 
 
@@ -109,13 +109,14 @@ class Model:
     calib: Path | None = None
     samples: int | None = None
     reference: Path | None = None
+    labels: str | None = None       # the data's key of the labels (default: y, label or labels)
 
     def digest(self) -> str:
         """Content hash of the model's files and how it is judged."""
         h = hashlib.sha256()
         for p in (self.onnx, self.calib, self.data, self.reference):
             h.update(_file_hash(p).encode() if p else b"-")
-        h.update(f"{self.metric}/{self.samples}".encode())
+        h.update(f"{self.metric}/{self.samples}/{self.labels}".encode())
         return h.hexdigest()[:16]
 
 
@@ -199,16 +200,18 @@ def load_sweep(path: str | Path) -> list[Point]:
                 if not p.is_file():
                     bad("model", i, k, f"'{k}': no such file {m[k]} (paths are relative to the sweep file)")
                 files[k] = p
-        if m["metric"] == "top1":
+        keys = (m["labels"],) if "labels" in m else LABEL_KEYS
+        if m["metric"] == "top1" or "labels" in m:
             try:
                 d = np.load(files["data"], allow_pickle=False)
-                has = not isinstance(d, np.ndarray) and any(k in d.files for k in LABEL_KEYS)
+                has = not isinstance(d, np.ndarray) and any(k in d.files for k in keys)
             except (OSError, ValueError):
                 has = False
             if not has:
-                bad("model", i, "metric", f"metric 'top1' needs labels ({'/'.join(LABEL_KEYS)}) in the .npz data")
+                bad("model", i, "labels" if "labels" in m else "metric",
+                    f"no labels ({'/'.join(keys)}) in the data {m['data']} (an .npz)")
         models.append(Model(m["name"], files["onnx"], files["data"], m["metric"], files.get("calib"),
-                            m.get("samples"), files.get("reference")))
+                            m.get("samples"), files.get("reference"), m.get("labels")))
 
     def check(table, index, d, allow=()):
         for k, v in d.items():
@@ -336,7 +339,7 @@ def run_point(p: Point, compiled: dict, reference: str | None) -> dict:
         return row | {"error": one_line(e)}
     except Exception as e:
         return row | {"error": f"internal error: {type(e).__name__}: {one_line(e)}"}
-    return row | {"score": score, "run_s": round(run_s, 3)} | _flat(stats)
+    return row | {"score": score, "run_s": round(run_s, 3)} | _flat({k: v for k, v in stats.items() if k != "target"})
 
 
 def _head(p: Point) -> dict:
@@ -348,6 +351,8 @@ def _head(p: Point) -> dict:
 
 def _data(m: Model, names: list[str]):
     feeds, labels = load_arrays(m.data, names, error=RuntimeFault)
+    if m.labels:
+        labels = np.load(m.data, allow_pickle=False)[m.labels]
     if m.samples:
         feeds = {k: v[:m.samples] for k, v in feeds.items()}
         labels = None if labels is None else labels[:m.samples]

@@ -125,7 +125,8 @@ def test_a_sweep_on_local_workers_gives_the_serial_rows(tmp_path):
     ("MODEL\n[grid]\nnoise = 0.1\n", 9, "grid key 'noise' must be a non-empty list"),
     ("MODEL\n[grid]\nschedule = ['fast']\n", 9, "'schedule' must be one of"),
     ("MODEL\n[[point]]\nnoise = 0.1\n[grid]\nnoise = [0.1]\n", 9, "'noise' is set both here and in [grid]"),
-    ("MODEL\n[[model]]\nname = 'x'\nonnx = 'm.onnx'\ndata = 'c.npy'\nmetric = 'top1'\n", 12, "needs labels"),
+    ("MODEL\n[[model]]\nname = 'x'\nonnx = 'm.onnx'\ndata = 'c.npy'\nmetric = 'top1'\n", 12, "no labels (y/label/labels)"),
+    ("MODEL\nlabels = 'group'\n", 8, "no labels (group)"),
 ])
 def test_a_bad_sweep_file_is_one_line_naming_the_line_and_key(tmp_path, capsys, text, line, msg):
     (tmp_path / "m.onnx").write_bytes((DIGITS / "digits_cnn.onnx").read_bytes())

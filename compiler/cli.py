@@ -6,24 +6,13 @@ import sys
 import time
 from functools import lru_cache
 
-import numpy as np
-
-from ir import CompileError, FrontendError
-from isa import AsmError, load_target, parse_program, print_program
 from runtime.guard import guarded
-from runtime.errors import RuntimeFault
-from runtime.io import load_arrays, write_json, write_text
-from runtime.machine import Machine
 from runtime.progress import Progress
-
-from .frontend import load_onnx
-from .pipeline import compile_model
-
-ERRORS = (FrontendError, CompileError, AsmError, RuntimeFault)
-
+from runtime.version import __version__
 
 @lru_cache(maxsize=4)
 def _input_names(model_path) -> list[str]:
+    from .frontend import load_onnx
     m = load_onnx(model_path)
     inits = {i.name for i in m.graph.initializer}
     return [i.name for i in m.graph.input if i.name not in inits]
@@ -32,6 +21,8 @@ def _input_names(model_path) -> list[str]:
 @lru_cache(maxsize=4)
 def _data(path, model_path, error):
     """Feeds and labels of a data file, read once however many options name it."""
+    import numpy as np
+    from runtime.io import load_arrays
     feeds, labels = load_arrays(path, _input_names(model_path), error=error)
     for name, x in feeds.items():
         if x.dtype.kind == "f" and not np.isfinite(x).all():
@@ -40,6 +31,7 @@ def _data(path, model_path, error):
 
 
 def _options(args) -> dict:
+    from ir import CompileError
     opts = {"error_budget": args.error_budget, "no_speculation": args.no_speculation}
     if args.schedule:
         opts["schedule"] = args.schedule
@@ -59,8 +51,24 @@ def _options(args) -> dict:
     return opts
 
 
+def _shapes(specs) -> dict[str, tuple[int, ...]]:
+    """--shape NAME=D1,D2,... (the dimensions after the batch), repeatable."""
+    from ir import CompileError
+    shapes = {}
+    for spec in specs or ():
+        name, _, dims = spec.partition("=")
+        try:
+            shapes[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise CompileError(f"--shape takes NAME=D1,D2,... (the sizes after the batch), got {spec!r}") from None
+        if not name or not dims:
+            raise CompileError(f"--shape takes NAME=D1,D2,... (the sizes after the batch), got {spec!r}")
+    return shapes
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="pimc", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"pimc {__version__}")
     ap.add_argument("model", help="an ONNX model (float, or quantised QDQ / QLinear*)")
     ap.add_argument("-o", "--output", required=True, help="the .pimasm program to write")
     ap.add_argument("--target", default="raella", help="isaac | raella | aras | PATH.toml (default raella)")
@@ -92,20 +100,35 @@ def main(argv=None) -> int:
                     help="digital ops: integer (CNNs) or the float32 vector unit (transformers); auto picks")
     ap.add_argument("--smooth", choices=("layernorm", "all", "none"), default="layernorm",
                     help="SmoothQuant per-channel smoothing of crossbar inputs (vector unit only)")
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--shape", action="append", metavar="NAME=D1,D2,...",
+                    help="sizes of an input's dimensions after the batch, for a model that leaves them symbolic "
+                         "(repeatable; default: the calibration data's)")
+    ap.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress)")
     args = ap.parse_args(argv)
-    bar = Progress("pimc")
-    return guarded("pimc", ERRORS + (OSError,), bar, lambda: _run(args, bar))
+    bar = Progress("pimc", enabled=not args.quiet)
+    from ir import CompileError, FrontendError          # imported after parsing: --help stays fast
+    from isa import AsmError
+    from runtime.errors import RuntimeFault
+    return guarded("pimc", (FrontendError, CompileError, AsmError, RuntimeFault, OSError), bar, lambda: _run(args, bar))
 
 
 def _run(args, bar) -> int:
+    from ir import CompileError
+    from isa import load_target, parse_program, print_program
+    from runtime.io import check_output, write_json, write_text
+    from runtime.machine import Machine
+
+    from .pipeline import compile_model
     t0 = time.perf_counter()
+    for path in (args.output, args.report):
+        check_output(path)
     target = load_target(args.target)
     if args.encoding:
         enc = "center_offset" if args.encoding == "center" else args.encoding
         target = target.replace(encoding=enc, flip=target.flip and enc == "unsigned")
     calib = _data(args.calib, args.model, CompileError)[0] if args.calib else None
-    compiled = compile_model(args.model, target, calib, options=_options(args), progress=bar)
+    compiled = compile_model(args.model, target, calib, options=_options(args), progress=bar,
+                             shapes=_shapes(args.shape))
     text = print_program(compiled.program)
     seconds = time.perf_counter() - t0
     report = compiled.report() | {"compile_seconds": round(seconds, 3), "program_bytes": len(text),
@@ -114,6 +137,7 @@ def _run(args, bar) -> int:
     if args.verify:
         from .verify import format_ladder, ladder
         feeds, labels = _data(args.verify, args.model, CompileError)
+        bar.phase("verifying (float, reference, ideal and target runs)")
         verify = ladder(compiled, args.model, feeds, labels)
         report["verification"] = {k: v for k, v in verify.items() if k != "stats"}
     if args.plots:
@@ -123,6 +147,7 @@ def _run(args, bar) -> int:
             raise CompileError("--plots needs data to run on: give --verify or --calib")
         lo, hi = target.adc_range
         span = max(hi - lo, 16)
+        bar.phase("running for the plots")
         m = Machine(parse_program(text), hist_range=(lo - span, hi + span))
         m.run(feeds)
         report["plots"] = write_plots(m.stats.to_json(), m.stats.histogram(), (lo, hi), args.plots)
@@ -135,6 +160,10 @@ def _run(args, bar) -> int:
         n = next((r["report"]["crossbars"] for r in xb if r["pass"] == "map_crossbars"), 0)
         print(f"pimc: {args.output}: {report['program_lines']} lines, {len(text)} bytes, {n} crossbars "
               f"on {target.name}, compiled in {seconds:.2f} s")
+        if args.report:
+            print(f"pimc: report written to {args.report}")
+        if args.plots:
+            print(f"pimc: plots written to {args.plots}/: {', '.join(sorted(report['plots']))}")
         if verify:
             print(format_ladder(verify))
     return 0

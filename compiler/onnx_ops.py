@@ -393,19 +393,27 @@ def flatten(fe, node):
 
 @converts("Squeeze", "Unsqueeze")
 def squeeze(fe, node):
+    """From the per-sample shape and the axes, not the probe's: the probe may hold a single sample."""
     x = node.input[0]
     if fe.is_const(x):
         return fe._fold(node)
-    out_shape = fe.value(x).shape
+    per = list(fe.shape(x))
     a = attrs(node)
     axes = fe.value(node.input[1]).tolist() if len(node.input) > 1 and node.input[1] else a.get("axes")
     if node.op_type == "Squeeze":
-        new = np.squeeze(fe.value(x), axis=tuple(axes) if axes is not None else None).shape
+        rank = len(per) + 1
+        drop = {i + 1 for i, d in enumerate(per) if d == 1} if axes is None else {int(i) % rank for i in axes}
+        if any(i and per[i - 1] != 1 for i in drop):
+            raise FrontendError(f"node {node.name} (Squeeze): squeezes an axis whose size is not 1")
+        new = [d for i, d in enumerate(per, 1) if i not in drop]
     else:
-        new = np.expand_dims(fe.value(x), axis=tuple(axes)).shape
-    if new[0] != out_shape[0]:
+        rank = len(per) + 1 + len(axes)
+        drop = {int(i) % rank for i in axes}
+        rest = iter(per)
+        new = [1 if i in drop else next(rest) for i in range(1, rank)]
+    if 0 in drop:
         raise FrontendError(f"node {node.name} ({node.op_type}): changes the batch axis")
-    fe.emit(node, "reshape", [x], node.output[0], shape=tuple(new[1:]))
+    fe.emit(node, "reshape", [x], node.output[0], shape=tuple(new))
 
 
 @converts("Transpose")
@@ -606,10 +614,28 @@ def gather(fe, node):
     """Embedding lookup: rows of a constant table picked by run-time integer ids."""
     data, idx = node.input
     axis = attrs(node).get("axis", 0)
+    if not fe.is_const(data) and fe.is_const(idx) and fe.value(idx).ndim == 0:
+        return _pick(fe, node, data, int(fe.value(idx)), axis)
     if not fe.is_const(data) or fe.is_const(idx) or axis != 0 or fe.value(data).ndim != 2:
         raise FrontendError(f"node {node.name} (Gather): only a lookup of run-time ids in a constant 2-D table "
                             "(axis 0) is supported")
     fe.emit(node, "gather", [idx, _new_const(fe, data, fe.value(data).astype(np.float64))], node.output[0])
+
+
+def _pick(fe, node, x, index, axis):
+    """One position along an axis of an activation (a BERT pooler's first token, x[:, 0]): x times a constant
+    one-hot mask, summed over the axis, which is exact (the other terms are zeros)."""
+    shape = fe.shape(x)
+    axis %= len(shape) + 1
+    if axis == 0:
+        raise FrontendError(f"node {node.name} (Gather): picking along the batch axis is not supported")
+    n = shape[axis - 1]
+    if not -n <= index < n:
+        raise FrontendError(f"node {node.name} (Gather): index {index} is outside an axis of size {n}")
+    onehot = np.zeros((n,) + (1,) * (len(shape) - axis))
+    onehot[index % n] = 1.0
+    picked = fe.emit(node, "mul", [x, _new_const(fe, node.name + ".onehot", onehot)], node.output[0] + ".picked")
+    fe.emit(node, "reduce", [picked], node.output[0], fn="sum", axes=(axis,), keepdims=False)
 
 
 @converts("LayerNormalization")

@@ -21,28 +21,19 @@ def write_plots(stats: dict, hist: dict | None, adc_range, outdir: str | Path) -
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     ax[0].bar(range(len(layers)), [r["converts_per_mac"] for r in layers], color="tab:blue")
     ax[0].set_title("ADC converts per MAC")
+    ax[0].set_ylabel("converts / MAC")
     ax[1].bar(range(len(layers)), [100 * r["saturation_rate"] for r in layers], color="tab:red")
-    ax[1].set_title("ADC saturation (% of converts)")
+    ax[1].set_title("ADC saturation")
+    ax[1].set_ylabel("saturated converts (% of converts)")
     for a in ax:
         a.set_xticks(range(len(layers)), names, rotation=60, ha="right", fontsize=7)
+        a.set_xlabel("layer")
     fig.suptitle(f"{stats['target']}: per-layer converts/MAC and saturation")
     fig.tight_layout()
     written.append(_save(fig, outdir / "converts_saturation.png"))
 
     if hist:
-        lo, hi = hist["_range"]
-        xs = np.arange(lo, hi + 1)
-        fig, ax = plt.subplots(figsize=(8, 4))
-        total = sum(np.asarray(h) for k, h in hist.items() if k != "_range")
-        ax.bar(xs, total / max(total.sum(), 1), width=1.0, color="tab:gray")
-        ax.axvspan(adc_range[0] - 0.5, adc_range[1] + 0.5, alpha=0.15, color="tab:green", label="ADC range")
-        ax.set_yscale("log")
-        ax.set_xlabel("column sum (one input slice x one weight slice)")
-        ax.set_ylabel("fraction of converts")
-        ax.set_title(f"{stats['target']}: column sums against the ADC range (ends collect all beyond)")
-        ax.legend()
-        fig.tight_layout()
-        written.append(_save(fig, outdir / "column_sums.png"))
+        written.append(_column_sums(stats["target"], hist, adc_range, outdir / "column_sums.png"))
 
     fig, ax = plt.subplots(figsize=(8, 4))
     comps = list(stats["energy_pj"])
@@ -59,6 +50,42 @@ def write_plots(stats: dict, hist: dict | None, adc_range, outdir: str | Path) -
     fig.tight_layout()
     written.append(_save(fig, outdir / "energy.png"))
     return written
+
+
+def worst_layers(hist: dict, adc_range, n: int) -> list[str]:
+    """The n layers with the largest share of column sums outside the ADC range, worst first."""
+    lo, hi = hist["_range"]
+    xs = np.arange(lo, hi + 1)
+    out = (xs < adc_range[0]) | (xs > adc_range[1])
+    share = {k: np.asarray(h)[out].sum() / np.sum(h) for k, h in hist.items() if k != "_range" and np.sum(h)}
+    return sorted(share, key=lambda k: (-share[k], k))[:n]
+
+
+def _column_sums(target: str, hist: dict, adc_range, path: Path, panels: int = 6) -> str:
+    """All layers together, then one panel per layer for the layers with the most sums outside the ADC range."""
+    lo, hi = hist["_range"]
+    xs = np.arange(lo, hi + 1)
+    per = {k: np.asarray(h, dtype=np.float64) for k, h in hist.items() if k != "_range" and np.sum(h)}
+    inside = (xs >= adc_range[0]) & (xs <= adc_range[1])
+    worst = worst_layers(hist, adc_range, panels)
+    shown = [("all layers", sum(per.values()))] + [(k, per[k]) for k in worst]
+    cols = min(len(shown), 4)
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.9 * rows), squeeze=False, sharex=True)
+    for a, (name, h) in zip(axes.flat, shown):
+        a.bar(xs, h / max(h.sum(), 1), width=1.0, color="tab:gray")
+        a.axvspan(adc_range[0] - 0.5, adc_range[1] + 0.5, alpha=0.15, color="tab:green")
+        a.set_yscale("log")
+        frac = h[~inside].sum() / max(h.sum(), 1)
+        a.set_title(f"{name[-28:]}\n{frac:.2%} outside the ADC range", fontsize=8)
+        a.set_xlabel("column sum")
+        a.set_ylabel("fraction of converts")
+    for a in list(axes.flat)[len(shown):]:
+        a.axis("off")
+    fig.suptitle(f"{target}: column sums (one input slice x one weight slice) against the ADC range (green); "
+                 f"the ends collect all beyond", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> str:

@@ -20,6 +20,7 @@ from passes import aras_banks, aras_replication
 from passes import aras_reuse
 from passes.aras_reuse import WeightReuse
 from passes.manager import PassRecord
+from passes.options import Options
 
 
 def _replicate(loads, free_rows):
@@ -40,9 +41,9 @@ def _bank_selector(t: Target):
     return select
 
 
-def prepare(t: Target, options: dict) -> tuple[Target, ScheduleOptions | None]:
+def prepare(t: Target, options: Options) -> tuple[Target, ScheduleOptions | None]:
     """The target the program runs on (the baseline buffer unless bank selection is on) and the schedule."""
-    mode = options.get("schedule")
+    mode = options.schedule
     if t.program_once:
         if mode:
             raise CompileError(f"--schedule {mode}: target {t.name} is program-once (it never rewrites weights)")
@@ -51,9 +52,9 @@ def prepare(t: Target, options: dict) -> tuple[Target, ScheduleOptions | None]:
     if mode not in MODES:
         raise CompileError(f"unknown schedule '{mode}' (known: {', '.join(MODES)})")
     aras = mode == "aras"
-    if t.gbuf_banks_kb and not (aras and options.get("bank_select", True)):
+    if t.gbuf_banks_kb and not (aras and options.bank_select):
         t = t.replace(gbuf_banks_kb=aras_banks.BASELINE_BANKS_KB)
-    return t, ScheduleOptions(mode, _replicate if aras and options.get("replication", True) else None,
+    return t, ScheduleOptions(mode, _replicate if aras and options.replication else None,
                               _bank_selector(t) if t.gbuf_banks_kb else None)
 
 
@@ -62,16 +63,16 @@ def plan(g: Graph, ctx, sched: ScheduleOptions, progress=None) -> list[PassRecor
     t0 = time.perf_counter()
     ops = g.topo()
     unsigned = all(op.attrs["enc"]["encoding"] == "unsigned" for op in ops if op.kind in ("conv", "linear"))
-    if unsigned and ctx.options.get("cell_timed_plan", True):
+    if unsigned and ctx.options.cell_timed_plan:
         sched.write_costs = aras_reuse.write_timer(g, ctx.target)
     sched.plan = plan_schedule(g, ops, ctx.target, sched)
     records = [PassRecord("plan_schedule", time.perf_counter() - t0,
                           {"mode": sched.mode, "planned_ns": sched.plan.planned_ns, "writes": len(sched.plan.writes),
                            "timed": sched.plan.timed})]
-    if sched.mode == "aras" and ctx.options.get("weight_reuse", True) and unsigned:
+    if sched.mode == "aras" and ctx.options.weight_reuse and unsigned:
         t0 = time.perf_counter()
         rep = WeightReuse(plan=sched.plan.writes,
-                          max_clip=ctx.options.get("reuse_max_clip", aras_reuse.DEFAULT_MAX_CLIP)).run(g, ctx)
+                          max_clip=ctx.options.reuse_max_clip).run(g, ctx)
         records.append(PassRecord("weight_reuse", time.perf_counter() - t0, rep))
     if progress:
         progress("plan_schedule")

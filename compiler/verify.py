@@ -15,9 +15,11 @@ from passes.reference import dequantize_outputs, run_reference
 def onnx_float(model_path: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    sess = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
+    src = model_path.SerializeToString() if hasattr(model_path, "SerializeToString") else str(model_path)
+    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(None, {k: v.astype(np.float32) for k, v in feeds.items()})))
+    return dict(zip(names, sess.run(None, {k: v.astype(np.float32) if v.dtype.kind == "f" else v
+                                                        for k, v in feeds.items()})))
 
 
 def compare(y: np.ndarray, ref: np.ndarray, labels=None) -> dict:

@@ -242,6 +242,9 @@ def parse_program(text: str, filename: str = "<text>") -> Program:
 def read_program(path: str | Path) -> Program:
     try:
         text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        hint = f"; compile it first: pimc {path} -o OUT.pimasm" if str(path).endswith(".onnx") else ""
+        raise AsmError(f"{path} is not a .pimasm program (it holds binary data){hint}") from None
+    except OSError as e:
         raise AsmError(f"cannot read {path}: {e}") from None
     return parse_program(text, str(path))

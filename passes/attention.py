@@ -240,16 +240,14 @@ class AttentionPass:
     name = "attention"
 
     def run(self, g: Graph, ctx) -> AttentionReport:
-        mode = ctx.options.get("attention", "retransformer")
-        if mode not in MODES:
-            raise CompileError(f"attention mode '{mode}' is not one of {', '.join(MODES)}")
+        mode = ctx.options.attention
         rep = AttentionReport(mode=mode)
         for b in find_blocks(g):
             x_shape = g.tensors[b.q.inputs[0]].shape if not b.why else None
             writes = _writes(g, b, ctx.target, x_shape)
             b.qk.attrs["dyn_rows"] = b.pv.attrs["dyn_rows"] = dyn_rows(g, b, ctx.target)
             how = mode
-            if mode == "retransformer" and ctx.options.get("sparse_attention"):
+            if mode == "retransformer" and ctx.options.sparse_attention:
                 how = "naive"       # sparse attention's banks store K and V (passes/sparse_attention.py)
                 b.why = b.why or "sparse attention stores K and V"
             if mode == "retransformer" and b.why:

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from runtime.crossbar import slice_shifts
+from runtime.crossbar import product, slice_shifts
 
 
 def D(h: int, l: int, x):
@@ -51,7 +51,13 @@ def center_cost(w: np.ndarray, mask: np.ndarray, slices, hist: np.ndarray | None
     for l, width in zip(slice_shifts(slices), slices):
         term = None if terms is None else terms.get((l, width))
         if term is None:      # one slice's term; a caller trying many slicings of a block keeps them in `terms`
-            term = 2.0 ** l * (hist @ _table(l, width)).T ** 4
+            # an exact integer product (a sum is at most rows x 15, far below float32's 2^24) through the
+            # runtime's product, which holds BLAS to one thread: on products this small BLAS's own threads
+            # mostly wait for a core. The fourth power as two squares: exact (x^4 < 2^53), many times pow's speed
+            s = product(hist, _table(l, width)).astype(np.float64).T
+            s *= s
+            s *= s
+            term = 2.0 ** l * s
             if terms is not None:
                 terms[(l, width)] = term
         cost += term
@@ -62,15 +68,20 @@ def optimal_centers(w: np.ndarray, mask: np.ndarray, slices, hist: np.ndarray | 
                     terms: dict | None = None) -> np.ndarray:
     """Integer center per filter (column); w is the crossbar's (R, n) integer weights in [-127, 127], mask its
     devices (hist, terms: its histograms and per-slice cost terms, kept by a caller trying several slicings of
-    one block). Candidates span each
+    one block, which also keep the candidates outside each filter's range there). Candidates span each
     filter's own weight range; ties go to the smallest center."""
-    if np.abs(w).max(initial=0) > 127:
-        raise ValueError("Center+Offset expects symmetric 8-bit weights in [-127, 127]")
-    big = 1 << 30
-    lo = np.where(mask, w, big).min(axis=0)
-    hi = np.where(mask, w, -big).max(axis=0)
-    empty = lo > hi                                   # a filter with no devices here
-    lo, hi = np.where(empty, 0, lo), np.where(empty, 0, hi)
+    outside = None if terms is None else terms.get("outside")
+    if outside is None:
+        if np.abs(w).max(initial=0) > 127:
+            raise ValueError("Center+Offset expects symmetric 8-bit weights in [-127, 127]")
+        big = 1 << 30
+        lo = np.where(mask, w, big).min(axis=0)
+        hi = np.where(mask, w, -big).max(axis=0)
+        empty = lo > hi                                   # a filter with no devices here
+        lo, hi = np.where(empty, 0, lo), np.where(empty, 0, hi)
+        outside = (WEIGHTS[:, None] < lo[None]) | (WEIGHTS[:, None] > hi[None])
+        if terms is not None:
+            terms["outside"] = outside
     cost = center_cost(w, mask, slices, hist, terms)
-    cost[(WEIGHTS[:, None] < lo[None]) | (WEIGHTS[:, None] > hi[None])] = np.inf
+    cost[outside] = np.inf
     return WEIGHTS[np.argmin(cost, axis=0)]

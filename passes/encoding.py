@@ -49,7 +49,7 @@ class EncodeWeights:
 
     def run(self, g: Graph, ctx) -> EncodingReport:
         t = ctx.target
-        enc = ctx.options.get("encoding") or t.encoding
+        enc = ctx.options.encoding or t.encoding
         rep = EncodingReport(encoding=enc)
         spent, filters = 0.0, 0
         for op in g.topo():

@@ -11,15 +11,20 @@ import numpy as np
 from ir import Graph
 from isa import Target
 
+from .options import Options
+
 
 @dataclass
 class Context:
     """What passes may read besides the graph: the target, calibration feeds, user options."""
     target: Target
     calib: dict[str, np.ndarray] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Options = field(default_factory=Options)
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     channel_ranges: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)   # last axis
+
+    def __post_init__(self):
+        self.options = Options.make(self.options)
 
 
 class Pass(Protocol):

@@ -64,7 +64,7 @@ class MapCrossbars:
             if op.kind not in CROSSBAR_OPS:
                 continue
             # a slicing chosen per layer (adaptive slicing, --slicing) or the target's
-            slices = tuple(op.attrs.get("slices") or ctx.options.get("weight_slices") or t.weight_slices)
+            slices = tuple(op.attrs.get("slices") or t.weight_slices)
             wm, groups = weight_matrix(op)
             kg, n = wm.shape
             ng = n // groups

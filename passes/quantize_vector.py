@@ -27,10 +27,8 @@ VECTOR_ONLY = ("layernorm", "gather", "maskfn", "reduce", "div", "expand", "topk
 MATRIX_OPS = ("conv", "linear", "matmul")
 
 
-def wants_vector(g: Graph, options: dict) -> bool:
-    mode = options.get("vector", "auto")
-    if mode not in ("auto", "fp32", "int8"):
-        raise CompileError(f"vector precision '{mode}' is not one of auto, fp32, int8")
+def wants_vector(g: Graph, options) -> bool:
+    mode = options.vector
     if mode == "auto":       # (a product placed on run-time-written crossbars needs the vector form too)
         return any(op.kind in VECTOR_ONLY or op.attrs.get("crossbar") for op in g.ops.values()) or \
             any(g.tensors[i].dtype == "i64" for i in g.inputs)
@@ -67,8 +65,6 @@ SMOOTH_ALPHA = 0.5      # SmoothQuant's default migration strength
 
 def smooth(g: Graph, ctx, which: str) -> list[str]:
     """Per-channel smoothing of the quant ops in front of linear layers (see the module docstring)."""
-    if which not in ("layernorm", "all", "none"):
-        raise CompileError(f"smoothing '{which}' is not one of layernorm, all, none")
     done = []
     for op in g.topo():
         if op.kind != "quant" or which == "none":
@@ -80,6 +76,8 @@ def smooth(g: Graph, ctx, which: str) -> list[str]:
         if not readers or any(r.kind != "linear" for r in readers) or src not in ctx.channel_ranges:
             continue
         clo, chi = ctx.channel_ranges[src]
+        if any(g.tensors[r.inputs[1]].data.shape[0] != len(clo) for r in readers):
+            continue            # a grouped linear (ReTransformer's per-head products): its rows are not x's channels
         xmax = np.maximum(np.maximum(np.abs(clo), np.abs(chi)), 1e-8)
         wmax = np.max([np.abs(g.tensors[r.inputs[1]].data).max(axis=1) for r in readers], axis=0)
         s = xmax ** SMOOTH_ALPHA / np.maximum(wmax, 1e-8) ** (1 - SMOOTH_ALPHA)
@@ -98,7 +96,7 @@ def quantize_vector(self, g: Graph, ctx, rep) -> None:
     from .quantize import fixed_point_vec, qparams, quantise_weights
     rep.vector = "fp32"
     rep.quant_ops = insert_quants(g, ctx)
-    rep.smoothed = smooth(g, ctx, ctx.options.get("smooth", "layernorm"))
+    rep.smoothed = smooth(g, ctx, ctx.options.smooth)
     for name in g.inputs:
         if g.tensors[name].dtype != "i64":
             g.tensors[name].dtype = "f32"

@@ -86,9 +86,12 @@ def layer_blocks(op, target, nslices: int) -> LayerBlocks:
 
 
 def simulate_layer(op, x: np.ndarray, slices, target, encoding: str, islices=(1,) * 8,
-                   ideal: bool = False, blocks: LayerBlocks | None = None) -> tuple[np.ndarray, int]:
+                   ideal: bool = False, blocks: LayerBlocks | None = None, planes: dict | None = None
+                   ) -> tuple[np.ndarray, int]:
     """8-bit outputs of the layer on the target's crossbars with ADC saturation (none if ideal), and the
-    saturated count. `blocks` (layer_blocks) must have been tiled for as many slices as `slices` has."""
+    saturated count: what X.mvm gives block by block, without its event counts. `blocks` (layer_blocks)
+    must have been tiled for as many slices as `slices` has; `planes` caches the input slices across calls
+    on the same x (a caller trying many slicings of one layer passes the same dict)."""
     lb = blocks if blocks is not None and len(blocks.blocks) == len(
         tile_layer(blocks.kg, blocks.wm.shape[1], blocks.wm.shape[1] // blocks.ng, target.rows, target.cols,
                    len(slices))) else layer_blocks(op, target, len(slices))
@@ -96,29 +99,103 @@ def simulate_layer(op, x: np.ndarray, slices, target, encoding: str, islices=(1,
     n = wm.shape[1]
     q = op.attrs["q"]
     signed = op.attrs.get("signed_input", False)
-    parts = [x]
-    if signed:
-        v = x.astype(np.int16) - q["zx"]
-        parts = [np.maximum(v, 0).astype(np.uint8), np.maximum(-v, 0).astype(np.uint8)]
+    planes = {} if planes is None else planes
+    key = (id(x), tuple(islices), signed, int(q["zx"]))
+    if planes.get("key") != key:        # x is kept with its key, so its id is not reused while cached
+        parts = [x]
+        if signed:
+            v = x.astype(np.int16) - q["zx"]
+            parts = [np.maximum(v, 0).astype(np.uint8), np.maximum(-v, 0).astype(np.uint8)]
+        planes.clear()
+        planes.update(key=key, x=x, parts=parts, slices=[np.stack(X.slice_values(p, islices)) for p in parts])
+    parts = planes["parts"]
+    adc = None if ideal else target.adc_range
     acc = np.zeros((len(x), n))
     saturated = 0
     for rows, cols, mask, w, hist, terms in lb.blocks:
         phi, flips = encode_block(w, mask, slices, encoding, target.flip, hist, terms)
-        xb = X.program(op.name, wm, rows, cols, kg, ng, encoding, phi, slices, flips)
-        for sign, part in zip((1, -1), parts):
-            out, ev = X.mvm(xb, part[:, rows[0]:rows[1]], islices, None if ideal else target.adc_range)
+        levels = _levels(w, mask, encoding, phi, slices, flips)
+        for sign, part, sl in zip((1, -1), parts, planes["slices"]):
+            out, sat = _block_mvm(w, mask, levels, phi, flips, slices, part[:, rows[0]:rows[1]],
+                                  sl[:, :, rows[0]:rows[1]], islices, adc)
             acc[:, cols[0]:cols[1]] += sign * out
-            saturated += ev.saturated
+            saturated += sat
     acc += q["bias"] - (0 if signed else q["zx"]) * wm.astype(np.int64).sum(axis=0)
     return K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"]), saturated
 
 
+def _levels(w, mask, encoding, center, slices, flip) -> np.ndarray:
+    """(n_slices, R, n) int16 cell levels of a block as X.program encodes it (the adding device's level minus
+    the subtracting one's; flipped columns store complements), from the weights and mask layer_blocks made."""
+    offsets = np.where(mask, w - np.asarray(center, dtype=np.int64).reshape(1, -1), 0)
+    low = 0 if encoding == "unsigned" else -255
+    if offsets.min(initial=0) < low or offsets.max(initial=0) > 255:
+        raise ValueError(f"weights minus center span [{offsets.min()}, {offsets.max()}], outside the 8-bit "
+                         f"{encoding} range [{low}, 255]")
+    o = offsets.astype(np.int16)
+    if encoding == "unsigned":
+        pos = np.stack(X.slice_values(o, slices))
+        if flip is not None:
+            full = np.array([(1 << s) - 1 for s in slices], np.int16)[:, None, None]
+            pos = np.where(flip[:, None, :], full - pos, pos) * mask
+        return pos
+    sign = np.sign(o)          # a weight's offset sits on one device of its pair: level = sign x slice of |o|
+    return np.stack(X.slice_values(np.abs(o), slices)) * sign
+
+
+def _block_mvm(w, mask, levels, center, flip, slices, x: np.ndarray, xs: np.ndarray, islices,
+               adc_range) -> tuple[np.ndarray, int]:
+    """X.mvm's result and saturated count for one crossbar (no recovery, noise or histograms; X.program's
+    levels from _levels), from the input slices xs (nI, M, R) made once per layer. The same exact integers:
+    the physical columns that cannot reach an ADC bound and the digital terms as one product, each other
+    column's sums clipped, then shift-added per filter (|values| < 2^53 in float64, so the order of the
+    additions changes nothing)."""
+    if adc_range is None:
+        return X.product(x, w), 0
+    lo, hi = adc_range
+    imax = (1 << max(islices)) - 1
+    chi = np.maximum(levels, 0).sum(axis=1, dtype=np.int64) * imax                   # X.column_bounds
+    clo = -np.maximum(-levels, 0).sum(axis=1, dtype=np.int64) * imax
+    risky = (clo < lo) | (chi > hi)
+    if not risky.any():
+        return X.product(x, w), 0
+    n = w.shape[1]
+    flip = np.zeros((len(slices), n), bool) if flip is None else np.asarray(flip, bool)
+    wsh = np.array([1 << s for s in X.slice_shifts(slices)], dtype=np.int64)[:, None]
+    full = np.array([(1 << s) - 1 for s in slices], dtype=np.int64)[:, None]
+    coef = np.where(flip, -wsh, wsh)                                               # (nW, n)
+    d = (flip * wsh * full).sum(axis=0)
+    center = np.broadcast_to(np.asarray(center, dtype=np.int64), (n,))
+    linear = np.einsum("jrn,jn->rn", levels, coef * ~risky, dtype=np.int64) + mask * (center + d)[None, :]
+    out = X.product(x, linear).astype(np.float64)
+    j_idx, n_idx = np.nonzero(risky)
+    nI, M, R = xs.shape
+    s = X.product(xs.reshape(nI * M, R), levels[j_idx, :, n_idx].T)              # (nI * M, risky columns)
+    saturated = int(np.count_nonzero(s > hi)) + int(np.count_nonzero(s < lo))
+    np.clip(s, lo, hi, out=s)
+    # shift-add over the input slices, in float32 where every value stays an exact integer (below 2^24)
+    ish = [2.0 ** v for v in X.slice_shifts(islices)]
+    c = coef[j_idx, n_idx]
+    dt = np.float32 if max(-lo, hi) * sum(ish) * np.abs(c).max() < X.EXACT_F32 else np.float64
+    s = s.reshape(nI, M, -1)
+    t = np.zeros(s.shape[1:], dt)
+    for i, f in enumerate(ish):
+        t += dt(f) * s[i]
+    t *= c.astype(dt)                                                                 # (M, risky columns)
+    for j in np.unique(j_idx):          # per weight slice: each filter has at most one column in it
+        sel = j_idx == j
+        out[:, n_idx[sel]] += t[:, sel]
+    return out, saturated
+
+
 def slicing_error(op, x, ref, slices, target, encoding, blocks: dict | None = None) -> float:
-    """Mean error of a slicing; `blocks` caches layer_blocks per slice count across the trials."""
-    lb = None
+    """Mean error of a slicing; `blocks` caches layer_blocks per slice count, and the input slices, across
+    the trials."""
+    lb, planes = None, None
     if blocks is not None:
         lb = blocks.get(len(slices)) or blocks.setdefault(len(slices), layer_blocks(op, target, len(slices)))
-    return output_error(simulate_layer(op, x, slices, target, encoding, blocks=lb)[0], ref)
+        planes = blocks.setdefault("planes", {})
+    return output_error(simulate_layer(op, x, slices, target, encoding, blocks=lb, planes=planes)[0], ref)
 
 
 def sample_filters(op):
@@ -188,10 +265,10 @@ class Slicing:
 
     def run(self, g: Graph, ctx) -> SlicingReport:
         t = ctx.target
-        mode = ctx.options.get("slicing") or ("adaptive" if t.adaptive_slicing else None)
+        mode = ctx.options.slicing or ("adaptive" if t.adaptive_slicing else None)
         layers = [op for op in g.topo() if op.kind in CROSSBAR_OPS]
-        inputs = ((1,) * 8, 0) if ctx.options.get("no_speculation") else (tuple(t.input_slices), t.recovery_bits)
-        signed = ctx.options.get("signed_inputs", "split") == "split"
+        inputs = ((1,) * 8, 0) if ctx.options.no_speculation else (tuple(t.input_slices), t.recovery_bits)
+        signed = ctx.options.signed_inputs == "split"
         for op in g.ops.values():       # products whose weights are written at run time (passes/attention.py)
             if op.kind == "matmul" and op.attrs.get("crossbar"):
                 op.attrs["islices"], op.attrs["slices"] = inputs, tuple(t.weight_slices)
@@ -215,14 +292,14 @@ class Slicing:
             return rep
         if ctx.calib is None:
             raise CompileError("adaptive weight slicing needs calibration inputs (--calib)")
-        budget = ctx.options.get("error_budget", DEFAULT_BUDGET)
-        encoding = ctx.options.get("encoding") or t.encoding
+        budget = ctx.options.error_budget
+        encoding = ctx.options.encoding or t.encoding
         env = run_reference(g, {k: v[:SAMPLES] for k, v in ctx.calib.items()}, keep_all=True)
         rep.mode, rep.error_budget = "adaptive", budget
         candidates = slicings(min(4, t.cell_bits))
         for op in layers:
             t0 = time.perf_counter()
-            last = (op is layers[-1] and not ctx.options.get("slicing_last_layer")) or "mult" not in op.attrs["q"]
+            last = (op is layers[-1] and not ctx.options.slicing_last_layer) or "mult" not in op.attrs["q"]
             if last:
                 op.attrs["slices"] = (1,) * 8
                 rep.layers[op.name] = {"slices": [1] * 8, "error": None, "tried": 0, "ms": 0.0}

@@ -55,11 +55,11 @@ class SparseAttention:
     name = "sparse_attention"
 
     def run(self, g: Graph, ctx) -> SparseAttentionReport:
-        rule = ctx.options.get("sparse_attention")
+        rule = ctx.options.sparse_attention
         if not rule:
             return SparseAttentionReport()
         attrs = parse_rule(rule)
-        asked = ctx.options.get("attention", "retransformer")
+        asked = ctx.options.attention
         rep = SparseAttentionReport(rule=rule, attention="digital" if asked == "digital" else "naive",
                                     forced_naive=asked == "retransformer", note=APPROXIMATION)
         for b in find_blocks(g):

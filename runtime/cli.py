@@ -7,24 +7,33 @@ import sys
 import numpy as np
 
 from isa import AsmError, read_program
+from runtime.version import __version__
 
 from .errors import RuntimeFault
 from .guard import guarded
-from .io import load_arrays, write_arrays, write_json
+from .io import check_output, load_arrays, write_arrays, write_json
 from .machine import Machine
 from .progress import Progress
 from .schedule import account, plot_timeline
 
 
 def run_file(path, input_path, ideal=False, chunk=None, hist_range=None, progress=None, noise=0.0, seed=0,
-             workers=None, scheduler=None):
-    """Run a program file on an input file: (machine, outputs, labels). With `workers` or `scheduler` the batch
-    runs sharded on a Dask cluster (runtime/shard.py) and the machine holds the merged stats."""
+             check=None, workers=None, scheduler=None):
+    """Parse, validate and run a program file on an input file: (machine, outputs, labels). `check(machine)`
+    runs before the batch does, so an option that cannot apply fails before any work. With `workers` or
+    `scheduler` the batch runs sharded on a Dask cluster (runtime/shard.py) and the machine holds the merged
+    stats."""
+    if progress:
+        progress.phase("parsing and validating the program")
     prog = read_program(path)
     m = Machine(prog, ideal=ideal, hist_range=hist_range, filename=str(path), noise=noise, seed=seed)
+    if check:
+        check(m)
     names = [i.attr("name") for i in m.inputs]
     feeds, labels = load_arrays(input_path, names, error=RuntimeFault)
     check_feeds(m, feeds)
+    if progress:
+        progress.phase("running samples")
     if not (workers or scheduler):
         return m, m.run(feeds, chunk=chunk, progress=progress), labels
     from . import shard
@@ -60,6 +69,11 @@ def check_feeds(m: Machine, feeds) -> None:
         raise RuntimeFault("the input batch is empty")
 
 
+def _timeline_check(m: Machine) -> None:
+    if m.cells is None:
+        raise RuntimeFault(f"--timeline: target {m.t.name} is program-once, its program has no schedule")
+
+
 def summary(stats: dict) -> str:
     spec = stats.get("speculation_success")
     return (f"{stats['samples']} samples on {stats['target']}: converts/MAC {stats['converts_per_mac']:.4f}, "
@@ -71,6 +85,7 @@ def summary(stats: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="pimrun", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"pimrun {__version__}")
     ap.add_argument("program", help="a .pimasm file from pimc")
     ap.add_argument("--input", required=True, help=".npy (one input) or .npz keyed by input names")
     ap.add_argument("-o", "--output", help=".npy (one output) or .npz keyed by output names")
@@ -86,28 +101,29 @@ def main(argv=None) -> int:
                                                 "processes (same outputs and stats)")
     ap.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the batch in shards on this running Dask "
                                                                    "cluster")
-    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress)")
     args = ap.parse_args(argv)
-    bar = Progress("pimrun")
+    bar = Progress("pimrun", enabled=not args.quiet)
     return guarded("pimrun", (AsmError, RuntimeFault, ValueError, OSError), bar, lambda: _run(args, bar))
 
 
 def _run(args, bar) -> int:
+    for path in (args.output, args.stats, args.timeline):
+        check_output(path)
     if args.noise < 0:
         raise RuntimeFault(f"--noise must be >= 0, got {args.noise}")
     if args.workers is not None and (args.workers < 1 or args.scheduler):
         raise RuntimeFault("--workers must be >= 1 and cannot go with --scheduler")
     m, outs, labels = run_file(args.program, args.input, args.ideal,
                                None if args.chunk is None else max(1, args.chunk), progress=bar,
-                               noise=args.noise, seed=args.seed, workers=args.workers, scheduler=args.scheduler)
+                               noise=args.noise, seed=args.seed, check=_timeline_check if args.timeline else None,
+                               workers=args.workers, scheduler=args.scheduler)
     bar.close()
     stats = m.stats.to_json()
     if m.cells is not None:              # a rewriting target: per-inference time and energy of its schedule
         stats["schedule"] = account(m)
         if args.timeline:
             plot_timeline(stats["schedule"], args.timeline)
-    elif args.timeline:
-        raise RuntimeFault(f"--timeline: target {m.t.name} is program-once, its program has no schedule")
     if args.output:
         write_arrays(args.output, outs)
     if args.stats:

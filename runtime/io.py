@@ -38,10 +38,16 @@ def load_arrays(path: str | Path, names: list[str], error=ValueError) -> tuple[d
     return feeds, labels
 
 
+def check_output(path: str | Path | None) -> None:
+    """Refuse an output whose folder does not exist, before any work is done (no folder is ever created)."""
+    if path is not None and not Path(path).parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: folder {Path(path).parent} does not exist")
+
+
 def atomic_write(path: str | Path, write) -> None:
     """write(tmp_path) then rename over path, so a failure never leaves a partial file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
     os.close(fd)
     try:
@@ -67,11 +73,16 @@ def write_json(path, obj) -> None:
 def write_arrays(path, arrays: dict[str, np.ndarray]) -> None:
     path = str(path)
     if path.endswith(".npz"):
-        atomic_write(path, lambda p: np.savez(p, **arrays))
+        atomic_write(path, lambda p: _save(p, np.savez, **arrays))
     else:
         if len(arrays) != 1:
             raise ValueError(f"{path}: the program has {len(arrays)} outputs; write them to an .npz")
-        atomic_write(path, lambda p: np.save(p, next(iter(arrays.values()))))
+        atomic_write(path, lambda p: _save(p, np.save, next(iter(arrays.values()))))
+
+
+def _save(path, save, *args, **kwargs):
+    with open(path, "wb") as f:         # a file object: NumPy appends no .npy / .npz to the name
+        save(f, *args, **kwargs)
 
 
 def _default(o):

@@ -37,7 +37,8 @@ def pimrun(*args):
 
 
 def assert_clean_failure(r: subprocess.CompletedProcess, prog: str, out: Path, *needles: str) -> str:
-    lines = r.stderr.splitlines()
+    # progress lines (off a terminal, for work over a couple of seconds) may come before the one error line
+    lines = [ln for ln in r.stderr.splitlines() if not re.fullmatch(rf"{prog}: .* \(\d+ s\)", ln)]
     assert r.returncode == 1, (r.returncode, r.stderr)             # 1: a user error; 2 would be an internal one
     assert len(lines) == 1, f"stderr has {len(lines)} lines:\n{r.stderr}"
     line = lines[0]
@@ -239,3 +240,35 @@ def test_pimrun_not_a_program(tmp_path, images, out):
 def test_pimrun_missing_program(tmp_path, images, out):
     assert_clean_failure(pimrun(tmp_path / "none.pimasm", "--input", images, "-o", out / "y.npy"), "pimrun", out,
                          "none.pimasm")
+
+
+# ---- what a new user runs into ---------------------------------------------------------------------------
+
+def test_pimrun_on_an_onnx_model_says_to_compile_it(out, images):
+    line = assert_clean_failure(pimrun(MODEL, "--input", images, "-o", out / "y.npy"), "pimrun", out,
+                                "not a .pimasm program", "pimc")
+    assert "codec" not in line
+
+
+@pytest.mark.parametrize("tool", ["pimc", "pimrun"])
+def test_output_into_a_missing_folder_is_refused(tmp_path, out, program, images, tool):
+    missing = tmp_path / "no" / "such"
+    r = pimc(MODEL, "-o", missing / "d.pimasm", "--target", "isaac", "--calib", CALIB) if tool == "pimc" else \
+        pimrun(program, "--input", images, "-o", missing / "y.npy")
+    assert_clean_failure(r, tool, out, "does not exist")
+    assert not (tmp_path / "no").exists()
+
+
+@pytest.mark.parametrize("name", ["y", "y.out", "y.npy"])
+def test_output_without_npy_suffix_holds_the_array(out, program, images, name):
+    r = pimrun(program, "--input", images, "-o", out / name, "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == [name]          # no stray temp file
+    assert np.load(out / name).shape == (4, 10)
+
+
+def test_timeline_on_a_program_once_target_fails_before_the_batch_runs(tmp_path, out, program):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((2, 3), np.float32))     # would fail the shape check if the batch were reached
+    assert_clean_failure(pimrun(program, "--input", bad, "--timeline", out / "t.png"), "pimrun", out,
+                         "--timeline", "program-once")

@@ -27,7 +27,7 @@ try:
 except ImportError:
     import cnn_blocks as cb
 
-MODELS_DIR = Path(__file__).parents[2].parent / "shared" / "models"
+MODELS_DIR = Path(__file__).parents[2] / "examples" / "digits"
 SOFTMAX_OUT = {"pools", "alexnet_style", "legacy_opset11"}
 
 
@@ -279,4 +279,19 @@ def test_onnxruntime_quantised_families(tmp_path, name, fmt, ops, calib):
     mu = want.mean(axis=0)
     ours_cos, theirs_cos = _cos(ref[k] - mu, want - mu), _cos(theirs - mu, want - mu)
     assert ours_cos > theirs_cos - 0.02 and ours_cos > 0.9, (ours_cos, theirs_cos)
-    assert np.abs(ref[k] - theirs).max() < 0.03 * np.abs(want).max()
+    if _ort_int8_exact():
+        assert np.abs(ref[k] - theirs).max() < 0.03 * np.abs(want).max()
+
+
+def _ort_int8_exact() -> bool:
+    """onnxruntime's u8 x s8 kernels on x86 without VNNI add products pairwise in saturating int16
+    (onnxruntime's reason for reduce_range), so its own int8 outputs are exact only on VNNI machines or
+    off x86; elsewhere the test keeps only the comparison with float."""
+    import platform
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return True
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags

@@ -213,7 +213,7 @@ def test_attention_report_counts_the_values_written(case, mode):
 
 
 def test_unknown_attention_mode_is_a_compile_error():
-    with pytest.raises(CompileError, match="attention mode 'sparse'"):
+    with pytest.raises(CompileError, match="attention='sparse'"):
         _attention(import_onnx(model("hidden_states")), "sparse")
 
 

@@ -292,7 +292,7 @@ def test_read_program_errors(tmp_path):
     with pytest.raises(AsmError, match="cannot read"):
         read_program(tmp_path / "missing.pimasm")
     (tmp_path / "bin.pimasm").write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(AsmError, match="cannot read"):
+    with pytest.raises(AsmError, match="not a .pimasm program"):
         read_program(tmp_path / "bin.pimasm")
     with pytest.raises(AsmError, match="cannot read"):
         read_program(tmp_path)

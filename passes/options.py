@@ -1,0 +1,71 @@
+"""Compile options: every option once, with its type, default and meaning.
+
+`Options.make(mapping)` is the one way in: it refuses an unknown name or an ill-typed value with a
+CompileError naming the option, so a typo never silently falls back to a default. Passes read the fields.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ir import CompileError
+
+
+def _opt(default, meaning: str, choices: tuple | None = None):
+    return field(default=default, metadata={"meaning": meaning, "choices": choices})
+
+
+@dataclass(frozen=True)
+class Options:
+    slicing: Any = _opt(None, "weight slicing: 'adaptive' (RAELLA's search), widths such as (4, 2, 2) for every "
+                              "layer, or {layer: widths}; None takes the target's")
+    error_budget: float = _opt(0.09, "adaptive slicing's error budget (mean relative error per layer)")
+    slicing_last_layer: bool = _opt(False, "let adaptive slicing choose the last layer too (else eight 1-bit slices)")
+    encoding: str | None = _opt(None, "weight encoding override; None takes the target's",
+                                ("unsigned", "differential", "center_offset"))
+    no_speculation: bool = _opt(False, "eight 1-bit input slices instead of the target's speculation")
+    signed_inputs: str = _opt("split", "a layer input with a zero point: run as positive and negative parts, or "
+                                       "keep the u8 codes and fold the zero point into the bias", ("split", "offset"))
+    schedule: str | None = _opt(None, "weight-rewriting schedule (rewriting targets; None: aras)",
+                                ("naive", "overlap", "aras"))
+    bank_select: bool = _opt(True, "aras: choose buffer banks by ILP (else the 15 x 256 KB baseline)")
+    replication: bool = _opt(True, "aras: replicate layers where it pays")
+    weight_reuse: bool = _opt(True, "aras: shift weights so rewrites reuse cell contents")
+    reuse_max_clip: float = _opt(0.01, "aras weight reuse: largest share of a layer's weights that may clip")
+    cell_timed_plan: bool = _opt(True, "aras: time plans on the cells their writes change")
+    attention: str = _opt("retransformer", "attention products: ReTransformer reordering, naive (K^T, V written "
+                                           "at run time) or digital", ("retransformer", "naive", "digital"))
+    sparse_attention: str | None = _opt(None, "topk:K or threshold:T: sparse attention on PIM banks")
+    vector: str = _opt("auto", "digital ops: integer, float32 vector unit, or auto", ("auto", "fp32", "int8"))
+    smooth: str = _opt("layernorm", "SmoothQuant smoothing of crossbar inputs", ("layernorm", "all", "none"))
+
+    @classmethod
+    def make(cls, options: Options | dict | None = None, **more) -> Options:
+        """Options from a mapping and keywords; an unknown name or a value of the wrong type is a CompileError."""
+        if isinstance(options, Options):
+            return dataclasses.replace(options, **more) if more else options
+        given = dict(options or {}) | more
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            raise CompileError(f"unknown compile option(s) {', '.join(unknown)} (known: {', '.join(known)})")
+        for name, value in given.items():
+            _check(known[name], value)
+        return cls(**given)
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any, str]]:
+        """(name, type, default, meaning) of every option, for documentation and --help text."""
+        return [(f.name, str(f.type), f.default, f.metadata["meaning"]) for f in dataclasses.fields(cls)]
+
+
+def _check(f: dataclasses.Field, value) -> None:
+    choices = f.metadata["choices"]
+    kind = {"float": (int, float), "bool": (bool,), "str": (str,), "str | None": (str, type(None))}.get(str(f.type))
+    ok = kind is None or (isinstance(value, kind) and not (kind == (int, float) and isinstance(value, bool)))
+    if ok and choices and value is not None:
+        ok = value in choices
+    if not ok:
+        want = f"one of {', '.join(choices)}" if choices else str(f.type)
+        raise CompileError(f"compile option {f.name}={value!r}: expected {want}")

@@ -18,9 +18,11 @@ from .schedule import account, plot_timeline
 
 
 def run_file(path, input_path, ideal=False, chunk=None, hist_range=None, progress=None, noise=0.0, seed=0,
-             check=None):
-    """Parse, validate and run a program file on an input file. `check(machine)` runs before the batch does,
-    so an option that cannot apply fails before any work."""
+             check=None, workers=None, scheduler=None):
+    """Parse, validate and run a program file on an input file: (machine, outputs, labels). `check(machine)`
+    runs before the batch does, so an option that cannot apply fails before any work. With `workers` or
+    `scheduler` the batch runs sharded on a Dask cluster (runtime/shard.py) and the machine holds the merged
+    stats."""
     if progress:
         progress.phase("parsing and validating the program")
     prog = read_program(path)
@@ -32,7 +34,15 @@ def run_file(path, input_path, ideal=False, chunk=None, hist_range=None, progres
     check_feeds(m, feeds)
     if progress:
         progress.phase("running samples")
-    outs = m.run(feeds, chunk=chunk, progress=progress)
+    if not (workers or scheduler):
+        return m, m.run(feeds, chunk=chunk, progress=progress), labels
+    from . import shard
+    with shard.client(workers, scheduler) as c:
+        outs, stats = shard.run(c, prog, feeds, ideal=ideal, chunk=chunk, noise=noise, seed=seed,
+                                hist_range=hist_range, filename=str(path), progress=progress)
+    if m.cells is not None:      # a schedule's account reads one sample's activations off a machine that ran
+        m.run({k: v[:1] for k, v in feeds.items()}, chunk=chunk)
+    m.stats = stats
     return m, outs, labels
 
 
@@ -88,6 +98,10 @@ def main(argv=None) -> int:
                                            "buffers, measured on the first sample)")
     ap.add_argument("--timeline", help="a rewriting target's schedule: Gantt chart of writes and computes per PE "
                                        "row (PNG)")
+    ap.add_argument("--workers", type=int, help="run the batch in shards on a local Dask cluster of this many "
+                                                "processes (same outputs and stats)")
+    ap.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the batch in shards on this running Dask "
+                                                                   "cluster")
     ap.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress)")
     args = ap.parse_args(argv)
     bar = Progress("pimrun", enabled=not args.quiet)
@@ -99,9 +113,12 @@ def _run(args, bar) -> int:
         check_output(path)
     if args.noise < 0:
         raise RuntimeFault(f"--noise must be >= 0, got {args.noise}")
+    if args.workers is not None and (args.workers < 1 or args.scheduler):
+        raise RuntimeFault("--workers must be >= 1 and cannot go with --scheduler")
     m, outs, labels = run_file(args.program, args.input, args.ideal,
                                None if args.chunk is None else max(1, args.chunk), progress=bar,
-                               noise=args.noise, seed=args.seed, check=_timeline_check if args.timeline else None)
+                               noise=args.noise, seed=args.seed, check=_timeline_check if args.timeline else None,
+                               workers=args.workers, scheduler=args.scheduler)
     bar.close()
     stats = m.stats.to_json()
     if m.cells is not None:              # a rewriting target: per-inference time and energy of its schedule

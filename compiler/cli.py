@@ -60,6 +60,20 @@ def _options(args) -> dict:
     return opts
 
 
+def _shapes(specs) -> dict[str, tuple[int, ...]]:
+    """--shape NAME=D1,D2,... (the dimensions after the batch), repeatable."""
+    shapes = {}
+    for spec in specs or ():
+        name, _, dims = spec.partition("=")
+        try:
+            shapes[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise CompileError(f"--shape takes NAME=D1,D2,... (the sizes after the batch), got {spec!r}") from None
+        if not name or not dims:
+            raise CompileError(f"--shape takes NAME=D1,D2,... (the sizes after the batch), got {spec!r}")
+    return shapes
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="pimc", description=__doc__)
     ap.add_argument("--version", action="version", version=f"pimc {__version__}")
@@ -94,6 +108,9 @@ def main(argv=None) -> int:
                     help="digital ops: integer (CNNs) or the float32 vector unit (transformers); auto picks")
     ap.add_argument("--smooth", choices=("layernorm", "all", "none"), default="layernorm",
                     help="SmoothQuant per-channel smoothing of crossbar inputs (vector unit only)")
+    ap.add_argument("--shape", action="append", metavar="NAME=D1,D2,...",
+                    help="sizes of an input's dimensions after the batch, for a model that leaves them symbolic "
+                         "(repeatable; default: the calibration data's)")
     ap.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress)")
     args = ap.parse_args(argv)
     bar = Progress("pimc", enabled=not args.quiet)
@@ -107,7 +124,8 @@ def _run(args, bar) -> int:
         enc = "center_offset" if args.encoding == "center" else args.encoding
         target = target.replace(encoding=enc, flip=target.flip and enc == "unsigned")
     calib = _data(args.calib, args.model, CompileError)[0] if args.calib else None
-    compiled = compile_model(args.model, target, calib, options=_options(args), progress=bar)
+    compiled = compile_model(args.model, target, calib, options=_options(args), progress=bar,
+                             shapes=_shapes(args.shape))
     text = print_program(compiled.program)
     seconds = time.perf_counter() - t0
     report = compiled.report() | {"compile_seconds": round(seconds, 3), "program_bytes": len(text),

@@ -24,8 +24,9 @@ TARGET_OPSET = 17
 
 
 class Frontend:
-    def __init__(self, model: onnx.ModelProto):
+    def __init__(self, model: onnx.ModelProto, shapes: dict | None = None, data_shapes: dict | None = None):
         self.model = model
+        self.input_shapes = input_shapes(model, shapes or {}, data_shapes or {})   # per-sample, every input
         self.g = Graph()
         self.consts: dict[str, np.ndarray] = {}     # folded values
         self.probe: dict[str, np.ndarray] = {}      # activation probe values (batch PROBE_BATCH)
@@ -120,16 +121,9 @@ class Frontend:
 
     def _add_input(self, vi) -> None:
         tt = vi.type.tensor_type
-        if not tt.HasField("shape") or len(tt.shape.dim) == 0:
-            raise FrontendError(f"input {vi.name} has no shape")
-        dims = tt.shape.dim
-        per_sample = []
-        for d in dims[1:]:
-            if not d.HasField("dim_value"):
-                raise FrontendError(f"input {vi.name}: dimension '{d.dim_param}' is symbolic; only the batch may be")
-            per_sample.append(d.dim_value)
-        if dims[0].HasField("dim_value"):
-            self.static_batch = dims[0].dim_value
+        per_sample = self.input_shapes[vi.name]
+        if tt.shape.dim[0].HasField("dim_value"):
+            self.static_batch = tt.shape.dim[0].dim_value
         elem = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
         self.g.add_tensor(Tensor(vi.name, tuple(per_sample), dtype="f32" if elem.kind == "f" else "i64"))
         self.g.inputs.append(vi.name)
@@ -193,6 +187,57 @@ class Frontend:
         ins = [i for i in node.input if i]
         for o, v in zip([o for o in node.output if o], evaluate_node(node, self.model, {i: self.value(i) for i in ins})):
             self.set_const(o, v)
+
+
+def input_names(model: onnx.ModelProto) -> list[str]:
+    inits = {i.name for i in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in inits]
+
+
+def input_shapes(model: onnx.ModelProto, shapes: dict, data_shapes: dict) -> dict[str, tuple[int, ...]]:
+    """The per-sample shape (batch axis left out) of every graph input. A dimension the model leaves symbolic
+    (a dim_param such as 'sequence_length', or none at all) takes its size from `shapes` (the user's, checked
+    against the model's fixed dimensions), else from another input with the same dim_param, else from
+    `data_shapes` (the calibration data's per-sample shapes, which pipeline.check_calib checks later)."""
+    names = set(input_names(model))
+    inputs = {vi.name: vi.type.tensor_type for vi in model.graph.input if vi.name in names}
+    for name in shapes:
+        if name not in inputs:
+            raise FrontendError(f"a shape is given for '{name}', which is not an input of the model (inputs: "
+                                f"{', '.join(inputs)})")
+    params: dict[str, int] = {}
+    out: dict[str, list] = {}
+    for name, tt in inputs.items():
+        if not tt.HasField("shape") or len(tt.shape.dim) == 0:
+            raise FrontendError(f"input {name} has no shape")
+        dims, given = tt.shape.dim[1:], shapes.get(name)
+        model_dims = "[" + ", ".join(["N"] + [str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?"
+                                              for d in dims]) + "]"
+        if given is not None and (len(given) != len(dims) or any(
+                d.HasField("dim_value") and d.dim_value != v for d, v in zip(dims, given))):
+            raise FrontendError(f"input {name}: the given shape [N, {', '.join(map(str, given))}] does not fit the "
+                                f"model's {model_dims} (give the dimensions after the batch)")
+        out[name] = [d.dim_value if d.HasField("dim_value") else None if given is None else int(given[k])
+                     for k, d in enumerate(dims)]
+        for d, v in zip(dims, out[name]):
+            if v is not None and d.dim_param and params.setdefault(d.dim_param, v) != v:
+                raise FrontendError(f"dimension '{d.dim_param}' is given as both {params[d.dim_param]} and {v}")
+    for name, tt in inputs.items():
+        data = data_shapes.get(name)
+        fits = data is not None and len(data) == len(out[name])
+        for k, d in enumerate(tt.shape.dim[1:]):
+            v = out[name][k]
+            if v is None:
+                v = params[d.dim_param] if d.dim_param in params else int(data[k]) if fits else None
+            if v is None:
+                raise FrontendError(f"input {name}: dimension {k + 1} ('{d.dim_param or '?'}') is symbolic; give its "
+                                    f"size (pimc --shape {name}=...) or calibration data")
+            if v < 1:
+                raise FrontendError(f"input {name}: dimension {k + 1} has size {v}")
+            out[name][k] = v
+            if d.dim_param:
+                params.setdefault(d.dim_param, v)
+    return {k: tuple(v) for k, v in out.items()}
 
 
 def evaluate_node(node, model, feeds: dict) -> list:
@@ -299,9 +344,12 @@ def _upgrade(model: onnx.ModelProto, path) -> onnx.ModelProto:
         raise FrontendError(f"{path}: cannot convert opset {version} to {TARGET_OPSET}: {str(e)[:200]}") from None
 
 
-def import_onnx(model_or_path) -> Graph:
+def as_model(model_or_path) -> onnx.ModelProto:
     if isinstance(model_or_path, onnx.ModelProto):
-        model = _upgrade(model_or_path, model_or_path.graph.name or "<model>")
-    else:
-        model = load_onnx(model_or_path)
-    return Frontend(model).run()
+        return _upgrade(model_or_path, model_or_path.graph.name or "<model>")
+    return load_onnx(model_or_path)
+
+
+def import_onnx(model_or_path, shapes: dict | None = None, data_shapes: dict | None = None) -> Graph:
+    """shapes / data_shapes: per-sample input shapes for the model's symbolic dimensions (see input_shapes)."""
+    return Frontend(as_model(model_or_path), shapes, data_shapes).run()

@@ -606,10 +606,28 @@ def gather(fe, node):
     """Embedding lookup: rows of a constant table picked by run-time integer ids."""
     data, idx = node.input
     axis = attrs(node).get("axis", 0)
+    if not fe.is_const(data) and fe.is_const(idx) and fe.value(idx).ndim == 0:
+        return _pick(fe, node, data, int(fe.value(idx)), axis)
     if not fe.is_const(data) or fe.is_const(idx) or axis != 0 or fe.value(data).ndim != 2:
         raise FrontendError(f"node {node.name} (Gather): only a lookup of run-time ids in a constant 2-D table "
                             "(axis 0) is supported")
     fe.emit(node, "gather", [idx, _new_const(fe, data, fe.value(data).astype(np.float64))], node.output[0])
+
+
+def _pick(fe, node, x, index, axis):
+    """One position along an axis of an activation (a BERT pooler's first token, x[:, 0]): x times a constant
+    one-hot mask, summed over the axis, which is exact (the other terms are zeros)."""
+    shape = fe.shape(x)
+    axis %= len(shape) + 1
+    if axis == 0:
+        raise FrontendError(f"node {node.name} (Gather): picking along the batch axis is not supported")
+    n = shape[axis - 1]
+    if not -n <= index < n:
+        raise FrontendError(f"node {node.name} (Gather): index {index} is outside an axis of size {n}")
+    onehot = np.zeros((n,) + (1,) * (len(shape) - axis))
+    onehot[index % n] = 1.0
+    picked = fe.emit(node, "mul", [x, _new_const(fe, node.name + ".onehot", onehot)], node.output[0] + ".picked")
+    fe.emit(node, "reduce", [picked], node.output[0], fn="sum", axes=(axis,), keepdims=False)
 
 
 @converts("LayerNormalization")

@@ -21,7 +21,7 @@ from passes.slicing import Slicing
 from passes.sparse_attention import SparseAttention
 
 from . import rewriting
-from .frontend import import_onnx
+from .frontend import as_model, import_onnx, input_names
 
 
 def default_passes():
@@ -54,14 +54,19 @@ def check_calib(g: Graph, calib: dict[str, np.ndarray] | None) -> None:
                                f"{', '.join(map(str, want))}]")
 
 
-def compile_model(model, target: Target | str = "raella", calib=None, options=None, progress=None) -> Compiled:
+def compile_model(model, target: Target | str = "raella", calib=None, options=None, progress=None,
+                  shapes: dict | None = None) -> Compiled:
+    """shapes: per-sample sizes (batch left out) of inputs whose dimensions the model leaves symbolic; by
+    default they come from the calibration data."""
     t = target if isinstance(target, Target) else load_target(target)
-    g = import_onnx(model)
+    model = as_model(model)
     if isinstance(calib, np.ndarray):
-        if len(g.inputs) != 1:
-            raise CompileError(f"the model has {len(g.inputs)} inputs; give the calibration set as .npz keyed by "
-                               f"{', '.join(g.inputs)}")
-        calib = {g.inputs[0]: calib}
+        names = input_names(model)
+        if len(names) != 1:
+            raise CompileError(f"the model has {len(names)} inputs; give the calibration set as .npz keyed by "
+                               f"{', '.join(names)}")
+        calib = {names[0]: calib}
+    g = import_onnx(model, shapes, {k: v.shape[1:] for k, v in (calib or {}).items()})
     check_calib(g, calib)
     opts = Options.make(options)
     t, sched = rewriting.prepare(t, opts)      # sched: None on a program-once target

@@ -18,7 +18,8 @@ def onnx_float(model_path: str, feeds: dict[str, np.ndarray]) -> dict[str, np.nd
     src = model_path.SerializeToString() if hasattr(model_path, "SerializeToString") else str(model_path)
     sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(None, {k: v.astype(np.float32) for k, v in feeds.items()})))
+    return dict(zip(names, sess.run(None, {k: v.astype(np.float32) if v.dtype.kind == "f" else v
+                                                        for k, v in feeds.items()})))
 
 
 def compare(y: np.ndarray, ref: np.ndarray, labels=None) -> dict:

@@ -2,7 +2,7 @@
 
 Contract: every activation becomes u8 codes with a per-tensor (scale, zero) from the calibration range (or
 from the model's own Q/DQ parameters); crossbar weights become symmetric per-output-channel int8 in
-[-127, 127]; each op gets the integer parameters of its digital arithmetic in op.attrs["q"] (fixed-point
+[-127, 127] (coarser for a channel whose bias would not fit the accumulator otherwise); each op gets the integer parameters of its digital arithmetic in op.attrs["q"] (fixed-point
 multipliers as mult / 2^shift with mult in [2^30, 2^31)). A graph output produced directly by a crossbar op
 without activation stays a 32-bit accumulator with a per-channel scale, so logits are not rounded to 8 bits.
 """
@@ -70,6 +70,9 @@ class QuantizeReport:
     vector: str = "int8"           # digital ops: integer (int8) or the float32 vector unit (fp32)
     quant_ops: int = 0
     smoothed: list = field(default_factory=list)
+    # per layer, the channels whose bias did not fit at their weight scale: the coarser scale they got (factor),
+    # their weight rms error relative to their own max |w|, and the bound on their pre-activation change
+    raised_scales: dict = field(default_factory=dict)
 
 
 class Quantize:
@@ -136,9 +139,20 @@ def quantiser(*kinds):
     return reg
 
 
+# Bias codes stay within +-2^30, so the bias plus any crossbar sum (under 2^30 for fewer than 33,000 rows of
+# 8-bit inputs and weights, offset terms included) stays inside the 32-bit accumulator.
+BIAS_LIMIT = 1 << 30
+
+
 def quantise_weights(op: Op, g: Graph, x_scale: float, rep: QuantizeReport):
     """Symmetric per-output-channel int8 weights (int16 container), their scales, and the bias on the
-    accumulator's scale x_scale * sw."""
+    accumulator's scale x_scale * sw, |bias| <= BIAS_LIMIT.
+
+    A channel whose bias needs more codes than that at sw = max|w| / 127 (BatchNorm folded into near-zero or
+    all-zero weights next to a large shift) gets the coarser scale sw = |b| / (x_scale * (BIAS_LIMIT - 1)): its
+    weights lose precision, by at most sw / 2 each, which changes the channel's pre-activation by at most
+    sw / 2 * K * 255 * x_scale (K rows, 255 input codes), a 2^-23 * K share of |b|. The channels, the scale
+    factor and that bound go into rep.raised_scales[op.name]."""
     W = g.tensors[op.inputs[1]].data.astype(np.float64)
     b = g.tensors[op.inputs[2]].data.astype(np.float64) if len(op.inputs) > 2 else np.zeros(
         W.shape[0] if op.kind == "conv" else W.shape[1])
@@ -146,14 +160,28 @@ def quantise_weights(op: Op, g: Graph, x_scale: float, rep: QuantizeReport):
         raise CompileError(f"node {op.name}: weights or bias hold NaN or infinity")
     axes = tuple(range(1, W.ndim)) if op.kind == "conv" else (0,)
     amax = np.abs(W).max(axis=axes)
-    sw = np.where(amax > 0, amax / 127.0, 1.0)
+    sw0 = np.where(amax > 0, amax / 127.0, 1.0)
+    need = np.abs(b) / (x_scale * (BIAS_LIMIT - 1))
+    # an all-zero channel's scale is free: the finest at which its bias fits
+    sw = np.where(amax > 0, np.maximum(sw0, need), np.where(need > 0, need, 1.0))
     shaped = sw.reshape((-1,) + (1,) * (W.ndim - 1)) if op.kind == "conv" else sw
     wi = np.clip(np.rint(W / shaped), -127, 127).astype(np.int16)
+    err = (wi * shaped - W) ** 2
     rep.weights_quantised += wi.size
-    rep.weight_rms_error[op.name] = float(np.sqrt(np.mean((wi * shaped - W) ** 2)) / max(float(amax.max()), 1e-30))
+    rep.weight_rms_error[op.name] = float(np.sqrt(np.mean(err)) / max(float(amax.max()), 1e-30))
     bias = np.rint(b / (x_scale * sw)).astype(np.int64)
-    if np.abs(bias).max(initial=0) >= 1 << 31:
+    if np.abs(bias).max(initial=0) > BIAS_LIMIT:
         raise CompileError(f"node {op.name}: bias does not fit 32 bits after quantisation")
+    raised = np.flatnonzero((amax > 0) & (sw > sw0))
+    if raised.size:
+        rows = W.size // len(sw)
+        ch_rms = np.sqrt(err.mean(axis=axes))[raised]
+        rep.raised_scales[op.name] = {
+            "channels": raised.tolist(),
+            "bias": b[raised].tolist(),
+            "scale_factor": (sw / sw0)[raised].tolist(),
+            "weight_rms_error": (ch_rms / amax[raised]).tolist(),
+            "output_error_bound": (sw[raised] / 2 * rows * 255 * x_scale).tolist()}
     return wi, sw, bias
 
 

@@ -76,6 +76,8 @@ def smooth(g: Graph, ctx, which: str) -> list[str]:
         if not readers or any(r.kind != "linear" for r in readers) or src not in ctx.channel_ranges:
             continue
         clo, chi = ctx.channel_ranges[src]
+        if any(g.tensors[r.inputs[1]].data.shape[0] != len(clo) for r in readers):
+            continue            # a grouped linear (ReTransformer's per-head products): its rows are not x's channels
         xmax = np.maximum(np.maximum(np.abs(clo), np.abs(chi)), 1e-8)
         wmax = np.max([np.abs(g.tensors[r.inputs[1]].data).max(axis=1) for r in readers], axis=0)
         s = xmax ** SMOOTH_ALPHA / np.maximum(wmax, 1e-8) ** (1 - SMOOTH_ALPHA)

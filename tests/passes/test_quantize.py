@@ -37,3 +37,50 @@ def test_common_shift_shares_one_shift():
     (a, b), shift = common_shift(0.7, 0.002)
     assert a / 2 ** shift == pytest.approx(0.7, rel=1e-8) and b / 2 ** shift == pytest.approx(0.002, rel=1e-6)
     assert math.log2(a) < 31
+
+
+# ---- weights whose bias would not fit the accumulator ----------------------------------------------------------
+
+def _linear(W, b):
+    from ir import Graph, Tensor
+    g = Graph()
+    g.add_tensor(Tensor("x", (W.shape[0],)))
+    g.add_tensor(Tensor("y", (W.shape[1],)))
+    op = g.add_op("linear", "fc", ["x", g.const("W", W), g.const("b", b)], ["y"])
+    return g, op
+
+
+def test_a_near_zero_channel_with_a_large_bias_gets_a_coarser_scale():
+    """BatchNorm folded into near-zero weights: channel 1's bias would need 2^40 codes at max|w| / 127; its scale
+    grows until |bias| <= 2^30, the others keep max|w| / 127, and the report says what it cost."""
+    from passes.quantize import BIAS_LIMIT, QuantizeReport, quantise_weights
+    rng = np.random.default_rng(0)
+    W = rng.normal(0, 0.3, (64, 4))
+    W[:, 1] *= 1e-9
+    W[:, 3] = 0.0                                       # an all-zero channel with a bias far beyond 2^31 codes
+    b = np.array([0.2, 2.5, -0.1, -7e6])
+    sx = 1 / 255
+    rep = QuantizeReport()
+    wi, sw, bias = quantise_weights(_linear(W, b)[1], _linear(W, b)[0], sx, rep)
+    amax = np.abs(W).max(0)
+    assert np.array_equal(sw[[0, 2]], amax[[0, 2]] / 127)
+    assert np.abs(bias).max() <= BIAS_LIMIT and abs(bias[1]) >= BIAS_LIMIT - 1
+    assert sw[1] == pytest.approx(2.5 / (sx * (BIAS_LIMIT - 1)), rel=1e-12)
+    assert np.all(wi[:, 3] == 0) and bias[3] * sx * sw[3] == pytest.approx(-7e6, rel=1e-9)
+    r = rep.raised_scales["fc"]
+    assert r["channels"] == [1] and r["bias"] == [2.5]       # the all-zero channel lost nothing: not listed
+    assert r["scale_factor"][0] == pytest.approx(sw[1] / (amax[1] / 127), rel=1e-12)
+    assert r["weight_rms_error"][0] == pytest.approx(np.sqrt(np.mean((wi[:, 1] * sw[1] - W[:, 1]) ** 2)) / amax[1])
+    # the bound on the pre-activation change holds for any input on the grid
+    x = rng.integers(0, 256, (500, 64)) * sx
+    err = np.abs(x @ (wi[:, 1] * sw[1] - W[:, 1]) + bias[1] * sx * sw[1] - b[1])
+    assert err.max() <= r["output_error_bound"][0] <= 2.5 * 64 * 2.0 ** -23
+
+
+def test_ordinary_weights_are_not_raised():
+    from passes.quantize import QuantizeReport, quantise_weights
+    W = np.random.default_rng(1).normal(0, 0.3, (16, 8))
+    g, op = _linear(W, np.full(8, 3.0))
+    rep = QuantizeReport()
+    _, sw, _ = quantise_weights(op, g, 1 / 255, rep)
+    assert np.array_equal(sw, np.abs(W).max(0) / 127) and rep.raised_scales == {}

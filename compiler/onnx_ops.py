@@ -367,6 +367,10 @@ def _reshape_to(fe, node, x, full_shape):
     if -1 in per:
         known = int(np.prod([d for d in per if d != -1]))
         per[per.index(-1)] = int(np.prod(src)) // max(known, 1)
+    if full[0] == -1 and int(np.prod(src)) % max(int(np.prod(per)), 1) == 0 and int(np.prod(per)) < int(np.prod(src)):
+        # e.g. the dynamo exporter's SDPA: [batch, heads, seq, dim] -> [batch x heads, seq, dim]
+        raise FrontendError(f"node {node.name} ({node.op_type}): target shape {full} merges the batch axis with "
+                            f"the sample's axes ({list(src)} per sample); programs keep the batch axis apart")
     if int(np.prod(per)) != int(np.prod(src)):
         raise FrontendError(f"node {node.name} ({node.op_type}): cannot reshape {list(src)} to {per} per sample")
     fe.emit(node, "reshape", [x], node.output[0], shape=tuple(per))

@@ -130,6 +130,7 @@ def table(out: Path, targets: list[str]) -> str:
         for t in targets:
             p = out / "results" / f"{name}@{t}.json"
             if not p.exists():
+                lines.append(head + f"{t} | - | - | - | not measured | (no result in {p.parent.name}/) |")
                 continue
             r = json.loads(p.read_text())
             if "error" in r:

@@ -82,6 +82,10 @@ def materialise(fe, t: str) -> None:
     v0 = trials[0][1]
     if all(f is not None and f == forms[0] for f in forms):
         ax, on, off = forms[0]
+        # an exporter's -inf for masked keys (TorchScript's SDPA) becomes float32's lowest finite value, as
+        # HF's eager attention writes it: softmax gives those keys 0 either way, and programs hold finite numbers
+        lim = float(np.finfo(np.float32).max)
+        on, off = (float(np.clip(x, -lim, lim)) for x in (on, off))
         shape = [1] * (v0.ndim - 1)
         shape[ax - 1] = S
         fe.emit(node, "maskfn", [src], t, mode="select", axis=ax, shape=tuple(shape), on=on, off=off)

@@ -367,6 +367,10 @@ def _reshape_to(fe, node, x, full_shape):
     if -1 in per:
         known = int(np.prod([d for d in per if d != -1]))
         per[per.index(-1)] = int(np.prod(src)) // max(known, 1)
+    if full[0] == -1 and int(np.prod(src)) % max(int(np.prod(per)), 1) == 0 and int(np.prod(per)) < int(np.prod(src)):
+        # e.g. the dynamo exporter's SDPA: [batch, heads, seq, dim] -> [batch x heads, seq, dim]
+        raise FrontendError(f"node {node.name} ({node.op_type}): target shape {full} merges the batch axis with "
+                            f"the sample's axes ({list(src)} per sample); programs keep the batch axis apart")
     if int(np.prod(per)) != int(np.prod(src)):
         raise FrontendError(f"node {node.name} ({node.op_type}): cannot reshape {list(src)} to {per} per sample")
     fe.emit(node, "reshape", [x], node.output[0], shape=tuple(per))
@@ -437,6 +441,32 @@ def softmax(fe, node):
 @converts("Dropout", "Identity")
 def identity(fe, node):
     fe.forward(node.output[0], node.input[0])
+
+
+@converts("IsNaN", "IsInf")
+def is_nan(fe, node):
+    """Always false on an activation: a program's values are finite by construction (integer codes, and a
+    vector unit whose softmax and divisions are guarded). Exporters emit these as guards, e.g. TorchScript's
+    scaled_dot_product_attention writes Where(IsNaN(softmax), 0, softmax) for fully masked rows."""
+    fe.set_const(node.output[0], np.zeros((), bool))
+
+
+@converts("Where")
+def where(fe, node):
+    """Where with a constant condition that picks one branch everywhere: that branch, if it already has the
+    output's shape. Any other select of activations is refused in one line."""
+    cond = np.asarray(fe.value(node.input[0])) if fe.is_const(node.input[0]) else None
+    if cond is None or cond.size == 0 or cond.min() != cond.max():
+        raise FrontendError(f"node {node.name} (Where): selecting between activations element by element is not "
+                            "supported (only a condition that is constant and uniform)")
+    pick, other = (node.input[1], node.input[2]) if bool(cond.flat[0]) else (node.input[2], node.input[1])
+    if fe.is_const(pick):
+        raise FrontendError(f"node {node.name} (Where): the condition always picks the constant branch")
+    full = np.broadcast_shapes((1,) + fe.shape(pick), np.shape(fe.value(other)) if fe.is_const(other)
+                               else (1,) + fe.shape(other), cond.shape)
+    if tuple(full[1:]) != fe.shape(pick):
+        raise FrontendError(f"node {node.name} (Where): the picked branch would be broadcast to {full[1:]}")
+    fe.forward(node.output[0], pick)
 
 
 @converts("LRN")

@@ -27,7 +27,7 @@ try:
 except ImportError:
     import cnn_blocks as cb
 
-MODELS_DIR = Path(__file__).parents[2].parent / "shared" / "models"
+MODELS_DIR = Path(__file__).parents[2] / "examples" / "digits"
 SOFTMAX_OUT = {"pools", "alexnet_style", "legacy_opset11"}
 
 

@@ -6,13 +6,14 @@ at the same slicings. Per setup: converts/MAC, saturation rate, column-sum resol
 setup's signedness that holds 99.9% of the column sums), speculation success, energy by component,
 accuracy on real data, and accuracy under analog noise E. Writes a markdown table, a JSON file and plots.
 
-    python benchmarks/ablation.py digits [--noise 0,4,8,12] [--out benchmarks/results/digits]
-    python benchmarks/ablation.py minilm-fc [--layers 36] [--out benchmarks/results/minilm_fc]
+    python benchmarks/ablation.py digits [--noise 0,4,8,12] [--out benchmarks/results/digits] [--digits-dir DIR]
+    python benchmarks/ablation.py minilm-fc [--layers 36] [--out benchmarks/results/minilm_fc] [--minilm-dir DIR]
 
-digits: the digits CNN on all 540 test images, calibrated on digits_calib.npy.
-minilm-fc: every MatMul with a weight matrix in ../shared/models/minilm_l6.onnx as its own one-layer model,
-its input activations captured with onnxruntime on the 64 sentences; calibrated on the first 16 sentences,
-measured on the other 48 (accuracy there: mean cosine of the layer output to float).
+digits: the digits CNN (examples/digits) on all 540 test images, calibrated on digits_calib.npy.
+minilm-fc: every MatMul with a weight matrix in minilm_l6.onnx (examples/minilm/make_minilm.py builds it into
+examples/minilm/build) as its own one-layer model, its input activations captured with onnxruntime on the 64
+sentences; calibrated on the first 16 sentences, measured on the other 48 (accuracy there: mean cosine of the
+layer output to float).
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from compiler.pipeline import compile_model  # noqa: E402
 from isa import load_target  # noqa: E402
 from runtime.machine import Machine  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "models"
+from benchmarks.model_files import (add_digits_dir, add_minilm_dir, digits_files,  # noqa: E402
+                                    minilm_files)
 HIST = 1 << 16
 
 
@@ -87,11 +89,11 @@ def layer_slicings(compiled) -> dict:
 
 # ---- digits ---------------------------------------------------------------------------------------------
 
-def run_digits(noise_levels, seeds):
-    d = np.load(ROOT / "examples" / "digits" / "digits_test.npz")
-    calib = np.load(ROOT / "examples" / "digits" / "digits_calib.npy")
+def run_digits(files, noise_levels, seeds):
+    d = np.load(files["test"])
+    calib = np.load(files["calib"])
     feeds, labels = {"image": d["x"]}, d["y"]
-    model = ROOT / "examples" / "digits" / "digits_cnn.onnx"
+    model = files["model"]
 
     def score(out):
         return float(np.mean(out["logits"].argmax(1) == labels))
@@ -113,18 +115,18 @@ def run_digits(noise_levels, seeds):
 
 # ---- MiniLM fully connected layers ---------------------------------------------------------------------
 
-def minilm_fc_layers(limit):
+def minilm_fc_layers(files, limit):
     import onnx
     import onnxruntime as ort
     from onnx import helper, numpy_helper
-    m = onnx.load(str(SHARED / "minilm_l6.onnx"))
+    m = onnx.load(str(files["model"]))
     inits = {i.name: i for i in m.graph.initializer}
     layers = [(n.name, n.input[0], numpy_helper.to_array(inits[n.input[1]]))
               for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in inits
               and len(inits[n.input[1]].dims) == 2][:limit]
     for _, a, _ in layers:
         m.graph.output.append(helper.make_tensor_value_info(a, onnx.TensorProto.FLOAT, None))
-    s = np.load(SHARED / "minilm_sentences.npz")
+    s = np.load(files["sentences"])
     feeds = {k: s[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -144,8 +146,8 @@ def minilm_fc_layers(limit):
     return out
 
 
-def run_minilm_fc(noise_levels, seeds, limit):
-    layers = minilm_fc_layers(limit)
+def run_minilm_fc(files, noise_levels, seeds, limit):
+    layers = minilm_fc_layers(files, limit)
     rows, slicings = {}, {}
     agg = {}
     for lname, model, x, yf in layers:
@@ -283,14 +285,16 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--layers", type=int, default=36, help="minilm-fc: how many weight MatMuls")
     ap.add_argument("--out")
+    add_digits_dir(ap)
+    add_minilm_dir(ap)
     args = ap.parse_args(argv)
     noise = [float(v) if "." in v else int(v) for v in args.noise.split(",")]
     out = Path(args.out or ROOT / "benchmarks" / "results" / args.what.replace("-", "_"))
     t0 = time.perf_counter()
     if args.what == "digits":
-        rows, slicings, score = run_digits(noise, args.seeds)
+        rows, slicings, score = run_digits(digits_files(args.digits_dir), noise, args.seeds)
     else:
-        rows, slicings, score = run_minilm_fc(noise, args.seeds, args.layers)
+        rows, slicings, score = run_minilm_fc(minilm_files(args.minilm_dir), noise, args.seeds, args.layers)
     print(table(rows, score, noise))
     print(f"\n(slicings chosen by +C+O +AWS: {json.dumps({k: list(v) for k, v in slicings.get('+C+O +AWS', {}).items()})})")
     print(f"total {time.perf_counter() - t0:.0f} s")

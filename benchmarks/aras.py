@@ -9,10 +9,12 @@ plus a sweep of weight reuse's clip budget (the share of a layer's weights its s
 energy are per inference in steady state (runtime/schedule.py), so they are measured on a few samples.
 
     python benchmarks/aras.py [--models digits,resnet,minilm] [--out benchmarks/results/aras]
+                              [--digits-dir examples/digits] [--minilm-dir examples/minilm/build]
 
 Models: digits CNN on benchmarks/targets/aras_digits.toml (the aras preset cut to 3 PE rows: 12 crossbars
 against the model's 21), a ResNet-34-style CNN (CIFAR shape, 32x32, seeded random weights, He init, BatchNorm;
-no accuracy: no real data) and MiniLM-L6, both on the aras preset (2304 crossbars).
+no accuracy: no real data) and MiniLM-L6 (examples/minilm/make_minilm.py; calibrated on calib.npz, its first 16
+sentences), both on the aras preset (2304 crossbars).
 """
 from __future__ import annotations
 
@@ -32,8 +34,8 @@ from isa import load_target  # noqa: E402
 from runtime.machine import Machine  # noqa: E402
 from runtime.schedule import account, plot_timeline  # noqa: E402
 
-MODELS = ROOT.parent / "shared" / "models"
-DIGITS = ROOT / "examples" / "digits"
+from benchmarks.model_files import (add_digits_dir, add_minilm_dir, digits_files, load_minilm,  # noqa: E402
+                                    minilm_files)
 CONFIGS = [
     ("naive", {"schedule": "naive"}),
     ("overlap", {"schedule": "overlap"}),
@@ -70,24 +72,22 @@ def judge_minilm(emb, ref, group) -> dict:
     return {"cosine_mean": float(cos.mean()), "nn_same_group": float((group[sim.argmax(1)] == group).mean())}
 
 
-def model_setup(name: str):
+def model_setup(name: str, args):
     """(model, target, calib, timing feeds, accuracy fn or None)."""
     if name == "digits":
-        d = np.load(DIGITS / "digits_test.npz")
+        files = digits_files(args.digits_dir)
+        d = np.load(files["test"])
         acc = lambda m: float((m.run({"image": d["x"]})["logits"].argmax(1) == d["y"]).mean())
-        return (DIGITS / "digits_cnn.onnx", load_target(ROOT / "benchmarks" / "targets" / "aras_digits.toml"),
-                np.load(DIGITS / "digits_calib.npy"), {"image": d["x"][:8]}, acc)
+        return (files["model"], load_target(ROOT / "benchmarks" / "targets" / "aras_digits.toml"),
+                np.load(files["calib"]), {"image": d["x"][:8]}, acc)
     if name == "resnet":
         from tests.compiler.cnn_blocks import images
         x = images(10, (3, 32, 32), 1)
         return resnet34(), load_target("aras"), x[:8], {"x": x[8:10]}, None
     if name == "minilm":
-        d = np.load(MODELS / "minilm_sentences.npz")
-        feeds = {k: d[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-        ref = np.load(MODELS / "minilm_reference.npy")
-        acc = lambda m: judge_minilm(m.run(feeds)["embedding"], ref, d["group"])
-        return (MODELS / "minilm_l6.onnx", load_target("aras"), {k: v[:16] for k, v in feeds.items()},
-                {k: v[:1] for k, v in feeds.items()}, acc)
+        model, feeds, calib, group, ref = load_minilm(args.minilm_dir)
+        acc = lambda m: judge_minilm(m.run(feeds)["embedding"], ref, group)
+        return model, load_target("aras"), calib, {k: v[:1] for k, v in feeds.items()}, acc
     raise SystemExit(f"unknown model {name}")
 
 
@@ -245,14 +245,21 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "aras"))
     ap.add_argument("--keep-accuracy", action="store_true",
                     help="reuse the accuracies already in the results (they do not depend on time or energy)")
+    add_digits_dir(ap)
+    add_minilm_dir(ap)
     args = ap.parse_args()
+    names = args.models.split(",")
+    if "digits" in names:                      # a missing file ends here, before hours of other models
+        digits_files(args.digits_dir)
+    if "minilm" in names:
+        minilm_files(args.minilm_dir)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "aras.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    for name in args.models.split(","):
+    for name in names:
         print(name, flush=True)
-        model, target, calib, feeds, acc = model_setup(name)
+        model, target, calib, feeds, acc = model_setup(name, args)
         whole = whole_model_outputs(model, target, calib, feeds)
         known = results.get(name) if args.keep_accuracy else None
         rows = [run_config(name, label, opts, model, target, calib, feeds, acc, out, whole, known)

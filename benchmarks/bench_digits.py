@@ -8,6 +8,9 @@ right before each pimrun run and the ratio is of these two times, so load that o
 machine while the benchmark runs weighs on both sides alike.
 
     python benchmarks/bench_digits.py [--repeat 5] [--json out.json]
+
+The target rows' ADC-modelled columns run in the compiled kernel (runtime/xbar_kernels.py); PIMC_XBAR=numpy
+in the environment times the NumPy reference instead.
 """
 from __future__ import annotations
 

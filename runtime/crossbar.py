@@ -8,11 +8,13 @@ For every (input slice, weight slice) pair the column sum is an exact integer (f
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import noise as N
 from . import parallel
 from .kernels import out_hw
 
@@ -333,27 +335,56 @@ def mvm_events(xb: Crossbar, M: int, islices, pulses: np.ndarray, recover: int =
 
 @dataclass
 class Noise:
-    """R6: a column sum is Normal(N+ - N-, (E * sqrt(N+ + N-))^2), then the ADC rounds it to its step."""
+    """R6: a column sum is Normal(N+ - N-, (E * sqrt(N+ + N-))^2), then the ADC rounds it to its step. The
+    draws are keyed (noise.py): `key` is the stream (seed, instruction, input part) and `row0` the global index
+    of the first input row, so a row's draws are the same in whatever batch or chunk it runs."""
     e: float
-    rng: np.random.Generator
+    key: int
+    row0: int = 0
+
+
+def _subslices(width: int, recover: int) -> list[int]:
+    """Widths of the recovery slices of one speculative input slice, most significant first."""
+    return [recover] * (width // recover) + ([width % recover] if width % recover else [])
+
+
+def use_kernel() -> bool:
+    """Whether mvm runs the compiled kernel (xbar_kernels.py): unless PIMC_XBAR=numpy asks for the NumPy
+    reference, or Numba is missing."""
+    if os.environ.get("PIMC_XBAR", "").lower() == "numpy":
+        return False
+    try:
+        from . import xbar_kernels  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class _Columns:
-    """The physical columns that go through the ADC model: their cell levels and how to sum them."""
+    """The physical columns that go through the ADC model: their cell levels and how to sum them. A sum's
+    noise draw is keyed by its global row, pass (input slice, then recovery slices) and physical column."""
 
-    def __init__(self, xb: Crossbar, j_idx, n_idx, noise: Noise | None):
+    def __init__(self, xb: Crossbar, j_idx, n_idx, noise: Noise | None, npass: int):
         self.g = (xb.pos if xb.neg is None else xb.pos - xb.neg)[j_idx, :, n_idx].T.astype(np.float32)
         self.noise = noise
+        self.mask = xb.mask
+        self.phys = (j_idx * xb.mask.shape[1] + n_idx).astype(np.uint64)
+        self.npass, self.nphys = npass, len(xb.slices) * xb.mask.shape[1]
         if noise is not None:                      # N+ and N- separately: the noise grows with both
             self.gp = xb.pos[j_idx, :, n_idx].T.astype(np.float32)
             self.gn = xb.neg[j_idx, :, n_idx].T.astype(np.float32) if xb.neg is not None else None
 
-    def sums(self, xs: np.ndarray) -> np.ndarray:
+    def sums(self, xs: np.ndarray, rows: np.ndarray, passes: np.ndarray) -> np.ndarray:
+        """Column sums of xs (k, R); row k is x's row rows[k] (chunk-local) in pass passes[k]."""
         if self.noise is None:
             return xs @ self.g                                             # exact integers
         p = xs @ self.gp
         q = xs @ self.gn if self.gn is not None else np.zeros_like(p)
-        s = p - q + self.noise.e * np.sqrt(p + q) * self.noise.rng.standard_normal(p.shape, dtype=np.float32)
+        rows = np.asarray(rows, np.uint64) + np.uint64(self.noise.row0)
+        ctr = (rows * np.uint64(self.npass) + np.asarray(passes, np.uint64))[:, None] * np.uint64(self.nphys) \
+            + self.phys[None, :]
+        z = N.normals(self.noise.key, ctr)
+        s = p - q + np.float32(self.noise.e) * np.sqrt(p + q) * z
         return np.rint(s, out=s)
 
 
@@ -369,6 +400,8 @@ def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced
     that slice's bits in `recover`-bit slices, converting only the failed columns; recovery keeps what its
     ADC gives. `pulses` gives row_pulses(x) when the caller has it. With `out` ((M, n) float) the result is
     added into it and returned; a float32 `out` only where is_plain holds and the sum stays below 2^24.
+    The columns that go through the ADC run in the compiled kernel (xbar_kernels.py) or, with PIMC_XBAR=numpy,
+    in the NumPy reference loop (_numpy_columns): the same outputs and events bit for bit.
     """
     M, R = x.shape
     n = xb.mask.shape[1]
@@ -397,49 +430,95 @@ def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced
     j_idx, n_idx = np.nonzero(risky)
     if not len(j_idx):
         return out, ev
-    cols = _Columns(xb, j_idx, n_idx, noise)
-    fold = np.zeros((len(j_idx), n), dtype=np.float32)                    # risky column -> its filter, +-2^shift
-    fold[np.arange(len(j_idx)), n_idx] = coef[j_idx, n_idx]
-    shifts = slice_shifts(islices)
-    ish = np.array([2.0 ** s for s in shifts])
-    step = max(1, BLOCK_ELEMS // max(1, nI * max(R, len(j_idx))))
+    npass = nI + (sum(len(_subslices(w, recover)) for w in islices) if recover else 0)
+    cols = _Columns(xb, j_idx, n_idx, noise, npass)
     if hist_range is not None:
         ev.hist = np.zeros(hist_range[1] - hist_range[0] + 1, dtype=np.int64)
+    run = _kernel_columns if use_kernel() and M else _numpy_columns
+    run(x, cols, coef[j_idx, n_idx], n_idx, islices, recover, lo, hi, hist_range, out, ev)
+    return out, ev
+
+
+def _kernel_columns(x, cols, coef, n_idx, islices, recover, lo, hi, hist_range, out, ev):
+    from . import xbar_kernels as XK
+    shifts = slice_shifts(islices)
+    subs = [_subslices(w, recover) if recover else [] for w in islices]
+    sub_low = [l + sum(s[k + 1:]) for l, s in zip(shifts, subs) for k in range(len(s))]
+    noise = cols.noise if cols.noise is not None and cols.noise.e != 0 else None     # E 0: p - q exactly
+    # columns filter-major, so that a block-diagonal crossbar's row reaches one run of them (cs:ce), from its
+    # mask; every other row reaches them all
+    order = np.lexsort((cols.phys, n_idx))
+    g = np.ascontiguousarray((cols.g if noise is None else cols.gp)[:, order])
+    gn = np.ascontiguousarray(cols.gn[:, order] if noise is not None and cols.gn is not None
+                              else np.zeros((0, 0), np.float32))
+    nz = cols.mask[:, n_idx[order]]
+    any_nz = nz.any(axis=1)
+    cs = np.where(any_nz, nz.argmax(axis=1), 0)
+    ce = np.where(any_nz, nz.shape[1] - nz[:, ::-1].argmax(axis=1), 0)
+    n_idx, phys, coef = n_idx[order], cols.phys[order], np.asarray(coef)[order]
+    i64 = lambda v: np.ascontiguousarray(v, np.int64)          # noqa: E731
+    counts = np.zeros(3, np.int64)
+    hist = ev.hist if ev.hist is not None else np.zeros(0, np.int64)
+    XK.adc_columns(
+        x if x.dtype == np.uint8 else x.astype(np.uint8), g, gn, i64(cs), i64(ce), i64(n_idx), i64(phys),
+        np.asarray(coef, np.float64), np.array([2.0 ** s for s in shifts]), i64(shifts), i64(islices),
+        i64(np.cumsum([0] + [len(s) for s in subs])[:-1]), i64([len(s) for s in subs]), i64(sub_low),
+        i64([b for s in subs for b in s]), np.array([float(1 << sum(s[k + 1:])) for s in subs for k in range(len(s))],
+                                                    np.float32),
+        recover, float(lo), float(hi), hist_range[0] if hist_range is not None else 0, len(hist),
+        np.float32(noise.e if noise else 0.0), np.uint64(noise.key if noise else 0), int(noise.row0) if noise else 0,
+        int(cols.npass), int(cols.nphys), N.table() if noise else np.zeros(1, np.float32), out, counts, hist)
+    ev.saturated += int(counts[0])
+    ev.spec_failures += int(counts[1])
+    ev.converts += int(counts[2])
+
+
+def _numpy_columns(x, cols, coef, n_idx, islices, recover, lo, hi, hist_range, out, ev):
+    """The reference: slice tensors of row blocks through BLAS, then the ADC model in NumPy passes."""
+    M, R = x.shape
+    n = out.shape[1]
+    nI = len(islices)
+    fold = np.zeros((len(n_idx), n), dtype=np.float32)                    # risky column -> its filter, +-2^shift
+    fold[np.arange(len(n_idx)), n_idx] = coef
+    shifts = slice_shifts(islices)
+    ish = np.array([2.0 ** s for s in shifts])
+    step = max(1, BLOCK_ELEMS // max(1, nI * max(R, len(n_idx))))
+    first_pass = np.cumsum([nI] + [len(_subslices(w, recover)) if recover else 0 for w in islices])
     for m0 in range(0, M, step):
         xc = x[m0:m0 + step]
         m = len(xc)
         xs = np.stack(slice_values(xc, islices)).astype(np.float32).reshape(nI * m, R)
-        s = cols.sums(xs)
+        s = cols.sums(xs, np.tile(np.arange(m0, m0 + m), nI), np.repeat(np.arange(nI), m))
         if ev.hist is not None:
             idx = np.clip(s, *hist_range).astype(np.int64) - hist_range[0]
             ev.hist += np.bincount(idx.ravel(), minlength=ev.hist.size)
         if recover:
             s = s.reshape(nI, m, -1)
             for i, (l, w) in enumerate(zip(shifts, islices)):
-                _recover(s[i], xc, l, w, recover, cols, lo, hi, ev)
+                _recover(s[i], xc, m0, first_pass[i], l, w, recover, cols, lo, hi, ev)
             s = s.reshape(nI * m, -1)
         elif s.max(initial=0) > hi or s.min(initial=0) < lo:
             ev.saturated += int(np.count_nonzero(s > hi)) + int(np.count_nonzero(s < lo))
             np.clip(s, lo, hi, out=s)
         t = s @ fold                                                       # exact: |t| < 2^24
         out[m0:m0 + m] += np.tensordot(ish, t.reshape(nI, m, n).astype(np.float64), axes=1)
-    return out, ev
 
 
-def _recover(s, xc, l, w, recover, cols, lo, hi, ev):
-    """In place on one speculative slice's sums s (m, columns): failed columns take their recovery value."""
+def _recover(s, xc, m0, pass0, l, w, recover, cols, lo, hi, ev):
+    """In place on one speculative slice's sums s (m, columns): failed columns take their recovery value.
+    xc's rows are rows m0.. of the mvm's input; the recovery slices are passes pass0.."""
     failed = (s <= lo) | (s >= hi)
     nf = int(np.count_nonzero(failed))
     ev.spec_failures += nf
     if not nf:
         return
     rows = np.nonzero(failed.any(axis=1))[0]
-    sub = [recover] * (w // recover) + ([w % recover] if w % recover else [])
+    sub = _subslices(w, recover)
     bits = [(xc[rows] >> (l + sum(sub[k + 1:]))) & ((1 << b) - 1) for k, b in enumerate(sub)]
     rec = np.zeros((len(rows), s.shape[1]), dtype=np.float32)
     f = failed[rows]
     for k, b in enumerate(sub):
-        r = cols.sums(bits[k].astype(np.float32))
+        r = cols.sums(bits[k].astype(np.float32), rows + m0, np.full(len(rows), pass0 + k))
         ev.saturated += int(np.count_nonzero(((r > hi) | (r < lo)) & f))
         rec += np.clip(r, lo, hi) * float(1 << sum(sub[k + 1:]))
     ev.converts += nf * len(sub)

@@ -13,6 +13,7 @@ from . import banks as BK
 from . import crossbar as X
 from . import kernels as K
 from . import dynamic as D
+from . import noise as N
 from . import vector as V
 from .errors import RuntimeFault
 from .schedule import Cells
@@ -49,8 +50,11 @@ class Machine:
         self.stats = Stats(self.t, hist_range)
         self.env: dict[str, np.ndarray] = {}
         self.adc = None if ideal else self.t.adc_range
-        # R6 noise, seeded: the same program, inputs, seed and chunk size give the same outputs
-        self.noise = X.Noise(noise, np.random.default_rng(seed)) if noise and not ideal else None
+        # R6 noise, keyed per (seed, instruction, input part, global sample row, pass, column) (noise.py): the
+        # same program, inputs and seed give the same outputs however the samples are chunked or sharded
+        self.noise = X.Noise(noise, seed) if noise and not ideal else None
+        self.index = {id(c): i for i, c in enumerate(program.code)}
+        self.sample0 = 0          # global index of the running chunk's first sample
         self.capacity = self.t.buffer_kb_per_tile * 1024 * self.t.tiles
         self.inputs = [i for i in program.code if i.op == "input"]
         self.outputs = [i for i in program.code if i.op == "output"]
@@ -62,21 +66,30 @@ class Machine:
             return self.consts[ref.name]
         return self.env[ref.name]
 
-    def run(self, feeds: dict[str, np.ndarray], chunk: int | None = None, progress=None) -> dict[str, np.ndarray]:
+    def run(self, feeds: dict[str, np.ndarray], chunk: int | None = None, progress=None, sample_offset: int = 0,
+            previous: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Run the program on every sample of `feeds`, `chunk` samples at a time. chunk None: as many per chunk
         as fit in CHUNK_BYTES of buffers, measured on the machine's first run, whose first chunk is its first
-        sample alone (a fixed split for a given program and batch, so seeded noise still repeats). Later runs
-        reuse the measure: a chunk size that changes from run to run would have the allocator hand back and
-        fault in its memory every run."""
+        sample alone. Later runs reuse the measure: a chunk size that changes from run to run would have the
+        allocator hand back and fault in its memory every run. Outputs and stats do not depend on the chunking.
+
+        Shards: `feeds` may be samples [a, b) of a larger batch, run with sample_offset=a; noise is keyed by
+        the global sample index, so each sample's outputs are those of one run over the whole batch. Stats of
+        the shards' machines merge with Stats.merge into the whole run's. Run-time-written crossbars count a
+        write against the previous sample's operand: give that sample's feeds (sample a - 1) as `previous`
+        (run first, nothing of it counted), else the shard's first write counts from reset cells."""
         n = len(next(iter(feeds.values())))
         outs: dict[str, list] = {}
         self.loads, self.dyn_levels, self.dyn_meta = [], {}, {}
+        if previous is not None and sample_offset > 0:
+            self._prime({k: v[-1:] for k, v in previous.items()}, sample_offset - 1)
         per_sample = self.__dict__.get("per_sample")
         size = chunk or (max(1, CHUNK_BYTES // per_sample) if per_sample else 1)
         start = 0
         while start < n:
             part = {k: v[start:start + size] for k, v in feeds.items()}
             before = {name: self.stats.compute_ns(s) for name, s in self.stats.layers.items()}
+            self.sample0 = sample_offset + start
             for k, v in self._run_chunk(part).items():
                 outs.setdefault(k, []).append(v)
             self._exposed_writes(before)
@@ -89,6 +102,16 @@ class Machine:
                 size = max(1, CHUNK_BYTES // per_sample)
         self.stats.samples += n
         return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def _prime(self, sample: dict[str, np.ndarray], index: int):
+        """Run one sample only for what the run-time-written crossbars hold after it; its stats, weight writes
+        and outputs are dropped."""
+        keep = (self.stats, dict(self.written_by), dict(self.levels), dict(self.xbars))
+        self.stats = Stats(self.t, keep[0].hist_range)
+        self.sample0 = index
+        self._run_chunk(sample)
+        self.stats, self.written_by, self.levels, self.xbars = keep
+        self.loads = []
 
     def _exposed_writes(self, before: dict):
         """Run-time writes of the chunk just run on the critical path: what the compute of the layers named in
@@ -360,7 +383,7 @@ def _mvm(m: Machine, ins: Instr):
     xs = x2[:, r0:r1]                               # a view: the product's cast is the only pass over it
     islices, rec = ins.attr("islices"), ins.attr("recover", 0)
     args = (islices, m.adc, m.stats.hist_range, m.sliced)
-    spec = dict(recover=rec, noise=m.noise)
+    spec = dict(recover=rec, noise=m.noise)       # the template: _mvm_add keys it per instruction and part
     z = ins.attr("signed")
     name = ins.args[0].name
     n = ins.attr("n")
@@ -424,6 +447,7 @@ def _mvm_add(m: Machine, ins: Instr, xb, xs, lead, args, spec, z, first) -> X.Mv
     plain = z is None and X.is_plain(xb, *args, m.noise, spec["recover"])
     bound = X.product_bound(xb.weights) if plain else np.inf
     if z is None:
+        spec = _keyed(m, ins, spec, len(xs), 0)
         pulses = _row_pulses(m, ins.args[1].name, args[0])[xb.rows[0]:xb.rows[1]]
         if first and (c0, c1) == (0, n):
             out, ev = X.mvm(xb, xs, *args, pulses, **spec)
@@ -434,14 +458,23 @@ def _mvm_add(m: Machine, ins: Instr, xb, xs, lead, args, spec, z, first) -> X.Mv
         return ev
     # R0: inputs around a zero point run as their positive and negative parts, one pass each
     v = xs.astype(np.int16) - z
-    out, ev = X.mvm(xb, np.maximum(v, 0).astype(np.uint8), *args, **spec)
-    neg, ev2 = X.mvm(xb, np.maximum(-v, 0).astype(np.uint8), *args, **spec)
+    out, ev = X.mvm(xb, np.maximum(v, 0).astype(np.uint8), *args, **_keyed(m, ins, spec, len(xs), 0))
+    neg, ev2 = X.mvm(xb, np.maximum(-v, 0).astype(np.uint8), *args, **_keyed(m, ins, spec, len(xs), 1))
     _accumulate(m, name, lead, n, out - neg, np.inf, (c0, c1), first)
     for f in ("columns", "converts", "saturated", "macs", "dac_pulses", "cell_reads", "spec_converts",
               "spec_failures"):
         setattr(ev, f, getattr(ev, f) + getattr(ev2, f))
     ev.macs //= 2
     return ev
+
+
+def _keyed(m: Machine, ins: Instr, spec: dict, rows: int, part: int) -> dict:
+    """spec with the noise keyed for this instruction and input part, from the chunk's first global row."""
+    if spec["noise"] is None:
+        return spec
+    per = rows // max(1, len(next(iter(m.feeds.values()))))        # input rows per sample (windows)
+    key = N.stream(spec["noise"].key, m.index[id(ins)], part)
+    return dict(spec, noise=X.Noise(spec["noise"].e, key, m.sample0 * per))
 
 
 def _layout(acc, chw):

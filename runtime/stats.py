@@ -52,6 +52,27 @@ class LayerStats:
     def add_xbar_time(self, xb: int, ns: float):
         self.xbar_ns[xb] = self.xbar_ns.get(xb, 0.0) + ns
 
+    SUMMED = ("macs", "adc_converts", "saturated_converts", "spec_converts", "columns", "spec_failures",
+              "dac_pulses", "cell_reads", "digital_ops", "buffer_bytes", "rt_write_cells", "rt_write_pulses",
+              "rt_write_ns", "rt_exposed_ns")
+    ONCE = ("crossbars", "rows_used", "cells_used")          # what the program maps, the same in every shard
+    LOAD = ("crossbar_writes", "write_pulses", "write_ns")   # a program-once target's weight load
+
+    def merge(self, other: LayerStats, program_once: bool) -> None:
+        """Add another shard's stats of this layer: per-sample counters add, the mapping and a program-once
+        weight load count once."""
+        for f in self.SUMMED + (() if program_once else self.LOAD):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        if not self.crossbars:
+            for f in self.ONCE + (self.LOAD if program_once else ()):
+                setattr(self, f, type(getattr(other, f))(getattr(other, f)))
+        for k, v in other.xbar_ns.items():
+            self.add_xbar_time(k, v)
+        if other.hist is not None:
+            self.hist = other.hist.copy() if self.hist is None else self.hist + other.hist
+        if other.banks:
+            B.add(self.banks, other.banks["product"], other.banks["mode"], other.banks)
+
 
 def converts_per_column(converts: int, spec: int, columns: int) -> dict:
     """ADC conversions per column readout, split into speculative and recovery ones under speculation."""
@@ -74,6 +95,15 @@ class Stats:
         if name not in self.layers:
             self.layers[name] = LayerStats(name)
         return self.layers[name]
+
+    def merge(self, other: Stats) -> Stats:
+        """Add the stats of another shard of the same program and flags (Machine.run with sample_offset):
+        merging every shard's stats, in sample order, into a fresh Stats gives the stats of one run over all
+        of them (the same to_json). Returns self."""
+        self.samples += other.samples
+        for name, s in other.layers.items():
+            self.layer(name).merge(s, self.t.program_once)
+        return self
 
     def energy(self, s: LayerStats, time_ns: float) -> dict:
         t = self.t

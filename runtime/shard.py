@@ -7,29 +7,22 @@ counters merged into one Stats, so outputs and stats equal a single-process run'
 - A worker that dies mid-run loses nothing: its shards are plain tasks (their inputs travel in the task, not
   as scattered data), so the scheduler runs them again on another worker, and a shard is counted once, when
   its result reaches the client.
-- Noise: a shard passes its first sample's global index (`sample_offset`) to Machine.run where the machine
-  takes one (counter-based noise keyed by the sample index gives the same draws however the batch is cut);
-  without it, noisy runs over more than one shard are refused rather than silently different.
+- Noise is keyed by the global sample index, so a shard passes its first sample's index (`sample_offset`);
+  it also passes the sample before it (`previous`), against which run-time-written crossbars count their
+  first write, as in one run.
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
-import inspect
 import logging
 from contextlib import contextmanager
 
 import numpy as np
 
-from . import banks as B
 from .errors import RuntimeFault
 from .machine import Machine
-from .stats import LayerStats, Stats
+from .stats import Stats
 
 SHARDS_PER_WORKER = 4      # several shards per worker: progress, load balance, and little to redo on a death
-ONCE = ("crossbars", "rows_used", "cells_used")                 # what a machine counts once, whatever its batch
-WEIGHT_LOAD = ("crossbar_writes", "write_pulses", "write_ns")   # a program-once target's one-time weight load
-TAKES_OFFSET = "sample_offset" in inspect.signature(Machine.run).parameters
 
 
 def cuts(n: int, shards: int) -> list[tuple[int, int]]:
@@ -39,49 +32,20 @@ def cuts(n: int, shards: int) -> list[tuple[int, int]]:
     return list(zip(edges, edges[1:]))
 
 
-def run_shard(program, feeds: dict, offset: int, opts: dict):
-    """Run one shard (samples offset.. of the batch) on a fresh machine: (outputs, Stats)."""
+def run_shard(program, feeds: dict, offset: int, opts: dict, previous: dict | None = None):
+    """Run one shard (samples offset.. of the batch) on a fresh machine: (outputs, Stats). `previous` is the
+    sample before the shard, so that run-time writes count against the operand a one-process run had."""
     opts = dict(opts)
     chunk = opts.pop("chunk", None)
     m = Machine(program, **opts)
-    kw = {"sample_offset": offset} if TAKES_OFFSET else {}
-    return m.run(feeds, chunk=chunk, **kw), m.stats
+    return m.run(feeds, chunk=chunk, sample_offset=offset, previous=previous), m.stats
 
 
 def merge(parts: list[Stats]) -> Stats:
-    """One Stats for the whole batch from its shards' (in sample order). Counters are summed (per-crossbar
-    times key by key, histograms bin by bin, bank records as runtime/banks.py adds them); what every shard's
-    machine counts once, whatever its batch (the crossbars written, rows and cells used, and on a program-once
-    target the weight load), is taken once. Means, rates and per-inference figures are formed from the merged
-    counters by Stats.to_json, as for one machine. Time sums are exact (order-free) while they are whole
-    numbers of ns, as with the bundled targets; fractional figures could differ in the last bit."""
-    first = parts[0]
-    once = ONCE + (WEIGHT_LOAD if first.t.program_once else ())
-    out = Stats(first.t, first.hist_range)
+    """One Stats for the whole batch from its shards' (in sample order), as Stats.merge defines it."""
+    out = Stats(parts[0].t, parts[0].hist_range)
     for p in parts:
-        out.samples += p.samples
-        for name, s in p.layers.items():
-            if name not in out.layers:
-                out.layers[name] = copy.deepcopy(s)
-                continue
-            o = out.layers[name]
-            for f in dataclasses.fields(LayerStats):
-                k, v = f.name, getattr(s, f.name)
-                if k == "name" or k in once:
-                    continue
-                if k == "banks":
-                    if v:
-                        B.add(o.banks, v["product"], v["mode"], v)
-                elif k == "xbar_ns":
-                    for xb, ns in v.items():
-                        o.xbar_ns[xb] = o.xbar_ns.get(xb, 0.0) + ns
-                elif isinstance(v, np.ndarray) or v is None:
-                    cur = getattr(o, k)
-                    setattr(o, k, v if cur is None else cur if v is None else cur + v)
-                elif isinstance(v, (int, float)):
-                    setattr(o, k, getattr(o, k) + v)
-                else:                 # a new kind of counter: decide how it merges rather than guess
-                    raise TypeError(f"shard.merge: no rule for LayerStats.{k} ({type(v).__name__})")
+        out.merge(p)
     return out
 
 
@@ -115,13 +79,10 @@ def run(c, program, feeds: dict[str, np.ndarray], ideal=False, chunk=None, noise
     if shards is None:
         shards = SHARDS_PER_WORKER * max(1, sum(c.nthreads().values()))
     parts = cuts(n, shards)
-    if noise and not ideal and len(parts) > 1 and not TAKES_OFFSET:
-        raise RuntimeFault("--noise over several shards needs noise keyed by the sample index "
-                           "(Machine.run(sample_offset=...)), which this runtime lacks: run noisy batches "
-                           "without --workers/--scheduler")
     opts = dict(ideal=ideal, hist_range=hist_range, filename=filename, noise=noise, seed=seed, chunk=chunk)
     [prog] = c.scatter([program], broadcast=True)
-    futs = {c.submit(run_shard, prog, {k: v[lo:hi] for k, v in feeds.items()}, lo, opts, pure=False): i
+    futs = {c.submit(run_shard, prog, {k: v[lo:hi] for k, v in feeds.items()}, lo, opts,
+                     {k: v[lo - 1:lo] for k, v in feeds.items()} if lo else None, pure=False): i
             for i, (lo, hi) in enumerate(parts)}
     results: list = [None] * len(parts)
     done = 0

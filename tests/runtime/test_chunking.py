@@ -11,7 +11,7 @@ import pytest
 from compiler.pipeline import compile_model
 from runtime.io import _default
 from runtime.machine import Machine
-from runtime.stats import Stats
+from runtime import shard
 from tests.compiler import transformer_blocks as tb
 from tests.conftest import digits_compiled
 
@@ -27,15 +27,12 @@ def _chunked(prog, feeds, chunk, **kw):
 
 
 def _sharded(prog, feeds, cuts, **kw):
-    """Samples [a, b) per shard on a machine of its own, each with its offset and the sample before it."""
-    outs, total = [], Stats(Machine(prog, **kw).t, kw.get("hist_range"))
-    for a, b in zip(cuts, cuts[1:]):
-        m = Machine(prog, **kw)
-        prev = {k: v[a - 1:a] for k, v in feeds.items()} if a else None
-        outs.append(m.run({k: v[a:b] for k, v in feeds.items()}, sample_offset=a, previous=prev))
-        total.merge(m.stats)
-    y = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-    return b"".join(v.tobytes() for v in y.values()), _json(total)
+    """Samples [a, b) per shard on a machine of its own, as a Dask worker runs them (runtime/shard.py)."""
+    parts = [shard.run_shard(prog, {k: v[a:b] for k, v in feeds.items()}, a, kw,
+                             {k: v[a - 1:a] for k, v in feeds.items()} if a else None)
+             for a, b in zip(cuts, cuts[1:])]
+    y = {k: np.concatenate([o[k] for o, _ in parts]) for k in parts[0][0]}
+    return b"".join(v.tobytes() for v in y.values()), _json(shard.merge([st for _, st in parts]))
 
 
 @lru_cache(maxsize=None)

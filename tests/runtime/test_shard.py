@@ -138,14 +138,10 @@ def test_pimrun_on_a_scheduler_and_on_local_workers_writes_the_single_run_files(
         assert (tmp_path / f"{name}.json").read_bytes() == (tmp_path / "one.json").read_bytes()
 
 
-def test_noise_over_shards_repeats_the_single_run_or_is_refused(cluster):
+def test_noise_over_shards_repeats_the_single_run(cluster):
     addr, _ = cluster
     prog, feeds = program("isaac"), images(12)
     with shard.client(scheduler=addr) as c:
-        if not shard.TAKES_OFFSET:      # until noise is keyed by the sample index, a split would change it
-            with pytest.raises(RuntimeFault, match="sample_offset"):
-                shard.run(c, prog, feeds, noise=0.05, seed=3, shards=3)
-            return
         got, stats = shard.run(c, prog, feeds, noise=0.05, seed=3, shards=3)
     m = Machine(prog, noise=0.05, seed=3)
     assert np.array_equal(got["logits"], m.run(feeds)["logits"])

@@ -142,23 +142,11 @@ def minilm_dir() -> Path:
 
 
 def minilm(attn: str):
-    """BERT + masked mean pooling + L2 normalisation (sentence-transformers' embedding), attention `attn`."""
+    """MiniLM-L6's sentence encoder (examples/minilm/make_minilm.py's), attention `attn`."""
     import torch
-    from transformers import BertModel
-
-    class Encoder(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.bert = BertModel.from_pretrained(str(minilm_dir()), attn_implementation=attn)
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            h = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                          token_type_ids=token_type_ids).last_hidden_state
-            m = attention_mask.unsqueeze(-1).to(h.dtype)
-            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2, dim=1)
-
-    return Encoder().eval(), torch
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "minilm"))
+    from make_minilm import sentence_encoder
+    return sentence_encoder(minilm_dir(), attn), torch
 
 
 def export(model, torch, example: tuple, names: list[str], out_name: str, path: Path, dynamo: bool, opset: int,

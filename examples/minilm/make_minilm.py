@@ -52,8 +52,9 @@ def tokenize(tokenizer_json: Path, texts: list[str]) -> dict[str, np.ndarray]:
             "token_type_ids": np.zeros_like(ids)}      # one segment
 
 
-def sentence_encoder(model_dir: Path):
-    """BERT + masked mean pooling + L2 normalisation, as sentence-transformers computes the embedding."""
+def sentence_encoder(model_dir: Path, attn: str = "eager"):
+    """BERT + masked mean pooling + L2 normalisation, as sentence-transformers computes the embedding; `attn`
+    is transformers' attention implementation (eager: explicit MatMul and Softmax)."""
     import torch
     from transformers import BertModel
     from transformers.utils import logging
@@ -62,7 +63,7 @@ def sentence_encoder(model_dir: Path):
     class Encoder(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.bert = BertModel.from_pretrained(str(model_dir), attn_implementation="eager")
+            self.bert = BertModel.from_pretrained(str(model_dir), attn_implementation=attn)
 
         def forward(self, input_ids, attention_mask, token_type_ids):
             h = self.bert(input_ids=input_ids, attention_mask=attention_mask,

@@ -36,9 +36,18 @@ def _conv(op, x, w, b=None):
     v = windows(x, a["kernel"], a["strides"], a["pads"], a["dilations"], 0.0)
     B, C, OH, OW, kh, kw = v.shape
     cout = w.shape[0]
-    v = v.reshape(B, g, C // g, OH, OW, kh, kw)
-    wg = w.reshape(g, cout // g, C // g, kh, kw)
-    y = np.einsum("bgchwij,gocij->bgohw", v, wg, optimize=True).reshape(B, cout, OH, OW)
+    if C == g:      # depthwise: kh*kw scaled adds of the shifted input, not C one-channel products
+        og = cout // g
+        y, buf = np.zeros((B, g, og, OH, OW)), np.empty((B, g, og, OH, OW))
+        for i in range(kh):
+            for j in range(kw):
+                np.multiply(v[:, :, None, :, :, i, j], w[:, 0, i, j].reshape(1, g, og, 1, 1), out=buf)
+                y += buf
+        y = y.reshape(B, cout, OH, OW)
+    else:
+        v = v.reshape(B, g, C // g, OH, OW, kh, kw)
+        wg = w.reshape(g, cout // g, C // g, kh, kw)
+        y = np.einsum("bgchwij,gocij->bgohw", v, wg, optimize=True).reshape(B, cout, OH, OW)
     return y + (b.reshape(1, -1, 1, 1) if b is not None else 0)
 
 

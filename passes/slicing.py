@@ -16,8 +16,11 @@ the target's slicing stands.
 from __future__ import annotations
 
 import itertools
+import math
+import os
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -89,39 +92,189 @@ def simulate_layer(op, x: np.ndarray, slices, target, encoding: str, islices=(1,
                    ideal: bool = False, blocks: LayerBlocks | None = None, planes: dict | None = None
                    ) -> tuple[np.ndarray, int]:
     """8-bit outputs of the layer on the target's crossbars with ADC saturation (none if ideal), and the
-    saturated count: what X.mvm gives block by block, without its event counts. `blocks` (layer_blocks)
-    must have been tiled for as many slices as `slices` has; `planes` caches the input slices across calls
-    on the same x (a caller trying many slicings of one layer passes the same dict)."""
-    lb = blocks if blocks is not None and len(blocks.blocks) == len(
-        tile_layer(blocks.kg, blocks.wm.shape[1], blocks.wm.shape[1] // blocks.ng, target.rows, target.cols,
-                   len(slices))) else layer_blocks(op, target, len(slices))
-    wm, kg, ng = lb.wm, lb.kg, lb.ng
-    n = wm.shape[1]
-    q = op.attrs["q"]
-    signed = op.attrs.get("signed_input", False)
-    planes = {} if planes is None else planes
-    key = (id(x), tuple(islices), signed, int(q["zx"]))
-    if planes.get("key") != key:        # x is kept with its key, so its id is not reused while cached
-        parts = [x]
-        if signed:
-            v = x.astype(np.int16) - q["zx"]
-            parts = [np.maximum(v, 0).astype(np.uint8), np.maximum(-v, 0).astype(np.uint8)]
-        planes.clear()
-        planes.update(key=key, x=x, parts=parts, slices=[np.stack(X.slice_values(p, islices)) for p in parts])
-    parts = planes["parts"]
-    adc = None if ideal else target.adc_range
-    acc = np.zeros((len(x), n))
-    saturated = 0
-    for rows, cols, mask, w, hist, terms in lb.blocks:
-        phi, flips = encode_block(w, mask, slices, encoding, target.flip, hist, terms)
-        levels = _levels(w, mask, encoding, phi, slices, flips)
-        for sign, part, sl in zip((1, -1), parts, planes["slices"]):
-            out, sat = _block_mvm(w, mask, levels, phi, flips, slices, part[:, rows[0]:rows[1]],
-                                  sl[:, :, rows[0]:rows[1]], islices, adc)
-            acc[:, cols[0]:cols[1]] += sign * out
-            saturated += sat
-    acc += q["bias"] - (0 if signed else q["zx"]) * wm.astype(np.int64).sum(axis=0)
-    return K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"]), saturated
+    saturated count: what X.mvm gives block by block, without its event counts (simulate_slicings for one)."""
+    return simulate_slicings(op, x, [slices], target, encoding, islices, ideal, blocks, planes)[0]
+
+
+def simulate_slicings(op, x: np.ndarray, slicings_, target, encoding: str, islices=(1,) * 8,
+                      ideal: bool = False, blocks: LayerBlocks | None = None, planes: dict | None = None
+                      ) -> list[tuple[np.ndarray, int]]:
+    """simulate_layer for several slicings of one slice count at once (they share the tiling): each one's
+    8-bit outputs and saturated count, every input row (Trials.run)."""
+    tr = Trials(op, x, slicings_, target, encoding, islices, blocks, planes)
+    if ideal:
+        return [(tr.requant(tr.exact), 0)] * len(slicings_)
+    corr, sat = tr.run(range(len(slicings_)), 0, len(x))
+    return [(tr.requant(tr.exact + corr[k] if sat[k] else tr.exact), int(sat[k])) for k in range(len(slicings_))]
+
+
+class Trials:
+    """Several slicings of one slice count of a layer, on its sampled input rows x: what they share.
+
+    The layer's exact accumulator (every sum linear) is formed once per input x; a slicing only adds, for
+    each column sum that its ADC clips, (clipped - exact) x the column's shift-add factor. The columns that can
+    reach an ADC bound (column_bounds) of the active slicings of a crossbar go through one product with the
+    input's bit planes. `blocks` (layer_blocks) must have been tiled for this slice count; `planes` caches the
+    input slices and the exact accumulator across calls on the same x (a caller trying many slicings of one
+    layer passes the same dict). All sums are exact integers: the outputs and counts are X.mvm's bit for bit."""
+
+    def __init__(self, op, x, slicings_, target, encoding, islices=(1,) * 8, blocks=None, planes=None):
+        count = len(slicings_[0])
+        assert all(len(s) == count for s in slicings_), "one slice count per call"
+        lb = blocks if blocks is not None and len(blocks.blocks) == len(
+            tile_layer(blocks.kg, blocks.wm.shape[1], blocks.wm.shape[1] // blocks.ng, target.rows, target.cols,
+                       count)) else layer_blocks(op, target, count)
+        n = lb.wm.shape[1]
+        q = self.q = op.attrs["q"]
+        signed = op.attrs.get("signed_input", False)
+        planes = {} if planes is None else planes
+        key = (id(x), tuple(islices), signed, int(q["zx"]))
+        if planes.get("key") != key:        # x is kept with its key, so its id is not reused while cached
+            parts = [x]
+            if signed:
+                v = x.astype(np.int16) - q["zx"]
+                parts = [np.maximum(v, 0).astype(np.uint8), np.maximum(-v, 0).astype(np.uint8)]
+            exact = np.zeros((len(x), n))
+            for rows, cols, mask, w, _, _ in lb.blocks:     # exact sums: the same whatever the tiling
+                for sign, part in zip((1, -1), parts):
+                    exact[:, cols[0]:cols[1]] += sign * X.product(part[:, rows[0]:rows[1]], w)
+            exact += q["bias"] - (0 if signed else q["zx"]) * lb.wm.astype(np.int64).sum(axis=0)
+            planes.clear()
+            planes.update(key=key, x=x, exact=exact, slices=[np.stack(X.slice_values(p, islices)) for p in parts])
+        self.exact, self.xs, self.n = planes["exact"], planes["slices"], n
+        self.ish = np.array([2.0 ** v for v in X.slice_shifts(islices)])
+        self.adc = target.adc_range
+        self.blocks = []        # per crossbar: rows, and per slicing (levels (R, k) int8, filters, factors)
+        for rows, cols, mask, w, hist, terms in lb.blocks:
+            columns = []
+            for sl in slicings_:
+                phi, flips = encode_block(w, mask, sl, encoding, target.flip, hist, terms)
+                g, n_idx, coef = _risky_columns(w, mask, encoding, phi, sl, flips, islices, target.adc_range)
+                columns.append((g.astype(np.int8), cols[0] + n_idx, coef.astype(np.float64)))
+            self.blocks.append((rows, columns))
+
+    def requant(self, acc):
+        q = self.q
+        return K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"])
+
+    def run(self, active, m0: int, m1: int):
+        """Rows m0:m1 of the active slicings: (corrections (len(active), rows, n) to add to exact, saturated
+        counts)."""
+        active = list(active)
+        corr = np.zeros((len(active), m1 - m0, self.n))
+        saturated = np.zeros(len(active), np.int64)
+        lo, hi = self.adc
+        for rows, columns in self.blocks:
+            cs = [columns[k] for k in active]
+            if not sum(len(c[1]) for c in cs):
+                continue
+            g = np.concatenate([c[0] for c in cs], axis=1)
+            col_k = np.concatenate([np.full(len(c[1]), i) for i, c in enumerate(cs)])
+            col_f = np.concatenate([c[1] for c in cs])
+            coef = np.concatenate([c[2] for c in cs])
+            for sign, sl_x in zip((1, -1), self.xs):
+                nI = len(sl_x)
+                step = max(1, X.BLOCK_ELEMS // max(1, nI * g.shape[1]))
+                for r0 in range(m0, m1, step):     # row chunks bound the (slices x rows x columns) sums held
+                    xs = sl_x[:, r0:min(r0 + step, m1), rows[0]:rows[1]]
+                    s = X.product(xs.reshape(-1, rows[1] - rows[0]), g)
+                    saturated += _apply_clips(s, nI, lo, hi, self.ish, col_k, col_f, sign * coef,
+                                              corr[:, r0 - m0:r0 - m0 + xs.shape[1]])
+        return corr, saturated
+
+
+def trial_errors(op, x, ref, slicings_, target, encoding, budget: float, cache: dict | None = None) -> list[float]:
+    """Mean error (output_error) of each slicing of one slice count, or inf for one proved unable to be
+    chosen (it cannot pass the budget, or cannot beat the lowest error): what choose needs, for less work.
+
+    Every per-row error is >= 0, so a slicing's error over the rows seen so far bounds its full error from
+    below. The slicing with the lowest error on the first rows is run on all of them; the others go on row
+    chunk by row chunk only while they might still pass and beat (or tie, if earlier) that error."""
+    cache = {} if cache is None else cache
+    count = len(slicings_[0])
+    lb = cache.get(count) or cache.setdefault(count, layer_blocks(op, target, count))
+    tr = Trials(op, x, slicings_, target, encoding, blocks=lb, planes=cache.setdefault("planes", {}))
+    nz = ref != 0
+    total = int(nz.sum())
+    if not total:
+        return [0.0] * len(slicings_)
+    M = len(x)
+
+    def sums(active, m0, m1):       # integer sum of |y - ref| over the nonzero refs of rows m0:m1
+        corr, sat = tr.run(active, m0, m1)
+        r, z, e = ref[m0:m1].astype(np.int64), nz[m0:m1], tr.exact[m0:m1]
+        return [int(np.abs(tr.requant(e + corr[i] if sat[i] else e).astype(np.int64) - r)[z].sum())
+                for i in range(len(active))]
+
+    cuts = [0] + [c for c in (max(1, M // 8), max(1, M // 4), max(1, M // 2)) if c < M] + [M]
+    cuts = sorted(set(cuts))
+    partial = dict(zip(range(len(slicings_)), sums(range(len(slicings_)), 0, cuts[1])))
+    best = min(partial, key=lambda k: (partial[k], k))
+    full = {best: partial[best] + sum(sums([best], a, b)[0] for a, b in zip(cuts[1:], cuts[2:]))}
+
+    def alive(k):
+        s = partial[k]
+        return s / total < budget and (s < full[best] or (s == full[best] and k < best))
+
+    active = [k for k in partial if k != best and alive(k)]
+    for a, b in zip(cuts[1:], cuts[2:]):
+        if not active:
+            break
+        for k, s in zip(active, sums(active, a, b)):
+            partial[k] += s
+        active = [k for k in active if alive(k)]
+    for k in active:
+        full[k] = partial[k]
+    return [full[k] / total if k in full else math.inf for k in range(len(slicings_))]
+
+
+def _apply_clips(s, nI, lo, hi, ish, col_k, col_f, coef, corr) -> np.ndarray:
+    """slicing_kernel.apply_clips (the compiled kernel, unless PIMC_XBAR=numpy asks for this NumPy reference):
+    per slicing, how many sums of s (input slice i's rows first) the ADC clipped; each clip's correction,
+    factor x 2^shift x (clipped - sum), added into corr (slicings, rows, filters)."""
+    if _kernel() is not None:
+        apply_clips = _kernel()
+        cnt = np.zeros((len(s) // nI, corr.shape[0]), np.int64)
+        apply_clips(s, nI, float(lo), float(hi), ish, col_k, col_f, coef, corr, cnt)
+        return cnt.sum(axis=0)
+    d = np.clip(s, lo, hi)
+    d -= s                                                   # nonzero where the ADC clipped
+    cnt = np.bincount(col_k, weights=(d != 0).sum(axis=0), minlength=corr.shape[0]).astype(np.int64)
+    if cnt.any():
+        t = np.tensordot(ish, d.reshape(nI, -1, d.shape[1]).astype(np.float64), axes=1) * coef
+        for k in np.nonzero(cnt)[0]:
+            sel = np.nonzero(col_k == k)[0]
+            for j in np.unique(np.abs(coef[sel])):      # columns of one weight slice: at most one per filter
+                both = sel[np.abs(coef[sel]) == j]
+                corr[k][:, col_f[both]] += t[:, both]
+    return cnt
+
+
+@lru_cache(maxsize=1)
+def _compiled():
+    try:
+        from .slicing_kernel import apply_clips
+    except ImportError:         # without Numba, the NumPy reference
+        return None
+    return apply_clips
+
+
+def _kernel():
+    return None if os.environ.get("PIMC_XBAR", "").lower() == "numpy" else _compiled()
+
+
+def _risky_columns(w, mask, encoding, center, slices, flip, islices, adc_range):
+    """The physical columns of a block whose sums can reach an ADC bound: their (R, k) levels as X.program
+    encodes them, filters, shift-add factors (+-2^shift; flipped columns store complements) and weight slices."""
+    levels = _levels(w, mask, encoding, center, slices, flip)
+    lo, hi = adc_range
+    imax = (1 << max(islices)) - 1
+    chi = np.maximum(levels, 0).sum(axis=1, dtype=np.int64) * imax                   # X.column_bounds
+    clo = -np.maximum(-levels, 0).sum(axis=1, dtype=np.int64) * imax
+    j_idx, n_idx = np.nonzero((clo < lo) | (chi > hi))
+    wsh = np.array([1 << s for s in X.slice_shifts(slices)], dtype=np.int64)
+    coef = wsh[j_idx] * np.where(flip[j_idx, n_idx], -1, 1) if flip is not None else wsh[j_idx]
+    return levels[j_idx, :, n_idx].T, n_idx, coef
 
 
 def _levels(w, mask, encoding, center, slices, flip) -> np.ndarray:
@@ -141,61 +294,6 @@ def _levels(w, mask, encoding, center, slices, flip) -> np.ndarray:
         return pos
     sign = np.sign(o)          # a weight's offset sits on one device of its pair: level = sign x slice of |o|
     return np.stack(X.slice_values(np.abs(o), slices)) * sign
-
-
-def _block_mvm(w, mask, levels, center, flip, slices, x: np.ndarray, xs: np.ndarray, islices,
-               adc_range) -> tuple[np.ndarray, int]:
-    """X.mvm's result and saturated count for one crossbar (no recovery, noise or histograms; X.program's
-    levels from _levels), from the input slices xs (nI, M, R) made once per layer. The same exact integers:
-    the physical columns that cannot reach an ADC bound and the digital terms as one product, each other
-    column's sums clipped, then shift-added per filter (|values| < 2^53 in float64, so the order of the
-    additions changes nothing)."""
-    if adc_range is None:
-        return X.product(x, w), 0
-    lo, hi = adc_range
-    imax = (1 << max(islices)) - 1
-    chi = np.maximum(levels, 0).sum(axis=1, dtype=np.int64) * imax                   # X.column_bounds
-    clo = -np.maximum(-levels, 0).sum(axis=1, dtype=np.int64) * imax
-    risky = (clo < lo) | (chi > hi)
-    if not risky.any():
-        return X.product(x, w), 0
-    n = w.shape[1]
-    flip = np.zeros((len(slices), n), bool) if flip is None else np.asarray(flip, bool)
-    wsh = np.array([1 << s for s in X.slice_shifts(slices)], dtype=np.int64)[:, None]
-    full = np.array([(1 << s) - 1 for s in slices], dtype=np.int64)[:, None]
-    coef = np.where(flip, -wsh, wsh)                                               # (nW, n)
-    d = (flip * wsh * full).sum(axis=0)
-    center = np.broadcast_to(np.asarray(center, dtype=np.int64), (n,))
-    linear = np.einsum("jrn,jn->rn", levels, coef * ~risky, dtype=np.int64) + mask * (center + d)[None, :]
-    out = X.product(x, linear).astype(np.float64)
-    j_idx, n_idx = np.nonzero(risky)
-    nI, M, R = xs.shape
-    s = X.product(xs.reshape(nI * M, R), levels[j_idx, :, n_idx].T)              # (nI * M, risky columns)
-    saturated = int(np.count_nonzero(s > hi)) + int(np.count_nonzero(s < lo))
-    np.clip(s, lo, hi, out=s)
-    # shift-add over the input slices, in float32 where every value stays an exact integer (below 2^24)
-    ish = [2.0 ** v for v in X.slice_shifts(islices)]
-    c = coef[j_idx, n_idx]
-    dt = np.float32 if max(-lo, hi) * sum(ish) * np.abs(c).max() < X.EXACT_F32 else np.float64
-    s = s.reshape(nI, M, -1)
-    t = np.zeros(s.shape[1:], dt)
-    for i, f in enumerate(ish):
-        t += dt(f) * s[i]
-    t *= c.astype(dt)                                                                 # (M, risky columns)
-    for j in np.unique(j_idx):          # per weight slice: each filter has at most one column in it
-        sel = j_idx == j
-        out[:, n_idx[sel]] += t[:, sel]
-    return out, saturated
-
-
-def slicing_error(op, x, ref, slices, target, encoding, blocks: dict | None = None) -> float:
-    """Mean error of a slicing; `blocks` caches layer_blocks per slice count, and the input slices, across
-    the trials."""
-    lb, planes = None, None
-    if blocks is not None:
-        lb = blocks.get(len(slices)) or blocks.setdefault(len(slices), layer_blocks(op, target, len(slices)))
-        planes = blocks.setdefault("planes", {})
-    return output_error(simulate_layer(op, x, slices, target, encoding, blocks=lb, planes=planes)[0], ref)
 
 
 def sample_filters(op):
@@ -237,13 +335,13 @@ def output_error(y: np.ndarray, ref: np.ndarray) -> float:
 
 def choose(errors_of, candidates, budget):
     """Algorithm 1's order and stop rule: (error, slicing, tried) of the first slice count with a slicing
-    under the budget, its lowest error (the earlier slicing on ties); eight 1-bit slices if none passes."""
+    under the budget, its lowest error (the earlier slicing on ties); eight 1-bit slices if none passes.
+    errors_of maps a list of slicings of one slice count to their errors (every one of a count is tried)."""
     tried = 0
     for count in sorted({len(c) for c in candidates}):
-        errors = []
-        for s in (c for c in candidates if len(c) == count):
-            errors.append((errors_of(s), s))
-            tried += 1
+        group = [c for c in candidates if len(c) == count]
+        errors = list(zip(errors_of(group), group))
+        tried += len(group)
         passing = [e for e in errors if e[0] < budget]
         if passing:
             err, s = min(passing, key=lambda e: e[0])
@@ -314,8 +412,8 @@ class Slicing:
             # its exact accumulator on the 8-bit grid of the output's range
             ref = layer_outputs(op, y)[idx][:, cols] if y.dtype == np.uint8 else exact_outputs(trial, x)
             cache: dict = {}
-            err, chosen, tried = choose(lambda sl: slicing_error(trial, x, ref, sl, t, encoding, cache), candidates,
-                                        budget)
+            err, chosen, tried = choose(lambda group: trial_errors(trial, x, ref, group, t, encoding, budget, cache),
+                                        candidates, budget)
             op.attrs["slices"] = chosen
             rep.layers[op.name] = {"slices": list(chosen), "error": err, "tried": tried,
                                    "ms": round(1e3 * (time.perf_counter() - t0), 2)}

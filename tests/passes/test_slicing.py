@@ -29,9 +29,10 @@ def test_stop_at_the_first_slice_count_that_passes_and_take_its_lowest_error():
     errors[(2, 2, 2, 2)] = 0.0                     # better, but it has more slices
     seen = []
 
-    def err(c):
-        seen.append(c)
-        return errors[c]
+    def err(group):
+        assert len({len(c) for c in group}) == 1, "one slice count at a time"
+        seen.extend(group)
+        return [errors[c] for c in group]
     e, s, tried = choose(err, cands, 0.09)
     assert (e, s) == (0.05, (2, 2, 4))
     assert tried == len([c for c in cands if len(c) <= 3]) == len(seen)
@@ -39,7 +40,7 @@ def test_stop_at_the_first_slice_count_that_passes_and_take_its_lowest_error():
 
 
 def test_nothing_passes_gives_eight_one_bit_slices():
-    e, s, tried = choose(lambda c: 1.0, slicings(), 0.09)
+    e, s, tried = choose(lambda group: [1.0] * len(group), slicings(), 0.09)
     assert (e, s, tried) == (None, (1,) * 8, 108)
 
 
@@ -148,3 +149,36 @@ def test_layer_simulation_equals_the_runtime_mvm_block_by_block(enc, flip, signe
         assert want_sat > 0
         assert sat == want_sat
         assert np.array_equal(got, K.requant(acc, q["mult"], q["shift"], q["zy"], q["lo"], q["hi"]))
+
+
+@pytest.mark.parametrize("budget", [0.09, 0.5, 1e-9])
+def test_pruned_trials_choose_what_every_full_error_chooses(budget):
+    """trial_errors proves slicings out on their first rows; choose over its errors picks the slicing and error
+    that choose over every slicing's full error (simulate_slicings, output_error) picks, and each error it
+    does report is the full one. Several slice counts, one saturating layer, several budgets."""
+    from dataclasses import replace
+
+    from ir import Op
+    from passes.quantize import fixed_point_vec
+    from passes.slicing import output_error, simulate_slicings, trial_errors
+    rng = np.random.default_rng(3)
+    t = replace(load_target("raella"), rows=128, cols=64)
+    w = np.clip(np.rint(rng.normal(3, 50, (200, 24))), -127, 127).astype(np.int16)
+    op = Op("l", "linear", ["x", "w"], ["y"], {})
+    mult, shift = fixed_point_vec(np.full(24, 0.0004))
+    op.attrs["q"] = dict(w=w, bias=rng.integers(-300, 300, 24), zx=0, mult=mult, shift=shift, zy=0, lo=0, hi=255)
+    x = rng.integers(0, 256, (97, 200)).astype(np.uint8)
+    ref = simulate_slicings(op, x, [(1,) * 8], t, "center_offset", ideal=True)[0][0]
+    cands = [c for c in slicings() if len(c) <= 3]
+    full = {c: output_error(simulate_slicings(op, x, [c], t, "center_offset")[0][0], ref) for c in cands}
+    assert len(set(full.values())) > 3                    # the layer saturates: the slicings differ
+    cache: dict = {}
+    got = {}
+
+    def pruned(group):
+        errs = trial_errors(op, x, ref, group, t, "center_offset", budget, cache)
+        got.update(zip(group, errs))
+        return errs
+    assert choose(pruned, cands, budget) == choose(lambda g: [full[c] for c in g], cands, budget)
+    assert all(e == full[c] for c, e in got.items() if np.isfinite(e))
+    assert any(not np.isfinite(e) for e in got.values())  # something was proved out early

@@ -182,3 +182,25 @@ def test_pruned_trials_choose_what_every_full_error_chooses(budget):
     assert choose(pruned, cands, budget) == choose(lambda g: [full[c] for c in g], cands, budget)
     assert all(e == full[c] for c, e in got.items() if np.isfinite(e))
     assert any(not np.isfinite(e) for e in got.values())  # something was proved out early
+
+
+def test_clip_kernel_equals_the_numpy_reference(monkeypatch):
+    """slicing_kernel.apply_clips against _apply_clips's NumPy path: the same counts and corrections, bit for
+    bit, on sums that clip at both bounds, with flipped (negative) factors and several slicings."""
+    from passes import slicing as S
+    rng = np.random.default_rng(5)
+    nI, m, K, n, nk = 8, 37, 90, 41, 4
+    s = rng.integers(-90, 90, (nI * m, K)).astype(np.float32)
+    col_k = np.sort(rng.integers(0, nk, K))
+    col_f = np.concatenate([rng.permutation(n)[:c] for c in np.bincount(col_k, minlength=nk)])
+    assert len(col_f) == K                                # each slicing's columns reach distinct filters
+    coef = rng.choice([-16.0, 1.0, 4.0, -64.0], K)
+    coef = np.array([coef[np.nonzero(col_k == col_k[i])[0][0]] for i in range(K)])   # one factor per slicing
+    ish = 2.0 ** np.arange(nI)[::-1]
+    got, want = np.zeros((nk, m, n)), np.zeros((nk, m, n))
+    assert S._kernel() is not None
+    c1 = S._apply_clips(s, nI, -64, 63, ish, col_k, col_f, coef, got)
+    monkeypatch.setenv("PIMC_XBAR", "numpy")
+    c2 = S._apply_clips(s, nI, -64, 63, ish, col_k, col_f, coef, want)
+    assert c1.sum() > 0 and np.array_equal(c1, c2)
+    assert np.array_equal(got, want)

@@ -19,6 +19,7 @@ import itertools
 import math
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -265,12 +266,12 @@ def _kernel():
 
 def _risky_columns(w, mask, encoding, center, slices, flip, islices, adc_range):
     """The physical columns of a block whose sums can reach an ADC bound: their (R, k) levels as X.program
-    encodes them, filters, shift-add factors (+-2^shift; flipped columns store complements) and weight slices."""
+    encodes them, filters and shift-add factors (+-2^shift; flipped columns store complements)."""
     levels = _levels(w, mask, encoding, center, slices, flip)
     lo, hi = adc_range
     imax = (1 << max(islices)) - 1
-    chi = np.maximum(levels, 0).sum(axis=1, dtype=np.int64) * imax                   # X.column_bounds
-    clo = -np.maximum(-levels, 0).sum(axis=1, dtype=np.int64) * imax
+    up = np.maximum(levels, 0).sum(axis=1, dtype=np.int64)                       # X.column_bounds
+    chi, clo = up * imax, (levels.sum(axis=1, dtype=np.int64) - up) * imax
     j_idx, n_idx = np.nonzero((clo < lo) | (chi > hi))
     wsh = np.array([1 << s for s in X.slice_shifts(slices)], dtype=np.int64)
     coef = wsh[j_idx] * np.where(flip[j_idx, n_idx], -1, 1) if flip is not None else wsh[j_idx]
@@ -278,22 +279,27 @@ def _risky_columns(w, mask, encoding, center, slices, flip, islices, adc_range):
 
 
 def _levels(w, mask, encoding, center, slices, flip) -> np.ndarray:
-    """(n_slices, R, n) int16 cell levels of a block as X.program encodes it (the adding device's level minus
-    the subtracting one's; flipped columns store complements), from the weights and mask layer_blocks made."""
-    offsets = np.where(mask, w - np.asarray(center, dtype=np.int64).reshape(1, -1), 0)
+    """(n_slices, R, n) cell levels of a block as X.program encodes it (the adding device's level minus the
+    subtracting one's; flipped columns store complements), from the weights and mask layer_blocks made; int8
+    (a slice of at most 7 bits), else int16."""
+    offsets = np.where(mask, w.astype(np.int16) - np.asarray(center, dtype=np.int16).reshape(1, -1), 0)
     low = 0 if encoding == "unsigned" else -255
     if offsets.min(initial=0) < low or offsets.max(initial=0) > 255:
         raise ValueError(f"weights minus center span [{offsets.min()}, {offsets.max()}], outside the 8-bit "
                          f"{encoding} range [{low}, 255]")
-    o = offsets.astype(np.int16)
+    dt = np.int8 if max(slices) <= 7 else np.int16
     if encoding == "unsigned":
-        pos = np.stack(X.slice_values(o, slices))
+        pos = np.stack(X.slice_values(offsets, slices)).astype(dt)
         if flip is not None:
-            full = np.array([(1 << s) - 1 for s in slices], np.int16)[:, None, None]
-            pos = np.where(flip[:, None, :], full - pos, pos) * mask
+            full = np.array([(1 << s) - 1 for s in slices], dt)[:, None, None]
+            pos = np.where(flip[:, None, :], full - pos, pos) * mask.astype(dt)
         return pos
-    sign = np.sign(o)          # a weight's offset sits on one device of its pair: level = sign x slice of |o|
-    return np.stack(X.slice_values(np.abs(o), slices)) * sign
+    a = np.abs(offsets).astype(np.uint8)     # a weight's offset sits on one device of its pair: level = sign x
+    sign = np.sign(offsets).astype(dt)       # slice of |o|
+    out = np.empty((len(slices),) + a.shape, dt)
+    for j, (sh, wd) in enumerate(zip(X.slice_shifts(slices), slices)):
+        np.multiply(((a >> sh) & ((1 << wd) - 1)).astype(dt), sign, out=out[j])
+    return out
 
 
 def sample_filters(op):
@@ -395,13 +401,12 @@ class Slicing:
         env = run_reference(g, {k: v[:SAMPLES] for k, v in ctx.calib.items()}, keep_all=True)
         rep.mode, rep.error_budget = "adaptive", budget
         candidates = slicings(min(4, t.cell_bits))
-        for op in layers:
+        last = layers[-1] if layers and not ctx.options.slicing_last_layer else None
+
+        def search(op):
             t0 = time.perf_counter()
-            last = (op is layers[-1] and not ctx.options.slicing_last_layer) or "mult" not in op.attrs["q"]
-            if last:
-                op.attrs["slices"] = (1,) * 8
-                rep.layers[op.name] = {"slices": [1] * 8, "error": None, "tried": 0, "ms": 0.0}
-                continue
+            if op is last or "mult" not in op.attrs["q"]:
+                return (1,) * 8, {"slices": [1] * 8, "error": None, "tried": 0, "ms": 0.0}
             x = layer_inputs(op, env[op.inputs[0]])
             y = env[op.outputs[0]]
             trial, cols, xrows = sample_filters(op)
@@ -414,7 +419,12 @@ class Slicing:
             cache: dict = {}
             err, chosen, tried = choose(lambda group: trial_errors(trial, x, ref, group, t, encoding, budget, cache),
                                         candidates, budget)
-            op.attrs["slices"] = chosen
-            rep.layers[op.name] = {"slices": list(chosen), "error": err, "tried": tried,
-                                   "ms": round(1e3 * (time.perf_counter() - t0), 2)}
+            return chosen, {"slices": list(chosen), "error": err, "tried": tried,
+                            "ms": round(1e3 * (time.perf_counter() - t0), 2)}
+
+        # layers are searched independently, one per core (NumPy, BLAS and the clip kernel release the GIL)
+        with ThreadPoolExecutor(len(os.sched_getaffinity(0))) as pool:
+            for op, (chosen, entry) in zip(layers, pool.map(search, layers)):
+                op.attrs["slices"] = chosen
+                rep.layers[op.name] = entry
         return rep

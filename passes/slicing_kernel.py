@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)      # one thread: its calls are short, and a parallel launch per call costs more
+@njit(cache=True, nogil=True)  # one thread (calls are short; a parallel launch costs more), without the GIL
 def apply_clips(s, nI, lo, hi, ish, col_k, col_f, col_coef, corr, cnt):
     """s (nI * m, K) float32 column sums, input slice i's rows first; for each sum outside [lo, hi]: cnt[r, k]
     += 1 and corr[k, r, f] += coef x ish[i] x (clipped - sum), where column c belongs to slicing

@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 from compiler.pipeline import compile_model  # noqa: E402
 from isa import load_target  # noqa: E402
 from runtime.machine import Machine  # noqa: E402
-from runtime.schedule import account, plot_timeline  # noqa: E402
+from runtime.schedule import account  # noqa: E402
+from runtime.timeline import plot as plot_timeline  # noqa: E402
 
 from benchmarks.model_files import (add_digits_dir, add_minilm_dir, digits_files, load_minilm,  # noqa: E402
                                     minilm_files)
@@ -112,7 +113,7 @@ def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path, w
     sched, reuse = record(c, "schedule"), record(c, "weight_reuse")
     row = {"config": label, "compile_s": round(compile_s, 1), "time_us": r["time_ns"] / 1e3,
            "inferences_per_s": r["inferences_per_s"], "pct_of_bound": r["pct_of_bound"],
-           "bound_inferences_per_s": r["bound_inferences_per_s"], "writes": r["writes"],
+           "bound_inferences_per_s": r["bound_inferences_per_s"], "writes": r["crossbar_writes"],
            "compute_floor_us": r["compute_floor_ns"] / 1e3, "pct_of_lower_bound": r["pct_of_lower_bound"],
            "write_pulses": r["write_pulses"], "cells_changed": r["cells_changed"],
            "energy_uj": {k: v / 1e6 for k, v in r["energy_pj"].items()}, "energy_uj_total": r["energy_pj_total"] / 1e6,
@@ -194,7 +195,7 @@ def table(results: dict) -> str:
             e = r["energy_uj"]
             out.append(f"| {name} | {r['config']} | {r['compile_s']} | {r['inferences_per_s']:.1f} | "
                        f"{r['pct_of_bound']:.1f} | {r['compute_floor_us']:.0f} | {r['pct_of_lower_bound']:.1f} | {r['time_us']:.0f} | "
-                       f"{r['write_pulses']} | {e['write']:.2f} / "
+                       f"{r['write_pulses']} | {e['weight_writes'] + e['runtime_writes']:.2f} / "
                        f"{e['compute']:.2f} / {e['static_banks']:.2f} / {e['static_pes']:.2f} | "
                        f"{r['energy_uj_total']:.2f} | {r['extra_weights_pct']:.1f} | "
                        f"{ {True: 'yes', False: 'NO'}.get(r.get('outputs_identical_to_whole_model'), '-')} |")

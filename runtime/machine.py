@@ -202,7 +202,7 @@ def _xbwrite(m: Machine, ins: Instr):
     if m.cells is not None:             # rewriting: this pass is every inference of the chunk (schedule.py)
         ev = m.cells.write(idx, xb, ins)
         per = len(next(iter(m.feeds.values())))
-        s.crossbar_writes += ev.changed * per
+        s.cells_written += ev.changed * per
         s.write_pulses += ev.pulses * per
         s.write_ns += ev.ns * per
     else:                               # program-once: blank cells, each crossbar written once
@@ -211,10 +211,11 @@ def _xbwrite(m: Machine, ins: Instr):
         if old is None or old.shape != new.shape:
             old = np.zeros_like(new)
         changed = new != old
-        s.crossbar_writes += int(changed.sum())
+        s.cells_written += int(changed.sum())
         s.write_pulses += int(np.abs(new - old).sum())
         s.write_ns += int(changed.any(axis=(0, 2)).sum()) * m.t.write_row_ns
         m.levels[idx] = new
+    s.logical.add(ins.attr("lxb", idx))
     if idx not in s.crossbars:
         s.crossbars.add(idx)
         s.rows_used.append(xb.rows[1] - xb.rows[0])

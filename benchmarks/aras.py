@@ -1,4 +1,4 @@
-"""ARAS figures (issue 6; PAPERS.md A2-A6): weight-rewriting schedules on models larger than the chip.
+"""ARAS figures (ARAS sec. IV-VII): weight-rewriting schedules on models larger than the chip.
 
 Per model, five programs: naive; overlap (the ARAS baseline, no optimisation, 15 x 256 KB buffer);
 +bank selection; +replication; +weight reuse (= `--schedule aras`). Per program: compile time, inferences/s,
@@ -120,7 +120,7 @@ def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path, w
            "dram_stall_us": r["dram_stall_ns"] / 1e3, "extra_weights_pct": sched.extra_weights_pct,
            "logical_crossbars": sched.logical_crossbars, "replication": sched.replication,
            "reuse_center": reuse.center if reuse else None}
-    if sched.decisions and "heuristic_makespan_ns" in sched.decisions[0]:     # A4: Algorithm 1 against its ILP
+    if sched.decisions and "heuristic_makespan_ns" in sched.decisions[0]:     # sec. V-B: Algorithm 1 against its ILP
         ds = sched.decisions
         row["replication_methods"] = {
             "decisions": len(ds), "ilp_better": sum(d["ilp_makespan_ns"] < d["heuristic_makespan_ns"] for d in ds),
@@ -210,10 +210,10 @@ def table(results: dict) -> str:
         out.append(f"| {name} | {s['+banks']:+.1f}% | {s['+replication']:+.1f}% | {s['+reuse (aras)']:+.1f}% | "
                    f"{ch['energy_total_pct']:+.1f}% | {ch['pulses_reuse_pct']:+.1f}% | {accs} |")
     p = PAPER
-    out.append(f"| paper (A3-A6, 5 DNNs) | {p['energy_step_pct']['+banks']}% | {p['energy_step_pct']['+replication']}% "
+    out.append(f"| paper (sec. V-VII, 5 DNNs) | {p['energy_step_pct']['+banks']}% | {p['energy_step_pct']['+replication']}% "
                f"| {p['energy_step_pct']['+reuse (aras)']}% | {p['energy_total_pct']}% | {p['pulses_reuse_pct']}% | "
                f"loss {p['accuracy_loss_pct']} |")
-    out += ["", "Replication (A4), per model: the releases at which the planner decided, how often the ILP's window "
+    out += ["", "Replication (sec. V-B), per model: the releases at which the planner decided, how often the ILP's window "
             "makespan beat Algorithm 1's, both summed over the decisions, and whether the whole plan kept the replicas "
             "(planned time with / without them):", "",
             "| model | decisions | ILP better | Algorithm 1 windows us | ILP windows us | kept (planned us with / without) |",

@@ -115,7 +115,7 @@ def account(m) -> dict:
     for ins in p.code:
         if ins.op != "xbwrite" and ins.attr("layer") is not None:
             count[ins.attr("layer")] = count.get(ins.attr("layer"), 0) + 1
-    # the APUs shift-add their own column sums alongside the crossbar (A1: an mvm counts one digital op per
+    # the APUs shift-add their own column sums alongside the crossbar (ARAS sec. III: an mvm counts one digital op per
     # convert); the rest of a layer's digital work runs on the chip's digital units. Crossbar work that is not
     # an mvm (run-time operands, PIM banks: xbar_ns under negative keys) and run-time writes no compute hides
     # add to their step as the stats time them.
@@ -199,7 +199,7 @@ def _check_banks(m, step: _Step):
 
 
 def _bound(m) -> float:
-    """A2: the time to write every logical crossbar once, at the times this program's writes took (its first
+    """ARAS sec. IV's write bound: the time to write every logical crossbar once, at the times this program's writes took (its first
     write of each), with every crossbar writing all the time and the DRAM streaming all the time. No schedule
     of these writes can be faster, so the achieved share is at most 100%."""
     t = m.t

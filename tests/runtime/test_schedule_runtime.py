@@ -129,7 +129,7 @@ def test_overlap_is_faster_than_naive_and_aras_saves_static_energy():
 
 @pytest.mark.parametrize("mode", ["naive", "overlap", "aras"])
 def test_no_schedule_beats_either_bound(mode):
-    """The write bound (A2) and the compute floor are lower bounds of the time per inference; a naive schedule,
+    """ARAS sec. IV's write bound and the compute floor are lower bounds of the time per inference; a naive schedule,
     which waits for every write, is far above the compute floor."""
     r = accounted(mode)
     assert 0 < r["compute_floor_ns"] <= r["time_ns"] and r["bound_ns"] <= r["time_ns"]

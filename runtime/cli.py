@@ -136,8 +136,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the noise")
     ap.add_argument("--chunk", type=int, help="samples per batch chunk (default: as many as fit in 1 GiB of "
                                            "buffers, measured on the first sample)")
-    ap.add_argument("--timeline", help="a rewriting target's schedule: Gantt chart of writes and computes per PE "
-                                       "row (PNG)")
+    ap.add_argument("--timeline", metavar="T.png", help="a rewriting target's schedule: writes and computes per layer "
+                                                        "(PNG), and per PE row in a Chrome trace beside it "
+                                                        "(T.trace.json)")
     ap.add_argument("--workers", type=int, help="run the batch in shards on a local Dask cluster of this many "
                                                 "processes (same outputs and stats)")
     ap.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the batch in shards on this running Dask "
@@ -164,9 +165,9 @@ def _run(args, bar) -> int:
                                workers=args.workers, scheduler=args.scheduler)
     bar.close()
     stats = stats_json(m)
+    judged = scores(outs, labels, input_groups(args.input), reference, args.reference)   # before any file
     if args.timeline:
         write_timeline(stats["schedule"], args.timeline)
-    judged = scores(outs, labels, input_groups(args.input), reference, args.reference)   # before any file
     if args.output:
         write_arrays(args.output, outs)
     if args.stats:

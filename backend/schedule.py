@@ -1,10 +1,10 @@
-"""Weight-rewriting schedules (PAPERS.md A0-A4; seed 002 sec. IV, V-B) for targets with program_once = false.
+"""Weight-rewriting schedules (ARAS sec. III-IV, V-B) for targets with program_once = false.
 
 Contract: `schedule_program(program, graph, ops, options)` takes the lowered program, in which every logical
 crossbar (passes/mapping.py numbering) has one `xbwrite` and one `mvm` carrying `xb=<logical>`, and turns it
 into a schedule in place:
 - every logical crossbar is placed on a physical crossbar (r of them when its layer is replicated r times);
-  the crossbars of a layer fill whole PE rows of `target.row_xbars` crossbars (a PE row holds one layer, A1);
+  the crossbars of a layer fill whole PE rows of `target.row_xbars` crossbars (a PE row holds one layer, ARAS sec. III);
 - every `xbwrite` moves to just after the `mvm` that frees its PE row and names its physical crossbar `xb`,
   its logical one `lxb` and its row `pe`; every `mvm` names its physical crossbar, its replicas `rep` and the
   layer's buffer banks `ibanks` / `obanks`.
@@ -71,7 +71,7 @@ class ScheduleReport:
     weights_written: int             # per inference, replicas included
     extra_weights_pct: float         # replication's extra writes, % of writing every layer once
     planned_ns: float                # the plan's inference time (crossbar time only; writes as `timed`)
-    bound_ns: float                  # A2: every logical crossbar written once with every crossbar busy
+    bound_ns: float                  # ARAS sec. IV's bound: every logical crossbar written once, every crossbar busy
     layers: dict = field(default_factory=dict)
     decisions: list = field(default_factory=list)
     replication: dict | None = None  # {kept, replicated_ns, single_ns}: the plan with and without replicas
@@ -269,7 +269,7 @@ class Plan:
 
 
 def _bound(layers: list[_Layer], target) -> float:
-    """A2: the time to write every logical crossbar once (worst-case rows), all crossbars writing at once."""
+    """ARAS sec. IV's bound: every logical crossbar written once (worst-case rows), all crossbars writing."""
     times = [w.rows_used[b] * target.write_row_ns for w in layers for b in w.blocks]
     nbytes = sum(sum(w.weights.values()) for w in layers)
     return max(sum(times) / target.xbars, max(times, default=0.0),

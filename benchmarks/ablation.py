@@ -1,12 +1,15 @@
-"""RAELLA's chapter-7 ablation on a real model, in one command (PAPERS.md R8, thesis 004 ch. 7).
+"""RAELLA's ablation (ch. 7 of Andrulis's thesis "Efficient, Accurate, and Flexible PIM Inference through
+Adaptable Low-Resolution Arithmetic") on a real model, in one command.
 
 Setups: ISAAC -> +Center+Offset (512 rows, 7-bit signed ADC, ISAAC's 2-bit weight / 1-bit input slicing)
 -> +Adaptive Weight Slicing -> +Speculation, and Zero+Offset (differential) beside each Center+Offset setup
 at the same slicings. Per setup: converts/MAC, saturation rate, column-sum resolution (bits of an ADC of the
 setup's signedness that holds 99.9% of the column sums), speculation success, energy by component,
-accuracy on real data, and accuracy under analog noise E. Writes a markdown table, a JSON file and plots.
+accuracy on real data, and accuracy under analog noise E as mean and standard deviation over seeds 0..N-1
+(noise is keyed by seed, sample, instruction and column: a rerun reproduces every figure). Writes a markdown
+table, a JSON file (per-seed scores too) and plots, results only, so a rerun writes the same files.
 
-    python benchmarks/ablation.py digits [--noise 0,4,8,12] [--out benchmarks/results/digits] [--digits-dir DIR]
+    python benchmarks/ablation.py digits [--noise 4,8,12] [--seeds 5] [--out benchmarks/results/digits] [--digits-dir DIR]
     python benchmarks/ablation.py minilm-fc [--layers 36] [--out benchmarks/results/minilm_fc] [--minilm-dir DIR]
 
 digits: the digits CNN (examples/digits) on all 540 test images, calibrated on digits_calib.npy.
@@ -65,21 +68,31 @@ def resolution_bits(hist: np.ndarray, signed: bool, cover=0.999) -> int:
     return 18
 
 
-def measure(prog, feeds, score, noise_levels, seeds=1):
+def measure(prog, feeds, score, noise_levels, seeds=5):
+    """One setup's figures. Energy per inference leaves out the one-time weight load (a program-once target
+    writes its weights before the first inference). Under noise E the score is measured once per seed
+    0..seeds-1 (noise is keyed by seed, sample, instruction and column, so a rerun draws the same noise):
+    `noise[E]` is the list of per-seed scores; E = 0 is the noiseless score."""
     m = Machine(prog, hist_range=(-HIST, HIST))
     out = m.run(feeds)
     s = m.stats.to_json()
     hist = sum(np.asarray(h) for k, h in m.stats.histogram().items() if k != "_range")
+    clean = score(out)
     row = {"converts_per_mac": s["converts_per_mac"], "saturation_rate": s["saturation_rate"],
-           "speculation_success": s["speculation_success"], "score": score(out),
+           "speculation_success": s["speculation_success"], "score": clean,
            "resolution_bits": resolution_bits(hist, prog.target.adc_signed),
-           "energy_pj_per_inference": {k: v / s["samples"] for k, v in s["energy_pj"].items()},
+           "energy_pj_per_inference": {k: v / s["samples"] for k, v in s["energy_pj"].items() if k != "weight_writes"},
            "hist": hist}
-    row["noise"] = {}
-    for e in noise_levels:
-        accs = [score(Machine(prog, noise=e / 100, seed=seed).run(feeds)) for seed in range(seeds)]
-        row["noise"][e] = float(np.mean(accs))
+    row["noise"] = {e: [clean] if e == 0 else [score(Machine(prog, noise=e / 100, seed=seed).run(feeds))
+                                               for seed in range(seeds)] for e in noise_levels}
     return row
+
+
+def spread(scores: list[float]) -> dict:
+    """Mean and spread of per-seed scores: sample standard deviation (0 for one seed), min and max."""
+    a = np.asarray(scores, dtype=float)
+    return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "min": float(a.min()),
+            "max": float(a.max()), "seeds": len(a)}
 
 
 def layer_slicings(compiled) -> dict:
@@ -110,7 +123,7 @@ def run_digits(files, noise_levels, seeds):
             slicings[name] = layer_slicings(c)
             rows[name] = measure(c.program, feeds, score, noise_levels, seeds) | {"compile_s": compile_s}
             print(f"  {name}: done", file=sys.stderr)
-    return rows, slicings, "top-1 on 540 test images"
+    return rows, slicings, f"top-1 on {len(labels)} test images", 1 / len(labels)
 
 
 # ---- MiniLM fully connected layers ---------------------------------------------------------------------
@@ -184,7 +197,7 @@ def run_minilm_fc(files, noise_levels, seeds, limit):
         for k, v in r["energy_pj_per_inference"].items():
             a["energy"][k] = a["energy"].get(k, 0.0) + v
         for e, v in r["noise"].items():
-            a["noise"].setdefault(e, []).append(v)
+            a["noise"].setdefault(e, []).append(v)          # per layer: its per-seed scores
         a["compile_s"] += r["compile_s"]
     out = {}
     for name, a in agg.items():
@@ -192,9 +205,9 @@ def run_minilm_fc(files, noise_levels, seeds, limit):
                      "saturation_rate": float(np.mean(a["saturation_rate"])),
                      "speculation_success": float(np.mean(a["speculation_success"])) if a["speculation_success"] else None,
                      "score": float(np.mean(a["score"])), "resolution_bits": int(np.max(a["resolution_bits"])),
-                     "energy_pj_per_inference": a["energy"], "noise": {e: float(np.mean(v)) for e, v in a["noise"].items()},
+                     "energy_pj_per_inference": a["energy"], "noise": {e: [float(x) for x in np.mean(v, axis=0)] for e, v in a["noise"].items()},
                      "hist": a["hist"], "compile_s": a["compile_s"]}
-    return out, slicings, f"mean cosine to float on 48 sentences x 64 tokens, {len(layers)} layers (mean)"
+    return out, slicings, f"mean cosine to float on 48 sentences x 64 tokens, {len(layers)} layers (mean)", None
 
 
 # ---- report --------------------------------------------------------------------------------------------
@@ -203,20 +216,24 @@ THESIS = {"ISAAC": "0.25", "+C+O": "0.063", "+C+O +AWS": "0.047", "+C+O +AWS +Sp
 
 
 def table(rows, score_name, noise_levels) -> str:
+    seeds = max((len(v) for r in rows.values() for v in r["noise"].values()), default=1)
     head = ("| setup | converts/MAC | thesis converts/MAC | saturation | column-sum bits (99.9%) | spec. success | "
-            f"{score_name} | " + " | ".join(f"E={e}%" for e in noise_levels) + " | energy pJ/inf (ADC, total) |")
+            f"{score_name} | " + " | ".join(f"E={e}% (mean ± std, {seeds} seeds)" for e in noise_levels if e)
+            + " | energy pJ/inf excl. weight load (ADC, total) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in rows.items():
         e = r["energy_pj_per_inference"]
         spec = f"{r['speculation_success']:.2%}" if r["speculation_success"] is not None else "-"
+        cells = [spread(r["noise"][e_]) for e_ in noise_levels if e_]
         lines.append(f"| {name} | {r['converts_per_mac']:.4f} | {THESIS.get(name, '')} | {r['saturation_rate']:.4%} | "
                      f"{r['resolution_bits']} | {spec} | {r['score']:.4f} | "
-                     + " | ".join(f"{r['noise'][e_]:.4f}" for e_ in noise_levels)
+                     + " | ".join(f"{c['mean']:.4f} ± {c['std']:.4f}" for c in cells)
                      + f" | {e['adc']:.0f}, {sum(e.values()):.0f} |")
     return "\n".join(lines)
 
 
-def plots(rows, slicings, noise_levels, outdir: Path, title: str):
+def plots(rows, slicings, noise_levels, outdir: Path, title: str, score_name: str, unit: float | None):
+    """The figures; `unit`: how much one sample moves the score (1 / test images for top-1), or None."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -250,14 +267,29 @@ def plots(rows, slicings, noise_levels, outdir: Path, title: str):
     fig.savefig(outdir / "converts_per_mac.png", dpi=100)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name in names:
-        ax.plot(noise_levels, [rows[name]["noise"][e] for e in noise_levels], marker="o", label=name,
-                linestyle="--" if "Z+O" in name else "-")
+    # mean and standard deviation over seeds; the setups side by side at each E, so their bars do not hide
+    # each other; the y axis spans at least `unit` x 10, so one sample's difference does not look like a trend
+    fig, ax = plt.subplots(figsize=(8.5, 4))
+    levels = sorted(set(noise_levels) | {0})
+    width = 0.6 * (min(np.diff(levels)) if len(levels) > 1 else 1.0) / max(len(names), 1)
+    for k, name in enumerate(names):
+        cells = [spread(rows[name]["noise"][e]) if e in rows[name]["noise"] else spread([rows[name]["score"]])
+                 for e in levels]
+        xs = np.asarray(levels, dtype=float) + (k - (len(names) - 1) / 2) * width
+        ax.errorbar(xs, [c["mean"] for c in cells], yerr=[c["std"] for c in cells], marker="o", ms=3, capsize=2,
+                    label=name, linestyle="--" if "Z+O" in name else "-", lw=1)
+    lo, hi = ax.get_ylim()
+    if unit and hi - lo < 10 * unit:
+        top = min(1.0 + unit / 2, (lo + hi) / 2 + 5 * unit)       # a score of at most 1
+        ax.set_ylim(top - 10 * unit, top)
+    ax.set_xticks(levels)
     ax.set_xlabel("noise E (%)")
-    ax.set_ylabel("score")
-    ax.set_title(f"{title}: accuracy under noise")
-    ax.legend(fontsize=7)
+    ax.set_ylabel(score_name)
+    seeds = max(len(v) for r in rows.values() for v in r["noise"].values())
+    ax.set_title(f"{title}: {score_name} under noise, mean ± std over {seeds} seeds"
+                 + (f"\n(one sample changes it by {unit:.4f})" if unit else ""), fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    ax.grid(axis="y", lw=0.3)
     fig.tight_layout()
     fig.savefig(outdir / "accuracy_vs_noise.png", dpi=100)
     plt.close(fig)
@@ -281,8 +313,8 @@ def plots(rows, slicings, noise_levels, outdir: Path, title: str):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("what", choices=("digits", "minilm-fc"))
-    ap.add_argument("--noise", default="0,4,8,12", help="noise levels E in percent")
-    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--noise", default="4,8,12", help="noise levels E in percent (the noiseless score is E = 0)")
+    ap.add_argument("--seeds", type=int, default=5, help="noise seeds 0..N-1 per level (default 5)")
     ap.add_argument("--layers", type=int, default=36, help="minilm-fc: how many weight MatMuls")
     ap.add_argument("--out")
     add_digits_dir(ap)
@@ -292,15 +324,24 @@ def main(argv=None):
     out = Path(args.out or ROOT / "benchmarks" / "results" / args.what.replace("-", "_"))
     t0 = time.perf_counter()
     if args.what == "digits":
-        rows, slicings, score = run_digits(digits_files(args.digits_dir), noise, args.seeds)
+        rows, slicings, score, unit = run_digits(digits_files(args.digits_dir), noise, args.seeds)
     else:
-        rows, slicings, score = run_minilm_fc(minilm_files(args.minilm_dir), noise, args.seeds, args.layers)
-    print(table(rows, score, noise))
-    print(f"\n(slicings chosen by +C+O +AWS: {json.dumps({k: list(v) for k, v in slicings.get('+C+O +AWS', {}).items()})})")
-    print(f"total {time.perf_counter() - t0:.0f} s")
-    plots(rows, slicings, noise, out, args.what)
-    (out / "ablation.json").write_text(json.dumps({n: {k: v for k, v in r.items() if k != "hist"}
-                                                   for n, r in rows.items()}, indent=1, default=str))
+        rows, slicings, score, unit = run_minilm_fc(minilm_files(args.minilm_dir), noise, args.seeds, args.layers)
+    chosen = json.dumps({k: list(v) for k, v in slicings.get("+C+O +AWS", {}).items()})
+    # the files hold results only (no timings), so a rerun of the same code writes the same bytes
+    cmd = f"python benchmarks/ablation.py {args.what} --noise {args.noise} --seeds {args.seeds}" + (
+        f" --layers {args.layers}" if args.what == "minilm-fc" else "")
+    text = (f"`{cmd}`\n\n"
+            f"{table(rows, score, noise)}\n\n(slicings chosen by +C+O +AWS: {chosen})\n")
+    print(text)
+    print(f"total {time.perf_counter() - t0:.0f} s, compile " +
+          ", ".join(f"{n} {r['compile_s']:.1f} s" for n, r in rows.items()), file=sys.stderr)
+    plots(rows, slicings, noise, out, args.what, score, unit)
+    (out / "ablation.md").write_text(text)
+    (out / "ablation.json").write_text(json.dumps(
+        {n: {k: v for k, v in r.items() if k not in ("hist", "compile_s")}
+         | {"noise_spread": {e: spread(v) for e, v in r["noise"].items()}} for n, r in rows.items()},
+        indent=1, default=str) + "\n")
 
 
 if __name__ == "__main__":

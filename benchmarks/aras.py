@@ -1,4 +1,4 @@
-"""ARAS figures (issue 6; PAPERS.md A2-A6): weight-rewriting schedules on models larger than the chip.
+"""ARAS figures (ARAS sec. IV-VII): weight-rewriting schedules on models larger than the chip.
 
 Per model, five programs: naive; overlap (the ARAS baseline, no optimisation, 15 x 256 KB buffer);
 +bank selection; +replication; +weight reuse (= `--schedule aras`). Per program: compile time, inferences/s,
@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 from compiler.pipeline import compile_model  # noqa: E402
 from isa import load_target  # noqa: E402
 from runtime.machine import Machine  # noqa: E402
-from runtime.schedule import account, plot_timeline  # noqa: E402
+from runtime.schedule import account  # noqa: E402
+from runtime.timeline import plot as plot_timeline  # noqa: E402
 
 from benchmarks.model_files import (add_digits_dir, add_minilm_dir, digits_files, load_minilm,  # noqa: E402
                                     minilm_files)
@@ -112,14 +113,14 @@ def run_config(name, label, opts, model, target, calib, feeds, acc, out: Path, w
     sched, reuse = record(c, "schedule"), record(c, "weight_reuse")
     row = {"config": label, "compile_s": round(compile_s, 1), "time_us": r["time_ns"] / 1e3,
            "inferences_per_s": r["inferences_per_s"], "pct_of_bound": r["pct_of_bound"],
-           "bound_inferences_per_s": r["bound_inferences_per_s"], "writes": r["writes"],
+           "bound_inferences_per_s": r["bound_inferences_per_s"], "writes": r["crossbar_writes"],
            "compute_floor_us": r["compute_floor_ns"] / 1e3, "pct_of_lower_bound": r["pct_of_lower_bound"],
            "write_pulses": r["write_pulses"], "cells_changed": r["cells_changed"],
            "energy_uj": {k: v / 1e6 for k, v in r["energy_pj"].items()}, "energy_uj_total": r["energy_pj_total"] / 1e6,
            "dram_stall_us": r["dram_stall_ns"] / 1e3, "extra_weights_pct": sched.extra_weights_pct,
            "logical_crossbars": sched.logical_crossbars, "replication": sched.replication,
            "reuse_center": reuse.center if reuse else None}
-    if sched.decisions and "heuristic_makespan_ns" in sched.decisions[0]:     # A4: Algorithm 1 against its ILP
+    if sched.decisions and "heuristic_makespan_ns" in sched.decisions[0]:     # sec. V-B: Algorithm 1 against its ILP
         ds = sched.decisions
         row["replication_methods"] = {
             "decisions": len(ds), "ilp_better": sum(d["ilp_makespan_ns"] < d["heuristic_makespan_ns"] for d in ds),
@@ -194,7 +195,7 @@ def table(results: dict) -> str:
             e = r["energy_uj"]
             out.append(f"| {name} | {r['config']} | {r['compile_s']} | {r['inferences_per_s']:.1f} | "
                        f"{r['pct_of_bound']:.1f} | {r['compute_floor_us']:.0f} | {r['pct_of_lower_bound']:.1f} | {r['time_us']:.0f} | "
-                       f"{r['write_pulses']} | {e['write']:.2f} / "
+                       f"{r['write_pulses']} | {e['weight_writes'] + e['runtime_writes']:.2f} / "
                        f"{e['compute']:.2f} / {e['static_banks']:.2f} / {e['static_pes']:.2f} | "
                        f"{r['energy_uj_total']:.2f} | {r['extra_weights_pct']:.1f} | "
                        f"{ {True: 'yes', False: 'NO'}.get(r.get('outputs_identical_to_whole_model'), '-')} |")
@@ -209,10 +210,10 @@ def table(results: dict) -> str:
         out.append(f"| {name} | {s['+banks']:+.1f}% | {s['+replication']:+.1f}% | {s['+reuse (aras)']:+.1f}% | "
                    f"{ch['energy_total_pct']:+.1f}% | {ch['pulses_reuse_pct']:+.1f}% | {accs} |")
     p = PAPER
-    out.append(f"| paper (A3-A6, 5 DNNs) | {p['energy_step_pct']['+banks']}% | {p['energy_step_pct']['+replication']}% "
+    out.append(f"| paper (sec. V-VII, 5 DNNs) | {p['energy_step_pct']['+banks']}% | {p['energy_step_pct']['+replication']}% "
                f"| {p['energy_step_pct']['+reuse (aras)']}% | {p['energy_total_pct']}% | {p['pulses_reuse_pct']}% | "
                f"loss {p['accuracy_loss_pct']} |")
-    out += ["", "Replication (A4), per model: the releases at which the planner decided, how often the ILP's window "
+    out += ["", "Replication (sec. V-B), per model: the releases at which the planner decided, how often the ILP's window "
             "makespan beat Algorithm 1's, both summed over the decisions, and whether the whole plan kept the replicas "
             "(planned time with / without them):", "",
             "| model | decisions | ILP better | Algorithm 1 windows us | ILP windows us | kept (planned us with / without) |",

@@ -1,4 +1,4 @@
-"""Compile time of a ResNet-50 (issue 17): per-phase seconds, total, .pimasm size, peak memory; fastest of N.
+"""Compile time of a ResNet-50: per-phase seconds, total, .pimasm size, peak memory; fastest of N.
 
     python benchmarks/compile_time.py [--target raella] [--repeat 3] [--images 4] [--width 64]
                                       [--pimasm OUT.pimasm] [--out benchmarks/results/compile_time.txt]

@@ -60,8 +60,8 @@ def run_mode(model, target: str, mode: str, feeds, calib, ref, group, extra: dic
                 "exposed_write_us": st["exposed_write_ns"] / n / 1e3,
                 "time_us": st["per_inference"]["time_ns"] / 1e3,
                 "cycles": st["cycles"] / n,
-                "energy_uj": st["per_inference"]["energy_pj"] / 1e6,
-                "energy_writes_uj": st["energy_pj"]["writes"] / n / 1e6,
+                "energy_uj": st["per_inference"]["energy_incl_weight_writes_pj"] / 1e6,
+                "energy_writes_uj": (st["energy_pj"]["weight_writes"] + st["energy_pj"]["runtime_writes"]) / n / 1e6,
             }
     return out
 

@@ -1,8 +1,9 @@
-"""Why partial weight reuse (A5) saves few pulses here: write pulses by cell, most significant first.
+"""Why partial weight reuse (ARAS sec. V-C) saves few pulses here: write pulses by cell, most significant first.
 
 Consecutive MiniLM weight matrices (their first 384 x 384 codes), quantised as pimc does (symmetric
 per-output-channel int8, stored as W + 128 in four 2-bit cells), each written over the one before, with and
-without shifting every layer's mean code to 96 (A5). Prints the pulses of each cell position and the mean codes.
+without shifting every layer's mean code to 96 (ARAS sec. V-C). Prints the pulses of each cell position
+and the mean codes.
 
     python benchmarks/reuse_slices.py [--minilm-dir examples/minilm/build] [--center 96]
 

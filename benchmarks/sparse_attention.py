@@ -1,4 +1,5 @@
-"""Sparse attention on PIM banks (PAPERS.md T2): bank utilisation by mapping, and MiniLM's accuracy by K.
+"""Sparse attention on PIM banks (the ASP-DAC'23 overview, sec. 4.2): bank utilisation by mapping, and
+MiniLM's accuracy by K.
 
     python benchmarks/sparse_attention.py utilisation [--target raella]
     python benchmarks/sparse_attention.py accuracy [--target raella] [--slicing 4,2,2] [--ks 2,4,8,16,32,64]

@@ -156,10 +156,11 @@ def _run(args, bar) -> int:
     if args.report:
         write_json(args.report, report)
     if not args.quiet:
-        xb = compiled.report()["passes"]
-        n = next((r["report"]["crossbars"] for r in xb if r["pass"] == "map_crossbars"), 0)
-        print(f"pimc: {args.output}: {report['program_lines']} lines, {len(text)} bytes, {n} crossbars "
-              f"on {target.name}, compiled in {seconds:.2f} s")
+        writes = [i for i in compiled.program.code if i.op == "xbwrite"]
+        logical, physical = len({i.attr("lxb", i.attr("xb")) for i in writes}), len({i.attr("xb") for i in writes})
+        print(f"pimc: {args.output}: {report['program_lines']} lines, {len(text)} bytes, compiled in {seconds:.2f} s")
+        print(f"pimc: crossbars: {logical} logical (weight blocks), {physical} physical of {target.xbars} on "
+              f"{target.name}" + ("" if target.program_once else f", {len(writes)} crossbar writes per inference"))
         if args.report:
             print(f"pimc: report written to {args.report}")
         if args.plots:

@@ -1,10 +1,10 @@
-"""Weight-rewriting targets (issue 6): compile options -> the schedule (backend/schedule.py) with the ARAS
-optimisations plugged in, each switchable (PAPERS.md A3-A5).
+"""Weight-rewriting targets: compile options -> the schedule (backend/schedule.py) with the ARAS
+optimisations plugged in, each switchable (ARAS sec. V-A to V-C).
 
 Options (compile_model's `options`, pimc's flags): `schedule` naive | overlap | aras (default aras), and for
 aras `bank_select`, `replication`, `weight_reuse` (default on) and `reuse_max_clip` (the share of a layer's
 weights its shift may clip, passes/aras_reuse.py). naive and overlap are the unoptimised
-baselines: the 15 x 256 KB global buffer of A1 (the fewest banks powered per layer), one copy of each layer,
+baselines: the 15 x 256 KB global buffer of ARAS sec. VI (the fewest banks powered per layer), one copy of each layer,
 weights as quantised. `--no-bank-select` keeps that buffer under aras too; the others drop their step. Weight
 reuse shifts 0..255 codes, so it applies to the unsigned encoding only (others compile without it).
 """

@@ -31,6 +31,7 @@ from runtime.guard import guarded, one_line
 from runtime.io import LABEL_KEYS, atomic_write, load_arrays, write_json, write_text
 from runtime.machine import Machine
 from runtime.progress import Progress
+from runtime.results import stats_json
 
 METRICS = ("top1", "agreement", "cosine", "nn")
 _TYPES = {f.name: f.type for f in dataclasses.fields(Target) if f.name != "name"}
@@ -329,10 +330,7 @@ def run_point(p: Point, compiled: dict, reference: str | None) -> dict:
         t0 = time.perf_counter()
         outs = m.run(feeds)
         run_s = time.perf_counter() - t0
-        stats = m.stats.to_json()
-        if m.cells is not None:
-            from runtime.schedule import account
-            stats["schedule"] = account(m)
+        stats = stats_json(m)
         ref = np.load(reference) if reference else None
         score = judge(p.model.metric, next(iter(outs.values())), labels, ref)
     except (AsmError, RuntimeFault, ValueError, OSError, MemoryError) as e:
@@ -480,7 +478,7 @@ def sweep(path, outdir, workers=None, scheduler=None, resume=False, report=print
         report(f"[{len(res.rows)}/{len(points)}] {row['model']} {row['label']}: "
                + (f"error: {row['error']}" if row["error"] else
                   f"{row['metric']} {row['score']:.4f}, {row['converts_per_mac']:.4f} converts/MAC, "
-                  f"{row['per_inference.energy_pj'] / 1e6:.3f} uJ/inference"))
+                  f"{row['per_inference.energy_incl_weight_writes_pj'] / 1e6:.3f} uJ/inference including weight writes"))
 
     for p in [p for p in todo if p.error]:
         finish(_head(p) | {"error": p.error})
@@ -539,7 +537,7 @@ def plot(rows: list[dict], outdir: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for m in models:
         rs = [r for r in ok if r["model"] == m]
-        xs = [r["per_inference.energy_pj"] / 1e6 for r in rs]
+        xs = [r["per_inference.energy_incl_weight_writes_pj"] / 1e6 for r in rs]
         ys = [r["score"] for r in rs]
         ax.scatter(xs, ys, s=18, label=m)
         front = pareto(xs, ys)
@@ -548,7 +546,7 @@ def plot(rows: list[dict], outdir: Path) -> list[str]:
             ax.annotate(rs[i]["label"], (xs[i], ys[i]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     metrics = ", ".join(sorted({r["metric"] for r in ok}))
-    ax.set(xlabel="energy per inference (uJ)", ylabel=metrics, title="metric against energy (dashed: Pareto front)")
+    ax.set(xlabel="energy per inference, weight writes included (uJ)", ylabel=metrics, title="metric against energy (dashed: Pareto front)")
     ax.legend(fontsize=7)
     save(fig, "accuracy_energy.png")
 

@@ -101,7 +101,7 @@ SPECS: dict[str, Spec] = {
                  {"recover": "int", "lo": "float", "hi": "float", **_LAYER},
                  "sliced MVM of u8 inputs (minus za) through crossbars written by xbload -> float32 times scale"),
     "vexpand": Spec(("buf", "buf"), {"shape": "ints"}, _LAYER, "broadcast to a per-sample shape"),
-    # ---- sparse attention on PIM banks (runtime/banks.py, PAPERS.md T2) ----
+    # ---- sparse attention on PIM banks (runtime/banks.py; the ASP-DAC'23 overview, sec. 4.2) ----
     "vtopk": Spec(("buf", "buf"), {}, {"k": "int", "threshold": "float", "sddmm": "str", **_LAYER},
                   "float32 scores -> the k largest per row (or those within threshold of the row's max) kept, the "
                   "rest the float32 minimum; the mask sets the bank cycles of the sddmm named"),

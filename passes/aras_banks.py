@@ -1,4 +1,4 @@
-"""Adaptive bank selection for the global buffer (PAPERS.md A1, A3; seed 002 sec. V-A, eq. 1-2).
+"""Adaptive bank selection for the global buffer (ARAS sec. III, V-A, eq. 1-2).
 
 Contract: for each layer, pick the cheapest set of global-buffer banks that holds its input activations and,
 in other banks, its output activations; every bank not picked is power-gated while the layer runs. One small
@@ -12,7 +12,7 @@ ILP per layer (PuLP, bundled CBC, one thread, fixed seed, so the same layers giv
 with P_b = mw_per_kb * size_kb (static power proportional to size) and C_b = 1024 * size_kb. mw_per_kb is a
 project assumption (DEFAULT_MW_PER_KB); results scale with it, the relative savings do not. A layer that no
 selection can hold raises CompileError with the bytes missing. Static energy = power x layer duration
-(1 mW x 1 ns = 1 pJ), compared with the homogeneous buffer of A1 (15 banks of 256 KB), both always on and,
+(1 mW x 1 ns = 1 pJ), compared with ARAS's baseline buffer (sec. VI: 15 banks of 256 KB), both always on and,
 as the seed states for all its configurations, with its unused banks gated.
 """
 from __future__ import annotations
@@ -27,9 +27,9 @@ from ir import CompileError
 from .ilp import solver, var
 
 
-ADAPTIVE_BANKS_KB = (1, 1, 2, 4, 64, 128, 256, 512, 1024, 2048)     # A1
-BASELINE_BANKS_KB = (256,) * 15                                     # A1
-# Project assumption (not in the seeds, PAPERS.md E4): SRAM static power per KB of an enabled bank.
+ADAPTIVE_BANKS_KB = (1, 1, 2, 4, 64, 128, 256, 512, 1024, 2048)     # ARAS sec. III
+BASELINE_BANKS_KB = (256,) * 15                                     # ARAS sec. VI
+# Project assumption (the papers give no figure): SRAM static power per KB of an enabled bank.
 DEFAULT_MW_PER_KB = 0.1
 
 

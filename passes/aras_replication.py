@@ -1,4 +1,4 @@
-"""Adaptive replication of conv weights (PAPERS.md A4; seed 002 sec. V-B, Algorithm 1).
+"""Adaptive replication of conv weights (ARAS sec. V-B, Algorithm 1).
 
 Contract: given the upcoming layers in execution order and the PE rows free now, decide which of them to
 write now, which to delay until the first one has finished, and the replication factor of each (r copies of
@@ -12,7 +12,7 @@ Window model. The candidates are the longest prefix of the layers that fits the 
 factors r_i, sum_{i<k} rows_i r_i <= F. Phase B: candidates k..k0-1 are written once layer 0 has computed and
 released its rows, with factors s_i, sum_{1<=i<k} rows_i r_i + sum_{i>=k} rows_i s_i <= F (the following
 layers are written at the same time, in rows not modelled). A crossbar write takes the same time however many
-crossbars write at once (A1), so a batch of writes lasts its slowest layer's write: W_A over phase A,
+crossbars write at once (ARAS sec. III), so a batch of writes lasts its slowest layer's write: W_A over phase A,
 W_B over phase B and the following layers. Layer i computes in L_i(r) = ceil(windows_i / r) * window_ns_i,
 one layer after another:
 
@@ -170,7 +170,7 @@ def ilp(layers: Sequence[LayerLoad], free_rows: int) -> ReplicationPlan:
     rows_b = pulp.lpSum(l.rows * r * v for i, l in enumerate(cand) for r, v in zb[i].items())
     w_a, w_b, m = (var(prob, v, "Continuous", 0) for v in ("w_a", "w_b", "makespan"))
     # among plans of equal makespan, the one writing the fewest rows: replication that cannot shorten the
-    # window only costs writes (A4). Latencies are whole multiples of a window's >= 1 ns, so a weight of
+    # window only costs writes (ARAS sec. V-B). Latencies are whole multiples of a window's >= 1 ns, so a weight of
     # 1e-3 ns per row (a few hundred rows at most) never trades makespan for rows.
     prob += m + 1e-3 * (pulp.lpSum(rows_a) + rows_b)
     prob += y[0] == 1

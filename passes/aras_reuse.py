@@ -1,11 +1,11 @@
-"""Partial weight reuse (PAPERS.md A5, E3; seed 002 sec. V-C, eq. 3-7).
+"""Partial weight reuse (ARAS sec. V-C, eq. 3-7).
 
 When weights are rewritten (ARAS), a cell costs |new level - old level| write pulses and nothing when its
 level stays. Shifting a layer's 8-bit weight codes (the unsigned encoding stores W + 128, 0..255) by an
 integer delta, so that their mean sits at a common center, makes successive layers agree more often in the
 high-order cells. Codes pushed outside 0..255 are clipped.
 
-Exactness: the crossbar stores O = W - center and the digital side adds center * sum(x) (encoding.py, R1);
+Exactness: the crossbar stores O = W - center and the digital side adds center * sum(x) (encoding.py);
 the unsigned encoding uses center = -128. Storing O' = clip(W + 128 + delta) with center' = -128 - delta gives
 O'.x + center'.sum(x) = W_eff.x with W_eff = O' - 128 - delta, which is W wherever nothing was clipped. So the
 pass sets each shifted layer's encoding center to -128 - delta (the weight zero point absorbs delta, eq. 7) and
@@ -38,7 +38,7 @@ from runtime import crossbar as X
 
 from .mapping import CROSSBAR_OPS, weight_matrix
 
-CENTERS = (88, 96, 104, 152, 160, 168)      # A5: the six centers the seed keeps
+CENTERS = (88, 96, 104, 152, 160, 168)      # ARAS sec. V-C: the six candidate centers
 DEFAULT_MAX_CLIP = 0.01                     # project choice: at most 1% of a layer's weights may clip
 
 

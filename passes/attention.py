@@ -1,4 +1,4 @@
-"""Attention blocks and where their activation x activation products run (PAPERS.md T1; seed 001 sec. 3).
+"""Attention blocks and where their activation x activation products run (ReTransformer, ICCAD 2020).
 
 Contract: finds every attention block (softmax(Q K^T * c + mask) V with Q, K, V reshaped / transposed out of
 linear layers on one input X; layouts checked by pushing index arrays through the reshapes) and, by
@@ -6,7 +6,7 @@ options["attention"]:
 - "digital": both products run on the vector unit (`vmatmul`), nothing is written at run time;
 - "naive": both products run on crossbars whose weights are a run-time result: K^T for Q K^T, V for S V
   (op.attrs["crossbar"] = True on the matmul; the backend writes the operand before the MVM);
-- "retransformer" (default): T1's reordering. Q K^T = (Q W_K^T) X^T + (Q b_K) 1^T and the last term adds a
+- "retransformer" (default): ReTransformer's reordering. Q K^T = (Q W_K^T) X^T + (Q b_K) 1^T and the last term adds a
   constant per row, which softmax ignores (the scale c and an additive key mask keep that true); S V =
   (S X) W_V + 1 b_V^T since softmax rows sum to 1. Q W_K^T and (S X) W_V are crossbar layers with constant
   weights (one group per head: block-diagonal), X^T and X are the only tensors written at run time, and X
@@ -177,7 +177,7 @@ def _layout(g: Graph, name: str, x: str, kind: str, arg, out_shape) -> str:
 
 
 def reorder(g: Graph, b: Block) -> None:
-    """T1 on one block (see the module docstring)."""
+    """ReTransformer's reordering of one block (see the module docstring)."""
     H, d = b.heads, b.d
     x = b.q.inputs[0]
     S, D = g.tensors[x].shape

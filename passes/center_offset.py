@@ -1,4 +1,4 @@
-"""Center+Offset centers (PAPERS.md R1, R2; thesis 004 sec. 4.1).
+"""Center+Offset centers (RAELLA thesis sec. 4.1, eq. 4.1-4.2).
 
 Each weight filter in a crossbar stores signed offsets w - phi on a 2T2R pair and the digital side adds
 phi * sum(inputs). The center is the integer that balances the positive and negative slice values of the

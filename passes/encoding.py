@@ -1,4 +1,4 @@
-"""Weight encoding per crossbar (PAPERS.md R1, R7).
+"""Weight encoding per crossbar: Center+Offset and Zero+Offset (RAELLA thesis sec. 4.1), ISAAC's offset binary.
 
 Every filter column stores offsets O = W - phi from a per-filter center phi; the digital side adds
 phi * sum(inputs). unsigned (ISAAC): phi = -128, O in [1, 255] on one device per cell; with `flip`, a

@@ -1,5 +1,5 @@
 """Fuse Relu / Clip into the op that produces their input (conv, linear, add), as RAELLA folds the
-activation into requantisation (R0). Contract: graph semantics unchanged; the producer gains attr
+activation into requantisation (RAELLA thesis sec. 2.4). Contract: graph semantics unchanged; the producer gains attr
 act=(lo, hi) and takes over the activation's output tensor."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""8-bit quantisation (PAPERS.md R0).
+"""8-bit quantisation (RAELLA thesis sec. 2.4, 6.1).
 
 Contract: every activation becomes u8 codes with a per-tensor (scale, zero) from the calibration range (or
 from the model's own Q/DQ parameters); crossbar weights become symmetric per-output-channel int8 in

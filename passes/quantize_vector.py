@@ -2,13 +2,13 @@
 
 Contract: the crossbars and the activation x activation products see 8-bit codes exactly as in the integer
 form (u8 inputs with a per-tensor scale and zero, int8 per-channel weights); every other op runs on the
-digital vector unit in float32 (PAPERS.md leaves its precision to us; DESIGN.md's digital ops). So:
+digital vector unit in float32 (the papers leave its precision open; DESIGN.md's digital ops). So:
 - a `quant` op (float32 -> u8, range from calibration) is inserted in front of each crossbar / matmul input,
   one per source tensor;
 - a crossbar or matmul op leaves float32: (integer accumulator + bias) x per-channel scale, then the fused
   activation clamp;
 - every other op keeps its float meaning and is evaluated by the float32 kernels of runtime/vector.py;
-- embedding tables are stored as int8 codes with one scale per row (R0's weight rule applied per row).
+- embedding tables are stored as int8 codes with one scale per row (the per-channel weight rule applied per row).
 - the inputs of linear layers fed by a layernorm are smoothed (SmoothQuant, Xiao et al. 2023): normalised
   activations carry a few channels far larger than the rest (from the layernorm's gain), which a per-tensor
   8-bit scale cannot serve; the quant op divides channel c by s_c = sqrt(max|x_c| / max|W_c|) and the layers

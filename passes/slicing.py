@@ -1,9 +1,9 @@
-"""Weight and input slicing; Adaptive Weight Slicing (PAPERS.md R3, R4; thesis 004 sec. 4.2-4.3, Algorithm 1).
+"""Weight and input slicing; Adaptive Weight Slicing (RAELLA thesis sec. 4.2-4.3, Algorithm 1).
 
 Contract: sets op.attrs["slices"] (weight slices) and op.attrs["islices"] = (input slices, recovery bits) of
-every crossbar layer. Input slices are the target's (speculation widths with their recovery width, R4);
+every crossbar layer. Input slices are the target's (speculation widths with their recovery width, sec. 4.3);
 options["no_speculation"] gives eight 1-bit slices without recovery. A layer whose input has a nonzero zero
-point runs it as positive and negative parts (R0, op.attrs["signed_input"]) unless options["signed_inputs"]
+point runs it as positive and negative parts (sec. 2.4, op.attrs["signed_input"]) unless options["signed_inputs"]
 is "offset" (u8 codes with the zero point corrected digitally). With options["slicing"] a given tuple is used
 for every layer. With options["slicing"] == "adaptive" each layer tries the 108 slicings of an 8-bit weight
 (widths 1..4 summing to 8, fewer slices first): it is encoded as the target encodes it, run through the
@@ -378,7 +378,7 @@ class Slicing:
                 op.attrs["islices"], op.attrs["slices"] = inputs, tuple(t.weight_slices)
         for op in layers:
             op.attrs["islices"] = inputs
-            # R0: an input with a zero point can be negative; it runs as positive and negative parts
+            # an input with a zero point can be negative; it runs as positive and negative parts
             op.attrs["signed_input"] = signed and op.attrs["q"]["zx"] > 0
         rep = SlicingReport(input_slices=list(inputs[0]), recovery_bits=inputs[1])
         if mode is None:

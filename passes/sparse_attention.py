@@ -1,4 +1,4 @@
-"""Sparse attention (PAPERS.md T2; seed 000 sec. 4.2): a dynamic, unstructured mask on the attention scores.
+"""Sparse attention (the ASP-DAC'23 overview, sec. 4.2): a dynamic, unstructured mask on the attention scores.
 
 Contract: with options["sparse_attention"] = "topk:K" or "threshold:T", every attention block that
 AttentionPass left in the stored-K/V form (naive, or digital) gets a `topk` op in front of its softmax: per
@@ -13,7 +13,7 @@ them); the cost model charges the SDDMM only for the kept entries, as if a predi
 before the product. The SpMM skips the probabilities whose 8-bit code is the zero point (exactly zero
 contributions), which includes every masked one.
 
-ReTransformer's reordering (T1) never forms K or V, so there is nothing for a bank to store: with sparse
+ReTransformer's reordering never forms K or V, so there is nothing for a bank to store: with sparse
 attention AttentionPass keeps every block naive (options["attention"] = "retransformer" becomes naive; the
 report says so). The pass runs after AttentionPass, before calibration.
 """

@@ -67,8 +67,8 @@ class Stats:
         return self._data[key]
 
     def __repr__(self) -> str:
-        from runtime.cli import summary
-        return f"<pimc.Stats {summary(self._data)}>"
+        from runtime.results import summary_lines
+        return f"<pimc.Stats {summary_lines(self._data)[0]}>"
 
 
 def compile(model, target: str | Target = "raella", calib=None, **options) -> Program:
@@ -107,7 +107,7 @@ def run(program: Program | str, inputs, ideal: bool = False, noise: float = 0.0,
     from runtime.cli import check_feeds
     from runtime.errors import RuntimeFault
     from runtime.machine import Machine
-    from runtime.schedule import account
+    from runtime.results import stats_json
     if not isinstance(program, Program):
         program = load(program)
     if noise < 0:
@@ -116,10 +116,7 @@ def run(program: Program | str, inputs, ideal: bool = False, noise: float = 0.0,
     feeds = _feeds(program, inputs)
     check_feeds(m, feeds)
     outs = m.run(feeds, chunk=chunk)
-    stats = m.stats.to_json()
-    if m.cells is not None:
-        stats["schedule"] = account(m)
-    return outs, Stats(stats)
+    return outs, Stats(stats_json(m))
 
 
 def verify(program: Program, inputs, labels=None) -> dict:

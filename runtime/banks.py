@@ -1,4 +1,4 @@
-"""PIM banks for sparse attention (PAPERS.md T2; seed 000 sec. 4.2): cycles and PE utilisation per mapping.
+"""PIM banks for sparse attention (the ASP-DAC'23 overview, sec. 4.2): cycles and PE utilisation per mapping.
 
 A bank is an M x N PE array (target keys bank_m, bank_n). Its dense primitive (VMM) multiplies a 1 x M
 input by the M x N block it holds in one cycle. Sparse attention masks the score matrix; the two products

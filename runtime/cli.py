@@ -14,7 +14,8 @@ from .guard import guarded
 from .io import check_output, load_arrays, write_arrays, write_json
 from .machine import Machine
 from .progress import Progress
-from .schedule import account, plot_timeline
+from .results import stats_json, summary_lines
+from .timeline import trace_path, write_timeline
 from .similarity import cosines, nearest_same_group
 
 
@@ -122,15 +123,6 @@ def scores(outs: dict, labels, groups, reference, reference_name) -> list[str]:
     return lines
 
 
-def summary(stats: dict) -> str:
-    spec = stats.get("speculation_success")
-    return (f"{stats['samples']} samples on {stats['target']}: converts/MAC {stats['converts_per_mac']:.4f}, "
-            f"saturation {stats['saturation_rate']:.4%}, "
-            + (f"speculation success {spec:.2%}, " if spec is not None else "")
-            + f"crossbars {stats['crossbars_used']}, "
-            f"energy {stats['per_inference']['energy_pj'] / 1e6:.3f} uJ/inference")
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="pimrun", description=__doc__)
     ap.add_argument("--version", action="version", version=f"pimrun {__version__}")
@@ -144,8 +136,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="seed of the noise")
     ap.add_argument("--chunk", type=int, help="samples per batch chunk (default: as many as fit in 1 GiB of "
                                            "buffers, measured on the first sample)")
-    ap.add_argument("--timeline", help="a rewriting target's schedule: Gantt chart of writes and computes per PE "
-                                       "row (PNG)")
+    ap.add_argument("--timeline", metavar="T.png", help="a rewriting target's schedule: writes and computes per layer "
+                                                        "(PNG), and per PE row in a Chrome trace beside it "
+                                                        "(T.trace.json)")
     ap.add_argument("--workers", type=int, help="run the batch in shards on a local Dask cluster of this many "
                                                 "processes (same outputs and stats)")
     ap.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="run the batch in shards on this running Dask "
@@ -171,24 +164,19 @@ def _run(args, bar) -> int:
                                noise=args.noise, seed=args.seed, check=_timeline_check if args.timeline else None,
                                workers=args.workers, scheduler=args.scheduler)
     bar.close()
-    stats = m.stats.to_json()
-    if m.cells is not None:              # a rewriting target: per-inference time and energy of its schedule
-        stats["schedule"] = account(m)
-        if args.timeline:
-            plot_timeline(stats["schedule"], args.timeline)
+    stats = stats_json(m)
     judged = scores(outs, labels, input_groups(args.input), reference, args.reference)   # before any file
+    if args.timeline:
+        write_timeline(stats["schedule"], args.timeline)
     if args.output:
         write_arrays(args.output, outs)
     if args.stats:
         write_json(args.stats, stats)
     if not args.quiet:
-        print(summary(stats))
-        if "schedule" in stats:
-            sc = stats["schedule"]
-            print(f"schedule: {sc['time_ns'] / 1e3:.1f} us per inference, {sc['inferences_per_s']:.1f} inferences/s, "
-                  f"{sc['pct_of_bound']:.1f}% of the write bound (compute floor {sc['compute_floor_ns'] / 1e3:.1f} us), "
-                  f"{sc['write_pulses']} write pulses, "
-                  f"{sc['energy_pj_total'] / 1e6:.3f} uJ per inference")
+        for line in summary_lines(stats):
+            print(line)
+        if args.timeline:
+            print(f"timeline written to {args.timeline} and {trace_path(args.timeline)}")
         for line in judged:
             print(line)
     return 0

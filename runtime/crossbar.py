@@ -335,7 +335,7 @@ def mvm_events(xb: Crossbar, M: int, islices, pulses: np.ndarray, recover: int =
 
 @dataclass
 class Noise:
-    """R6: a column sum is Normal(N+ - N-, (E * sqrt(N+ + N-))^2), then the ADC rounds it to its step. The
+    """RAELLA thesis sec. 7.3: a column sum is Normal(N+ - N-, (E * sqrt(N+ + N-))^2), then the ADC rounds it to its step. The
     draws are keyed (noise.py): `key` is the stream (seed, instruction, input part) and `row0` the global index
     of the first input row, so a row's draws are the same in whatever batch or chunk it runs."""
     e: float
@@ -396,7 +396,7 @@ def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced
     column that cannot (column_bounds), or any column under an ideal ADC (adc_range None), is linear end to
     end, so its shift-added result is the plain integer product, which one BLAS call gives for all such
     columns at once. `sliced`, a histogram request and noise form every column's sums anyway.
-    With `recover` (R4) the input slices are speculative: a column sum at either ADC bound is recomputed from
+    With `recover` (speculation, RAELLA sec. 4.3) the input slices are speculative: a column sum at either ADC bound is recomputed from
     that slice's bits in `recover`-bit slices, converting only the failed columns; recovery keeps what its
     ADC gives. `pulses` gives row_pulses(x) when the caller has it. With `out` ((M, n) float) the result is
     added into it and returned; a float32 `out` only where is_plain holds and the sum stays below 2^24.

@@ -1,10 +1,10 @@
 """Crossbars written at run time: an activation (K^T, V, or ReTransformer's X) as the weights of an MVM.
 
 Every sample writes its own operand, so the weights are batched: w (B, ..., K, N). The cells hold the
-operand's codes minus their zero point in Zero+Offset form (R1: the magnitude on the device of its sign in a
+operand's codes minus their zero point in Zero+Offset form (RAELLA sec. 4.1: the magnitude on the device of its sign in a
 2T2R pair), sliced as the target slices static weights; the compiler has no time to optimise a center for a
 run-time value. Inputs run as positive and negative parts in the target's input slices, with speculation and
-recovery as for static crossbars (R4). Each crossbar of `rows` rows converts its own partial column sums: for
+recovery as for static crossbars (RAELLA sec. 4.3). Each crossbar of `rows` rows converts its own partial column sums: for
 every (input part, input slice, weight slice, row block) the sum is an exact integer in float32 BLAS, then
 the ADC (a signed ADC reads pos - neg on one column; an unsigned one converts the two devices' columns
 apart). With an ideal ADC the result is the plain integer product.

@@ -50,7 +50,7 @@ class Machine:
         self.stats = Stats(self.t, hist_range)
         self.env: dict[str, np.ndarray] = {}
         self.adc = None if ideal else self.t.adc_range
-        # R6 noise, keyed per (seed, instruction, input part, global sample row, pass, column) (noise.py): the
+        # noise (RAELLA sec. 7.3) keyed per (seed, instruction, input part, global sample row, pass, column) (noise.py): the
         # same program, inputs and seed give the same outputs however the samples are chunked or sharded
         self.noise = X.Noise(noise, seed) if noise and not ideal else None
         self.index = {id(c): i for i, c in enumerate(program.code)}
@@ -202,7 +202,7 @@ def _xbwrite(m: Machine, ins: Instr):
     if m.cells is not None:             # rewriting: this pass is every inference of the chunk (schedule.py)
         ev = m.cells.write(idx, xb, ins)
         per = len(next(iter(m.feeds.values())))
-        s.crossbar_writes += ev.changed * per
+        s.cells_written += ev.changed * per
         s.write_pulses += ev.pulses * per
         s.write_ns += ev.ns * per
     else:                               # program-once: blank cells, each crossbar written once
@@ -211,10 +211,11 @@ def _xbwrite(m: Machine, ins: Instr):
         if old is None or old.shape != new.shape:
             old = np.zeros_like(new)
         changed = new != old
-        s.crossbar_writes += int(changed.sum())
+        s.cells_written += int(changed.sum())
         s.write_pulses += int(np.abs(new - old).sum())
         s.write_ns += int(changed.any(axis=(0, 2)).sum()) * m.t.write_row_ns
         m.levels[idx] = new
+    s.logical.add(ins.attr("lxb", idx))
     if idx not in s.crossbars:
         s.crossbars.add(idx)
         s.rows_used.append(xb.rows[1] - xb.rows[0])
@@ -456,7 +457,7 @@ def _mvm_add(m: Machine, ins: Instr, xb, xs, lead, args, spec, z, first) -> X.Mv
             m.acc_bounds[name] = bound + (0 if first else m.acc_bounds[name])
             _, ev = X.mvm(xb, xs, *args, pulses, **spec, out=_acc(m, name, lead, n, first)[:, c0:c1])
         return ev
-    # R0: inputs around a zero point run as their positive and negative parts, one pass each
+    # inputs around a zero point (RAELLA thesis sec. 2.4) run as their positive and negative parts, one pass each
     v = xs.astype(np.int16) - z
     out, ev = X.mvm(xb, np.maximum(v, 0).astype(np.uint8), *args, **_keyed(m, ins, spec, len(xs), 0))
     neg, ev2 = X.mvm(xb, np.maximum(-v, 0).astype(np.uint8), *args, **_keyed(m, ins, spec, len(xs), 1))

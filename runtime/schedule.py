@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import RuntimeFault
 
-ROW_FIELDS = ("kind", "pe_row", "start_ns", "end_ns", "layer")
+ROW_FIELDS = ("kind", "pe_row", "start_ns", "end_ns", "layer", "pulses")     # pulses: a write's; 0 for a compute
 
 
 def pulse_ns(t) -> float:
@@ -115,7 +115,7 @@ def account(m) -> dict:
     for ins in p.code:
         if ins.op != "xbwrite" and ins.attr("layer") is not None:
             count[ins.attr("layer")] = count.get(ins.attr("layer"), 0) + 1
-    # the APUs shift-add their own column sums alongside the crossbar (A1: an mvm counts one digital op per
+    # the APUs shift-add their own column sums alongside the crossbar (ARAS sec. III: an mvm counts one digital op per
     # convert); the rest of a layer's digital work runs on the chip's digital units. Crossbar work that is not
     # an mvm (run-time operands, PIM banks: xbar_ns under negative keys) and run-time writes no compute hides
     # add to their step as the stats time them.
@@ -158,7 +158,7 @@ def account(m) -> dict:
                 end = late
             ready[xb] = end
             writing[row] = max(writing.get(row, 0.0), end)
-            timeline.append(("write", row, start, end, ins.attr("layer")))
+            timeline.append(("write", row, start, end, ins.attr("layer"), ev.pulses))
             continue
         layer = ins.attr("layer")
         if step is None or layer != step.layer:
@@ -174,7 +174,7 @@ def account(m) -> dict:
             s = max([step.start] + [writing.get(c // k, 0.0) for c in xbs])     # a PE row writes or computes
             for row in sorted({c // k for c in xbs}):
                 release[row] = max(release.get(row, 0.0), s + dur)
-                timeline.append(("compute", row, s, s + dur, layer))
+                timeline.append(("compute", row, s, s + dur, layer, 0))
             step.mvm_end = max(step.mvm_end, s + dur)
             step.mvm_ns = max(step.mvm_ns, dur)
             if ins.attr("ibanks") is not None and step.banks is None:
@@ -199,7 +199,7 @@ def _check_banks(m, step: _Step):
 
 
 def _bound(m) -> float:
-    """A2: the time to write every logical crossbar once, at the times this program's writes took (its first
+    """ARAS sec. IV's write bound: the time to write every logical crossbar once, at the times this program's writes took (its first
     write of each), with every crossbar writing all the time and the DRAM streaming all the time. No schedule
     of these writes can be faster, so the achieved share is at most 100%."""
     t = m.t
@@ -229,8 +229,8 @@ def _report(m, steps, timeline, total, stall) -> dict:
         compute += sum(e[c] for c in ("adc", "dac", "crossbar", "buffers", "digital"))
     pulses = sum(e.pulses for e in evs)
     runtime_pulses = sum(s.rt_write_pulses for s in m.stats.layers.values()) / n     # run-time operands (xbload)
-    energy = {"write": (pulses + runtime_pulses) * t.e_write_pulse, "compute": compute / n, "static_banks": bank_pj,
-              "static_pes": t.tiles * t.static_mw_per_tile * total}
+    energy = {"weight_writes": pulses * t.e_write_pulse, "runtime_writes": runtime_pulses * t.e_write_pulse,
+              "compute": compute / n, "static_banks": bank_pj, "static_pes": t.tiles * t.static_mw_per_tile * total}
     bound = _bound(m)
     floor = sum(s.mvm_ns + s.digital_ns for s in steps)      # the steps' compute alone, no write waited for
     both = max(bound, floor)
@@ -243,7 +243,7 @@ def _report(m, steps, timeline, total, stall) -> dict:
         "pct_of_bound": 100.0 * bound / total if total else 100.0,
         "compute_floor_ns": floor,
         "pct_of_lower_bound": 100.0 * both / total if total else 100.0,
-        "writes": len(evs),
+        "crossbar_writes": len(evs),
         "cells_changed": sum(e.changed for e in evs),
         "write_pulses": pulses,
         "runtime_write_pulses": runtime_pulses,
@@ -255,36 +255,9 @@ def _report(m, steps, timeline, total, stall) -> dict:
         "steps": [{"layer": s.layer, "start_ns": s.start, "end_ns": s.end,
                    **({"ibanks": list(s.banks[0]), "obanks": list(s.banks[1])} if s.banks else {})}
                   for s in steps if s.layer is not None],
+        "pe_rows": t.pe_rows,
         "timeline_fields": list(ROW_FIELDS),
         "timeline": [list(e) for e in timeline],
         "notes": "per inference, in steady state (cells as the previous inference left them); one inference at a "
                  "time, the batch's arithmetic is batched but its time and energy scale with the inferences",
     }
-
-
-def plot_timeline(report: dict, path) -> None:
-    """Gantt chart of writes and computes per PE row."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = sorted({e[1] for e in report["timeline"]})
-    pos = {r: i for i, r in enumerate(rows)}
-    fig, ax = plt.subplots(figsize=(10, 1.5 + 0.18 * len(rows)))
-    colors = {"write": "tab:orange", "compute": "tab:blue"}
-    for kind in ("write", "compute"):
-        by_row: dict[int, list] = {}
-        for kd, row, s, e, _ in report["timeline"]:
-            if kd == kind:
-                by_row.setdefault(row, []).append((s / 1e3, max(e - s, 1.0) / 1e3))
-        for row, bars in by_row.items():
-            ax.broken_barh(bars, (pos[row] - 0.4, 0.8), color=colors[kind], label=kind if row == min(by_row) else None)
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([str(r) for r in rows], fontsize=6 if len(rows) > 40 else 8)
-    ax.set_xlabel("time (us)")
-    ax.set_ylabel("PE row")
-    ax.set_title(f"{report['time_ns'] / 1e3:.0f} us per inference, {report['pct_of_bound']:.0f}% of the write bound")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.invert_yaxis()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)

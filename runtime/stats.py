@@ -19,14 +19,15 @@ class LayerStats:
     spec_converts: int = 0
     columns: int = 0
     spec_failures: int = 0
-    crossbars: set = field(default_factory=set)
+    crossbars: set = field(default_factory=set)      # physical crossbar ids the layer's weights were written into
+    logical: set = field(default_factory=set)        # its weight blocks (lxb): what one copy of the layer needs
     rows_used: list = field(default_factory=list)
     cells_used: int = 0
     dac_pulses: int = 0
     cell_reads: int = 0
     digital_ops: int = 0
     buffer_bytes: int = 0
-    crossbar_writes: int = 0
+    cells_written: int = 0       # cells whose level a weight write changed
     write_pulses: int = 0
     write_ns: float = 0.0        # row-by-row programming time of the layer's crossbars
     xbar_ns: dict = field(default_factory=dict)
@@ -55,8 +56,8 @@ class LayerStats:
     SUMMED = ("macs", "adc_converts", "saturated_converts", "spec_converts", "columns", "spec_failures",
               "dac_pulses", "cell_reads", "digital_ops", "buffer_bytes", "rt_write_cells", "rt_write_pulses",
               "rt_write_ns", "rt_exposed_ns")
-    ONCE = ("crossbars", "rows_used", "cells_used")          # what the program maps, the same in every shard
-    LOAD = ("crossbar_writes", "write_pulses", "write_ns")   # a program-once target's weight load
+    ONCE = ("crossbars", "logical", "rows_used", "cells_used")   # what the program maps, the same in every shard
+    LOAD = ("cells_written", "write_pulses", "write_ns")         # a program-once target's weight load
 
     def merge(self, other: LayerStats, program_once: bool) -> None:
         """Add another shard's stats of this layer: per-sample counters add, the mapping and a program-once
@@ -114,7 +115,8 @@ class Stats:
             "crossbar": s.cell_reads * t.e_cell_read,
             "buffers": s.buffer_bytes * t.e_buffer_byte,
             "digital": s.digital_ops * t.e_digital_op,
-            "writes": (s.write_pulses + s.rt_write_pulses) * t.e_write_pulse,
+            "weight_writes": s.write_pulses * t.e_write_pulse,
+            "runtime_writes": s.rt_write_pulses * t.e_write_pulse,
             "static": tiles * t.static_mw_per_tile * time_ns * 1e-3,   # mW x ns = pJ
         }
 
@@ -135,10 +137,11 @@ class Stats:
             "saturation_rate": s.saturated_converts / s.adc_converts if s.adc_converts else 0.0,
             "speculation_success": 1 - s.spec_failures / s.spec_converts if s.spec_converts else None,
             **converts_per_column(s.adc_converts, s.spec_converts, s.columns),
-            "crossbars_used": nx,
+            "logical_crossbars": len(s.logical),
+            "physical_crossbars": nx,
             "rows_used": float(np.mean(s.rows_used)) if s.rows_used else 0.0,
             "utilisation": s.cells_used / (nx * t.rows * t.cols) if nx else 0.0,
-            "crossbar_writes": s.crossbar_writes,
+            "cells_written": s.cells_written,
             "write_pulses": s.write_pulses,
             "write_ns": s.write_ns,
             "runtime_write_cells": s.rt_write_cells,
@@ -154,40 +157,49 @@ class Stats:
         }
 
     def to_json(self) -> dict:
+        """The whole batch's figures (README, "Stats"). On a rewriting target the time and energy here are the
+        layers' own (no replicas overlapped, no write waited for): runtime/results.py puts the schedule's in
+        their place."""
         rows = [self.row(s) for s in self.layers.values()]
         spec = sum(s.spec_converts for s in self.layers.values())
         fails = sum(s.spec_failures for s in self.layers.values())
-        tot = {k: sum(r[k] for r in rows) for k in ("macs", "adc_converts", "saturated_converts", "crossbar_writes",
+        tot = {k: sum(r[k] for r in rows) for k in ("macs", "adc_converts", "saturated_converts", "cells_written",
                                                       "write_pulses", "dac_pulses", "digital_ops", "time_ns",
                                                       "runtime_write_cells", "runtime_write_pulses",
-                                                      "runtime_write_ns", "exposed_write_ns",
-                                                      "cycles", "crossbars_used")}
-        mvm_rows = [r for r in rows if r["crossbars_used"]]
+                                                      "runtime_write_ns", "exposed_write_ns", "cycles")}
+        physical = set().union(*(s.crossbars for s in self.layers.values())) if self.layers else set()
         all_rows = [x for s in self.layers.values() for x in s.rows_used]
         cells = sum(s.cells_used for s in self.layers.values())
+        cells_total = sum(len(s.crossbars) for s in self.layers.values()) * self.t.rows * self.t.cols
         energy = {k: sum(r["energy_pj"][k] for r in rows) for k in rows[0]["energy_pj"]} if rows else {}
+        total = sum(energy.values())
         n = max(self.samples, 1)
         return {
             "target": self.t.name,
             "samples": self.samples,
             **tot,
+            "logical_crossbars": sum(len(s.logical) for s in self.layers.values()),
+            "physical_crossbars": len(physical),
+            "chip_crossbars": self.t.xbars,
             "converts_per_mac": tot["adc_converts"] / tot["macs"] if tot["macs"] else 0.0,
             "saturation_rate": tot["saturated_converts"] / tot["adc_converts"] if tot["adc_converts"] else 0.0,
             "rows_used": float(np.mean(all_rows)) if all_rows else 0.0,
             "speculation_success": 1 - fails / spec if spec else None,
             **converts_per_column(tot["adc_converts"], spec, sum(s.columns for s in self.layers.values())),
             "speculation_failures": fails,
-            "utilisation": cells / (tot["crossbars_used"] * self.t.rows * self.t.cols) if mvm_rows else 0.0,
+            "utilisation": cells / cells_total if cells_total else 0.0,
             "energy_pj": energy,
-            "energy_pj_total": sum(energy.values()),
-            "per_inference": {"energy_pj": sum(energy.values()) / n, "time_ns": tot["time_ns"] / n,
+            "energy_pj_total": total,
+            "per_inference": {"energy_excl_weight_writes_pj": (total - energy.get("weight_writes", 0.0)) / n,
+                              "energy_incl_weight_writes_pj": total / n,
+                              "time_ns": tot["time_ns"] / n,
                               "pipelined_ns": max((r["time_ns"] for r in rows), default=0.0) / n},
-            "notes": ("crossbar writes are the one-time weight load of a program-once target" if self.t.program_once
-                      else "crossbar writes are the schedule's rewrites, once per inference (the cells in steady "
-                           "state), times the samples; 'schedule' (pimrun) has the schedule's time and energy")
-                     + "; time_ns sums "
-                     "layer latencies over the batch (layers in sequence, crossbars of a layer in parallel); "
-                     "energy figures marked 'assumption' in the target TOML are the project's, not the papers'",
+            "notes": ("cells_written, write_pulses and energy_pj.weight_writes are the one-time weight load of a "
+                      "program-once target (energy_incl_weight_writes_pj spreads it over the batch)"
+                      if self.t.program_once
+                      else "cells_written and write_pulses are the schedule's rewrites in steady state, once per "
+                           "inference, times the samples; time and energy are the schedule's (see 'schedule')")
+                     + "; energy figures marked 'assumption' in the target TOML are the project's, not the papers'",
             **({"banks": self.banks()} if any(s.banks for s in self.layers.values()) else {}),
             "layers": rows,
         }

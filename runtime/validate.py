@@ -158,7 +158,7 @@ def _holds(w: Instr, mvm: Instr) -> bool:
 def _check_schedule(p: Program, filename: str) -> None:
     """What the program order puts in each crossbar: every mvm finds the block it names (lxb) or at least
     its layer's weights, on its crossbar and its replicas (rep); no write replaces a block a later mvm still
-    reads; on a rewriting target a PE row's crossbars hold one layer while any of them is still read (A1),
+    reads; on a rewriting target a PE row's crossbars hold one layer while any of them is still read (ARAS sec. III),
     and a write's pe and after= are consistent. Reports the earliest offending instruction."""
     t = p.target
     k = t.row_xbars
@@ -198,7 +198,7 @@ def _check_schedule(p: Program, filename: str) -> None:
                                                    f"(written at line {w.line}), not what this mvm reads"))
         if ins.attr("layer") is not None and ins.op != "xbwrite":
             steps.add(ins.attr("layer"))
-    if not t.program_once:         # A1: a PE row holds one layer
+    if not t.program_once:         # ARAS sec. III: a PE row holds one layer
         resident = {}
         for pos, ins in enumerate(p.code):
             if ins.op != "xbwrite":

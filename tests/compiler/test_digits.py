@@ -69,10 +69,11 @@ def test_stats_fields(digits_test):
     m = Machine(digits_compiled("isaac").program)
     m.run({"image": x[:8]})
     s = m.stats.to_json()
-    for k in ("macs", "adc_converts", "converts_per_mac", "saturated_converts", "saturation_rate", "crossbars_used",
-              "rows_used", "utilisation", "crossbar_writes", "write_pulses", "cycles", "energy_pj", "layers"):
+    for k in ("macs", "adc_converts", "converts_per_mac", "saturated_converts", "saturation_rate", "logical_crossbars",
+              "physical_crossbars", "rows_used", "utilisation", "cells_written", "write_pulses", "cycles", "energy_pj", "layers"):
         assert k in s
-    assert set(s["energy_pj"]) == {"adc", "dac", "crossbar", "buffers", "digital", "writes", "static"}
+    assert set(s["energy_pj"]) == {"adc", "dac", "crossbar", "buffers", "digital", "weight_writes", "runtime_writes",
+                                "static"}
     g = digits_compiled("isaac").graph
     macs = 0
     for op in g.ops.values():

@@ -79,7 +79,8 @@ def test_a_sweep_runs_every_point_once_records_failures_and_resumes(tmp_path):
         assert r["error"] == "" and float(r["score"]) == score
         for k in ("converts_per_mac", "saturation_rate", "adc_converts", "samples"):
             assert float(r[k]) == stats[k]
-        assert float(r["per_inference.energy_pj"]) == pytest.approx(stats["per_inference"]["energy_pj"], rel=1e-12)
+        assert float(r["per_inference.energy_incl_weight_writes_pj"]) == pytest.approx(
+            stats["per_inference"]["energy_incl_weight_writes_pj"], rel=1e-12)
         assert float(r["compile_s"]) > 0 and float(r["run_s"]) > 0
     assert got[0]["saturation_rate"] != got[1]["saturation_rate"]            # the grid key reached the target
     assert all("crossbars" in r["error"] and r["score"] == "" for r in got[2:4])    # does not fit

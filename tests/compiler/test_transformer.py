@@ -1,4 +1,4 @@
-"""Transformers end to end on small BERT-style encoders (transformer_blocks.py), issue 5:
+"""Transformers end to end on small BERT-style encoders (transformer_blocks.py):
 
   float IR == onnxruntime (1e-5, any batch)  ->  token masks recognised as maskfn ops (or rejected)
   attention pass (retransformer | naive | digital) keeps the float meaning (1e-6), on the encoders and on
@@ -132,7 +132,7 @@ def test_attention_pass_keeps_the_float_meaning(form, mode):
     crossbar = [op for op in g.ops.values() if op.kind == "matmul" and op.attrs.get("crossbar")]
     assert len(crossbar) == (0 if mode == "digital" else 2 * tb.LAYERS)
     assert {op.attrs["written"] for op in crossbar} == WRITTEN[mode]
-    if mode == "retransformer":      # the per-head products of T1 are grouped linears (one block per head)
+    if mode == "retransformer":      # the reordering's per-head products are grouped linears (one block per head)
         assert sum(op.kind == "linear" and op.attrs.get("group") == tb.HEADS for op in g.ops.values()) \
             == 2 * tb.LAYERS
     assert _rel(_float(g, feeds), before) < 1e-6
@@ -143,7 +143,7 @@ SEEDS = range(9)       # mask (none, Where, old HF) x bias cycle with the seed; 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_attention_pass_on_random_blocks(seed):
-    """T1's equivalence on random small blocks: the reordered float graph equals the original, and for each
+    """ReTransformer's reordering on random small blocks: the reordered float graph equals the original, and for each
     mode the ideal machine equals the quantised reference of the rewritten graph bit for bit."""
     m, p = tb.attention_block(seed)
     feeds = tb.block_feeds(p, 5, seed=100 + seed)

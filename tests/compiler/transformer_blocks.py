@@ -16,7 +16,7 @@ symbolic) and passes onnx.checker (full check). The forms (MODELS):
 - mixed_mask_model(): torch_like whose pooling mask mixes neighbouring tokens (mask[:, :-1] + mask[:, 1:]),
   neither a per-token select nor a function of the valid-token count, or the attention mask with the token
   types (the frontend must reject both).
-attention_block(seed) draws a random small self-attention block on a float input (for the T1 equivalence).
+attention_block(seed) draws a random small self-attention block on a float input (ReTransformer's reordering).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A3 adaptive bank selection: the ILP against brute force, the infeasible error, determinism, energy."""
+"""Adaptive bank selection (ARAS sec. V-A): the ILP against brute force, the infeasible error, determinism, energy."""
 from __future__ import annotations
 
 import itertools

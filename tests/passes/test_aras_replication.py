@@ -1,4 +1,4 @@
-"""A4 adaptive replication: Algorithm 1 and the ILP on hand-made windows, the ILP against brute force."""
+"""Adaptive replication (ARAS sec. V-B): Algorithm 1 and the ILP on hand-made windows, the ILP against brute force."""
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,4 @@
-"""A5 partial weight reuse: cells and pulses against a direct loop, the exact zero-point fold, the pass."""
+"""Partial weight reuse (ARAS sec. V-C): cells and pulses against a direct loop, the exact zero-point fold, the pass."""
 from __future__ import annotations
 
 import copy

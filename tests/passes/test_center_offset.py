@@ -1,4 +1,4 @@
-"""Center+Offset (R1, R2): D on signed values, eq. 4.1, eq. 4.2 against brute force, end to end."""
+"""Center+Offset (RAELLA thesis sec. 4.1): D on signed values, eq. 4.1, eq. 4.2 against brute force, end to end."""
 from __future__ import annotations
 
 import numpy as np

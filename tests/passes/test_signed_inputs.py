@@ -1,4 +1,4 @@
-"""R0: a layer input with a zero point runs as positive and negative parts; results stay exact."""
+"""A layer input with a zero point runs as positive and negative parts; results stay exact."""
 from __future__ import annotations
 
 import numpy as np

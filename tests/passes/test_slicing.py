@@ -1,4 +1,4 @@
-"""Adaptive Weight Slicing (R3, Algorithm 1): the 108 slicings, the order and stop rule, the digits CNN."""
+"""Adaptive Weight Slicing (RAELLA sec. 4.2, Algorithm 1): the 108 slicings, the order and stop rule, the digits CNN."""
 from __future__ import annotations
 
 import numpy as np

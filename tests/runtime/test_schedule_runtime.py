@@ -103,7 +103,7 @@ def test_chunks_change_nothing_on_a_rewriting_target():
 def test_timeline_keeps_each_pe_row_busy_with_one_thing_at_a_time(mode):
     r = accounted(mode)
     by_row: dict[int, list] = {}
-    for kind, row, s, e, layer in r["timeline"]:
+    for kind, row, s, e, layer, _ in r["timeline"]:
         assert 0 <= s <= e <= r["time_ns"]
         by_row.setdefault(row, []).append((s, e, kind, layer))
     for row, spans in by_row.items():
@@ -123,13 +123,13 @@ def test_overlap_is_faster_than_naive_and_aras_saves_static_energy():
     assert aras["energy_pj"]["static_banks"] < overlap["energy_pj"]["static_banks"]
     t = load_target(SMALL)
     for r in (naive, overlap, aras):
-        assert r["energy_pj"]["write"] == r["write_pulses"] * t.e_write_pulse
-        assert r["writes"] == 21 and r["dram_bytes"] > 0
+        assert r["energy_pj"]["weight_writes"] == r["write_pulses"] * t.e_write_pulse
+        assert r["crossbar_writes"] == 21 and r["dram_bytes"] > 0
 
 
 @pytest.mark.parametrize("mode", ["naive", "overlap", "aras"])
 def test_no_schedule_beats_either_bound(mode):
-    """The write bound (A2) and the compute floor are lower bounds of the time per inference; a naive schedule,
+    """ARAS sec. IV's write bound and the compute floor are lower bounds of the time per inference; a naive schedule,
     which waits for every write, is far above the compute floor."""
     r = accounted(mode)
     assert 0 < r["compute_floor_ns"] <= r["time_ns"] and r["bound_ns"] <= r["time_ns"]
@@ -223,8 +223,10 @@ def test_pimrun_reports_the_schedule_and_draws_the_timeline(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "inferences/s" in r.stdout and "% of the write bound" in r.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "traceEvents" in json.loads((tmp_path / "t.trace.json").read_text())
     sc = json.loads(stats.read_text())["schedule"]
-    assert sc["time_ns"] > 0 and set(sc["energy_pj"]) == {"write", "compute", "static_banks", "static_pes"}
+    assert sc["time_ns"] > 0 and set(sc["energy_pj"]) == {"weight_writes", "runtime_writes", "compute", "static_banks",
+                                                  "static_pes"}
     once = tmp_path / "i.pimasm"
     from tests.conftest import digits_compiled
     once.write_text(print_program(digits_compiled("isaac").program))

@@ -408,6 +408,7 @@ def references(points: list[Point], outdir: Path) -> dict[str, str]:
     for m in {p.model.name: p.model for p in points}.values():
         if m.metric == "top1":
             continue
+        (outdir / "reference").mkdir(parents=True, exist_ok=True)
         if m.reference:
             ref = np.load(m.reference)
             path = outdir / "reference" / f"{m.name}-{m.digest()}.npy"

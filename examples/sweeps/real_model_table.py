@@ -22,6 +22,10 @@ def rows(results: Path) -> list[dict]:
     return sorted(out.values(), key=lambda r: r["point_id"])
 
 
+def name(r: dict) -> str:
+    return r.get("label") or r.get("name") or r["point_id"]
+
+
 def pct(v) -> str:
     return "-" if v in (None, "") else f"{100 * v:.2f}%"
 
@@ -31,11 +35,11 @@ def summary(rs: list[dict]) -> str:
              "energy uJ/inference | compile s | run s/sample |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rs:
         if r.get("error"):
-            lines.append(f"| {r['name']} | failed: {r['error']} | | | | | | |")
+            lines.append(f"| {name(r)} | failed: {r['error']} | | | | | | |")
             continue
         spec = r.get("speculation_success") if r.get("speculation_failures") is not None and \
             r.get("recovery_per_column") else None
-        lines.append(f"| {r['name']} | {r['score']:.4f} ({round(r['score'] * r['samples'])}/{r['samples']}) | "
+        lines.append(f"| {name(r)} | {r['score']:.4f} ({round(r['score'] * r['samples'])}/{r['samples']}) | "
                      f"{r['converts_per_mac']:.4f} | {pct(r['saturation_rate'])} | {pct(spec)} | "
                      f"{r['per_inference.energy_pj'] / 1e6:.1f} | {r['compile_s']:.1f} | {r['run_s'] / r['samples']:.1f} |")
     return "\n".join(lines)
@@ -44,7 +48,7 @@ def summary(rs: list[dict]) -> str:
 def layers(rs: list[dict]) -> str:
     rs = [r for r in rs if not r.get("error")]
     spec = [r for r in rs if r.get("recovery_per_column")]
-    head = ["layer"] + [f"saturated: {r['name']}" for r in rs] + [f"speculation success: {r['name']}" for r in spec]
+    head = ["layer"] + [f"saturated: {name(r)}" for r in rs] + [f"speculation success: {name(r)}" for r in spec]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     names = [layer["layer"] for layer in rs[0]["layers"]]
     by = [{layer["layer"]: layer for layer in r["layers"]} for r in rs]

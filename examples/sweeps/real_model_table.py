@@ -6,6 +6,7 @@ and the speculation success of the points that speculate.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -19,7 +20,9 @@ def rows(results: Path) -> list[dict]:
         except json.JSONDecodeError:
             continue
         out[r["point_id"]] = r                      # a point run again keeps its last row
-    return sorted(out.values(), key=lambda r: r["point_id"])
+    with open(results / "results.csv") as f:      # in the sweep file's order
+        order = [row["point_id"] for row in csv.DictReader(f)]
+    return sorted(out.values(), key=lambda r: order.index(r["point_id"]) if r["point_id"] in order else len(order))
 
 
 def name(r: dict) -> str:

@@ -1,5 +1,6 @@
-"""Markdown tables of a finished pimsweep run: one row per point, then per layer the saturation of every point
-and the speculation success of the points that speculate.
+"""Markdown tables of a finished pimsweep run: one row per point, then per crossbar layer the saturation of every
+point and the speculation success of the points that speculate (an ideal-ADC point is the integer reference:
+its row gives the metric alone).
 
     python examples/sweeps/real_model_table.py RESULTS_DIR [--layers]
 """
@@ -40,6 +41,10 @@ def summary(rs: list[dict]) -> str:
         if r.get("error"):
             lines.append(f"| {name(r)} | failed: {r['error']} | | | | | | |")
             continue
+        if r.get("ideal") in (True, "True", "true"):    # the integer reference: no ADC, no hardware figures
+            lines.append(f"| {name(r)} | {r['score']:.4f} ({round(r['score'] * r['samples'])}/{r['samples']}) | "
+                         f"- | - | - | - | {r['compile_s']:.1f} | {r['run_s'] / r['samples']:.1f} |")
+            continue
         spec = r.get("speculation_success") if r.get("speculation_failures") is not None and \
             r.get("recovery_per_column") else None
         lines.append(f"| {name(r)} | {r['score']:.4f} ({round(r['score'] * r['samples'])}/{r['samples']}) | "
@@ -49,7 +54,7 @@ def summary(rs: list[dict]) -> str:
 
 
 def layers(rs: list[dict]) -> str:
-    rs = [r for r in rs if not r.get("error")]
+    rs = [r for r in rs if not r.get("error") and r.get("ideal") not in (True, "True", "true")]
     spec = [r for r in rs if r.get("recovery_per_column")]
     head = ["layer"] + [f"saturated: {name(r)}" for r in rs] + [f"speculation success: {name(r)}" for r in spec]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
@@ -57,6 +62,8 @@ def layers(rs: list[dict]) -> str:
     by = [{layer["layer"]: layer for layer in r["layers"]} for r in rs]
     sby = [{layer["layer"]: layer for layer in r["layers"]} for r in spec]
     for n in names:
+        if not any(b.get(n, {}).get("adc_converts") for b in by):     # digital layers: nothing converted
+            continue
         cells = [pct(b.get(n, {}).get("saturation_rate")) for b in by]
         cells += [pct(b.get(n, {}).get("speculation_success")) for b in sby]
         lines.append(f"| {n} | " + " | ".join(cells) + " |")

@@ -1,8 +1,9 @@
 """pimsweep: a design-space sweep. A TOML file names models (ONNX, calibration and evaluation data, a metric)
 and points over target keys, pimc options and run options; every point is compiled (once per distinct
 program), run on its model's data, locally or on a Dask cluster, and judged. RESULTS_DIR gets points.jsonl
-(one JSON line appended per finished point: what survives an interruption), results.csv (one row per point:
-settings, every scalar stat, the metric, compile and run seconds, the error of a point that failed),
+(one JSON line appended per finished point, with its per-layer stats: what survives an interruption),
+results.csv (one row per point: settings, every scalar stat, the metric, compile and run seconds, the error of
+a point that failed),
 programs/ (the compiled programs, keyed by a content hash of model, calibration, target and options) and PNG
 plots. The file format is in docs/sweeps.md.
 """
@@ -337,7 +338,8 @@ def run_point(p: Point, compiled: dict, reference: str | None) -> dict:
         return row | {"error": one_line(e)}
     except Exception as e:
         return row | {"error": f"internal error: {type(e).__name__}: {one_line(e)}"}
-    return row | {"score": score, "run_s": round(run_s, 3)} | _flat({k: v for k, v in stats.items() if k != "target"})
+    return row | {"score": score, "run_s": round(run_s, 3)} | _flat({k: v for k, v in stats.items() if k != "target"}) \
+        | {"layers": [{k: v for k, v in layer.items() if not isinstance(v, dict)} for layer in stats.get("layers", [])]}
 
 
 def _head(p: Point) -> dict:
@@ -404,6 +406,7 @@ def references(points: list[Point], outdir: Path) -> dict[str, str]:
     for m in {p.model.name: p.model for p in points}.values():
         if m.metric == "top1":
             continue
+        (outdir / "reference").mkdir(parents=True, exist_ok=True)
         if m.reference:
             ref = np.load(m.reference)
             path = outdir / "reference" / f"{m.name}-{m.digest()}.npy"
@@ -454,10 +457,10 @@ class Results:
     def write_csv(self) -> None:
         rows = sorted(self.rows, key=lambda r: self.order.get(r["point_id"], len(self.order)))
         cols = list(HEAD)
-        for r in rows:
-            cols += [k for k in r if k not in cols]
+        for r in rows:                  # per-layer lists stay in points.jsonl
+            cols += [k for k, v in r.items() if k not in cols and not isinstance(v, list)]
         buf = io.StringIO()
-        w = csv.DictWriter(buf, cols, restval="", lineterminator="\n")
+        w = csv.DictWriter(buf, cols, restval="", lineterminator="\n", extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
         write_text(self.dir / "results.csv", buf.getvalue())

@@ -164,3 +164,32 @@ def test_pareto_front_and_metrics():
     # nearest neighbours by cosine: 0 <-> 2, 1 -> 2
     assert judge("nn", y, np.array([4, 5, 4]), None) == pytest.approx(2 / 3)
     assert judge("nn", y, None, ref) == pytest.approx(1 / 3)     # float's: 0 -> 1, 1 -> 0, 2 -> 0
+
+
+def test_a_float_metric_sweep_judges_against_onnxruntime_and_keeps_layers(tmp_path):
+    """metric "agreement" with no reference file: pimsweep makes onnxruntime's float outputs itself (in a
+    results folder that does not exist yet) and judges against them; each row keeps its per-layer stats in
+    points.jsonl, which examples/sweeps/real_model_table.py turns into tables."""
+    import importlib.util
+    f = tmp_path / "s.toml"
+    f.write_text(SWEEP.split("[base]")[0].replace('metric = "top1"', 'metric = "agreement"').replace(
+        f"samples = {N}", "samples = 6") + '[base]\ntarget = "isaac"\n')
+    out = tmp_path / "new" / "res"
+    sweep(f, out, report=lambda line: None)
+    (r,) = rows(out)
+    from compiler.verify import onnx_float
+    x = np.load(DIGITS / "digits_test.npz")["x"][:6]
+    ref = onnx_float(DIGITS / "digits_cnn.onnx", {"image": x})["logits"]
+    y = Machine(compile_model(DIGITS / "digits_cnn.onnx", "isaac", np.load(DIGITS / "digits_calib.npy")).program
+                ).run({"image": x})["logits"]
+    assert r["error"] == "" and float(r["score"]) == float(np.mean(y.argmax(1) == ref.argmax(1)))
+    (line,) = [json.loads(s) for s in (out / "points.jsonl").read_text().splitlines()]
+    assert len(line["layers"]) >= 3 and all("saturation_rate" in layer for layer in line["layers"])
+    assert "layers" not in r                                              # the CSV keeps scalars only
+    spec = importlib.util.spec_from_file_location("t", ROOT / "examples" / "sweeps" / "real_model_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    summary, layers = table.summary(table.rows(out)).splitlines(), table.layers(table.rows(out)).splitlines()
+    assert len(summary) == 3 and f"| {float(r['score']):.4f} (" in summary[2]
+    converting = [layer for layer in line["layers"] if layer.get("adc_converts")]
+    assert converting and len(layers) == 2 + len(converting) and all(row.count("|") == 3 for row in layers)

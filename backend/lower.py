@@ -209,6 +209,18 @@ def _transpose(L, op):
     L.p.emit("transpose", L.b(op.outputs[0]), L.b(op.inputs[0]), perm=op.attrs["perm"], layer=op.name)
 
 
+@lower("slice")
+def _slice(L, op):
+    a = op.attrs
+    L.p.emit("slice", L.b(op.outputs[0]), L.b(op.inputs[0]), starts=a["starts"], ends=a["ends"], steps=a["steps"],
+             layer=op.name)
+
+
+@lower("upsample")
+def _upsample(L, op):
+    L.p.emit("upsample", L.b(op.outputs[0]), L.b(op.inputs[0]), factors=op.attrs["factors"], layer=op.name)
+
+
 @lower("pad")
 def _pad(L, op):
     L.p.emit("pad", L.b(op.outputs[0]), L.b(op.inputs[0]), pads=op.attrs["pads"], fill=op.attrs["q"]["fill"],

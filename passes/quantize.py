@@ -19,7 +19,7 @@ from runtime.kernels import softmax_table
 
 from .quantize_vector import quantize_vector, wants_vector
 
-PASS_THROUGH = ("maxpool", "gmaxpool", "reshape", "transpose", "pad")
+PASS_THROUGH = ("maxpool", "gmaxpool", "reshape", "transpose", "pad", "slice", "upsample")
 
 
 def qparams(lo: float, hi: float) -> tuple[float, int]:

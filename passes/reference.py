@@ -124,6 +124,17 @@ def _transpose(op, g, x):
     return x.transpose(op.attrs["perm"])
 
 
+@ref("slice")
+def _slice(op, g, x):
+    a = op.attrs
+    return K.slice_axes(x, a["starts"], a["ends"], a["steps"])
+
+
+@ref("upsample")
+def _upsample(op, g, x):
+    return K.upsample(x, op.attrs["factors"])
+
+
 @ref("pad")
 def _pad(op, g, x):
     p = op.attrs["pads"]
@@ -252,6 +263,17 @@ def _v_topk(op, g, x):
 @vref("reshape")
 def _v_reshape(op, g, x):
     return x.reshape((x.shape[0],) + tuple(op.attrs["shape"]))
+
+
+@vref("slice")
+def _v_slice(op, g, x):
+    a = op.attrs
+    return np.ascontiguousarray(K.slice_axes(x, a["starts"], a["ends"], a["steps"]))
+
+
+@vref("upsample")
+def _v_upsample(op, g, x):
+    return K.upsample(x, op.attrs["factors"])
 
 
 @vref("transpose")

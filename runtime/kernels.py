@@ -123,6 +123,19 @@ def lut(x, table) -> np.ndarray:
     return table[x]
 
 
+def slice_axes(x, starts, ends, steps) -> np.ndarray:
+    """x[:, s0:e0:st0, s1:e1:st1, ...]: one (start, end, step) per per-sample axis, steps positive."""
+    return x[(slice(None),) + tuple(slice(s, e, st) for s, e, st in zip(starts, ends, steps))]
+
+
+def upsample(x, factors) -> np.ndarray:
+    """Nearest-neighbour upsampling: element i of per-sample axis k repeated factors[k] times."""
+    for k, f in enumerate(factors, 1):
+        if f != 1:
+            x = np.repeat(x, f, axis=k)
+    return x
+
+
 def pad_hw(x, pads, fill):
     t, l, b, r = pads
     return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=fill)

@@ -618,6 +618,17 @@ def _transpose(m: Machine, ins: Instr):
     m.digital(ins, np.ascontiguousarray(m.val(ins.args[1]).transpose(ins.attr("perm"))), 0)
 
 
+@handler("slice")
+def _slice(m: Machine, ins: Instr):
+    a = dict(ins.attrs)
+    m.digital(ins, np.ascontiguousarray(K.slice_axes(m.val(ins.args[1]), a["starts"], a["ends"], a["steps"])), 0)
+
+
+@handler("upsample")
+def _upsample(m: Machine, ins: Instr):
+    m.digital(ins, K.upsample(m.val(ins.args[1]), ins.attr("factors")), 0)
+
+
 @handler("pad")
 def _pad(m: Machine, ins: Instr):
     x = m.val(ins.args[1])

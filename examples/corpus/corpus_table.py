@@ -37,13 +37,15 @@ def load_data(out: Path, name: str, kind: str, n: int | None):
     return x[:n] if n else x
 
 
-def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None, labels=None) -> dict:
+def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None, labels=None, threshold=None) -> dict:
     a, b = y.reshape(len(y), -1).astype(np.float64), ref.reshape(len(ref), -1).astype(np.float64)
     cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
     row = {"cosine": float(cos.mean()), "max_abs_error": float(np.abs(a - b).max()),
            "max_abs_float": float(np.abs(b).max())}
     if family == "cnn":
         row["top1_agreement"] = float(np.mean(y.argmax(1) == ref.argmax(1)))
+    if threshold is not None:       # a probability map's pixels on the same side of the model's threshold
+        row["binary_agreement"] = float(np.mean((a > threshold) == (b > threshold)))
     if labels is not None:
         row["task_accuracy"] = float(np.mean(y.argmax(1) == labels[:len(y)]))
     if group is not None:
@@ -76,8 +78,9 @@ def evaluate(out: Path, name: str, target: str, n: int | None) -> dict:
     res["ideal_equals_reference"] = all(np.array_equal(ideal[k], quant[k]) for k in quant)
     labels = np.array(info["eval_labels"]) if "eval_labels" in info else None
     res["float_task_accuracy"] = None if labels is None else float(np.mean(ref_float.argmax(1) == labels[:len(ref_float)]))
-    res["ideal"] = metrics(ideal[key], ref_float, info["family"], group, labels)
-    res["target"] = metrics(real[key], ref_float, info["family"], group, labels)
+    thr = info.get("binary_threshold")
+    res["ideal"] = metrics(ideal[key], ref_float, info["family"], group, labels, thr)
+    res["target"] = metrics(real[key], ref_float, info["family"], group, labels, thr)
     res["saturation_rate"] = float(stats.saturation_rate)
     res["converts_per_mac"] = float(stats.converts_per_mac)
     return res
@@ -153,7 +156,9 @@ def table(out: Path, targets: list[str]) -> str:
                     return f"top-1 {m['top1_agreement']:.3f}, cos {m['cosine']:.4f}{task}"
                 if "nn_same_group" in m:
                     return f"cos {m['cosine']:.4f}, NN {m['nn_same_group']:.3f}"
-                return f"cos {m['cosine']:.4f}, max abs err {m['max_abs_error']:.3g} (float max {m['max_abs_float']:.3g})"
+                binary = f", pixels at threshold {m['binary_agreement']:.3f}" if "binary_agreement" in m else ""
+                return (f"cos {m['cosine']:.4f}, max abs err {m['max_abs_error']:.3g} (float max "
+                        f"{m['max_abs_float']:.3g}){binary}")
             lines.append(head + f"{t} | {r['compile_s']:.1f} | {r['run_s_per_sample']:.2f} | {r['peak_mb']:.0f} | "
                          f"{'bit for bit' if r['ideal_equals_reference'] else 'NO'} ({r['samples']} samples) | "
                          f"{agree(r['ideal'])} / {agree(r['target'])}{fl} |")

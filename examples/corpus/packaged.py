@@ -101,15 +101,18 @@ def ocr_lines(hw: tuple[int, int], rotate: bool):
 
 
 def page_tiles(hw=(96, 128)):
-    """(calib, eval): eval = six tiles of the scanned page (scaled to 192 x 384); calib = tiles of
-    skimage.data.text() (scaled to 192 x 448). RGB, (x - 0.5) / 0.5 as PaddleOCR's detector wants."""
+    """(calib, eval): eval = six tiles of the scanned page (scaled to 192 x 384); calib = six tiles of the
+    page scaled to 240 x 480, mirrored (text at another scale and place: a detector calibrated on images
+    without text of the size it detects never sees its text probabilities). RGB, (x - 0.5) / 0.5 as
+    PaddleOCR's detector wants."""
     import skimage.data as d
 
     def tiles(img, size):
         img = _resize(img.astype(np.float32) / 255, size)
         return [img[y:y + hw[0], x:x + hw[1]] for y in range(0, size[0] - hw[0] + 1, hw[0])
                 for x in range(0, size[1] - hw[1] + 1, hw[1])]
-    return _text_norm(tiles(d.text(), (192, 448)), hw), _text_norm(tiles(d.page(), (192, 384)), hw)
+    cal = [t[:, ::-1] for t in tiles(d.page(), (240, 480))]
+    return _text_norm(cal[:6], hw), _text_norm(tiles(d.page(), (192, 384)), hw)
 
 
 # ---------------------------------------------------------------- photo data
@@ -327,7 +330,7 @@ MODELS = {
         lambda: ocr_lines((48, 192), rotate=True), OCR_LICENCE),
     "ocr_det_paddle12": lambda out: shipped(
         "ocr_det_paddle12", out, RAPID, "models/ch_PP-OCRv4_det_infer.onnx", PADDLE, "dense", page_tiles,
-        OCR_LICENCE),
+        OCR_LICENCE) | {"binary_threshold": 0.3},          # rapidocr's Det.thresh
     "ocr_rec_paddle12": lambda out: shipped(
         "ocr_rec_paddle12", out, RAPID, "models/ch_PP-OCRv4_rec_infer.onnx", PADDLE, "dense",
         lambda: ocr_lines((48, 320), rotate=False)[:2], OCR_LICENCE),

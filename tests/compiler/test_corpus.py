@@ -37,8 +37,6 @@ def _data(name: str, kind: str, n: int):
     return np.load(CORPUS / f"{name}_{kind}.npy")[:n]
 
 
-# models whose 8-bit outputs are known to fall below the floor (docs/corpus.md says why): strict, so a fix shows
-KNOWN_LOSS = {"ocr_det_paddle12": "8-bit PP-OCRv4 DBNet: mean cosine of the probability map about 0.8"}
 # models pimc refuses, and the one-line reason it must give (a FrontendError, never an internal error)
 REFUSED = {"minilm_dynamo18_sdpa": r"\(Reshape\): target shape \[-1, 32, 32\] merges the batch axis",
            "ocr_rec_paddle12": r"^node p2o\.Transpose\.1 \(Transpose\): moving the batch axis is not supported$"}
@@ -78,8 +76,7 @@ def test_corpus_model_ideal_equals_reference(name):
 
 
 @needs_corpus
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=KNOWN_LOSS[n], strict=True))
-                                  if n in KNOWN_LOSS else n for n in MODELS if n not in REFUSED])
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in REFUSED])
 def test_corpus_model_agrees_with_float(name):
     """Floors (on the samples named above), for the measured output: classifiers' top-1 agreement with float
     >= 2/3 and mean cosine of the scores > 0.95; detectors / segmenters' mean cosine > 0.95; sentence

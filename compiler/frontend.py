@@ -210,8 +210,10 @@ def input_shapes(model: onnx.ModelProto, shapes: dict, data_shapes: dict) -> dic
     params: dict[str, int] = {}
     out: dict[str, list] = {}
     for name, tt in inputs.items():
-        if not tt.HasField("shape") or len(tt.shape.dim) == 0:
+        if not tt.HasField("shape"):
             raise FrontendError(f"input {name} has no shape")
+        if len(tt.shape.dim) == 0:      # e.g. silero-vad's sample rate `sr`
+            raise FrontendError(f"input {name} is a scalar (rank 0); every input needs a batch axis first")
         dims, given = tt.shape.dim[1:], shapes.get(name)
         model_dims = "[" + ", ".join(["N"] + [str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?"
                                               for d in dims]) + "]"

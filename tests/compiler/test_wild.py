@@ -430,3 +430,13 @@ def test_question_mark_dimensions_are_not_one_shared_size():
     g = import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]),
                     data_shapes={"x": (3, 6, 10)})
     assert g.tensors["x"].shape == (3, 6, 10) and g.tensors[g.outputs[0]].shape == (2, 4, 8)
+
+
+def test_a_scalar_input_is_named():
+    """silero-vad's ONNX files take the sample rate as a rank-0 int64 input `sr`."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "s",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4]),
+                               helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    with pytest.raises(FrontendError, match=r"^input sr is a scalar \(rank 0\); every input needs a batch axis"):
+        import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]))

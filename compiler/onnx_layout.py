@@ -1,9 +1,11 @@
-"""Converters for ONNX ops that move activation values without arithmetic: Slice, Split, nearest-neighbour
-Resize, and ConvTranspose whose stride equals its kernel (a 1x1 conv, then a depth-to-space). They register
-in onnx_ops.CONVERTERS; on constants the frontend folds these ops instead.
+"""Converters for ONNX ops that move activation values or resample them: Slice, Split, Resize (nearest by
+whole factors as a copy; other modes as a constant matrix per axis), and ConvTranspose whose stride equals its
+kernel (a 1x1 conv, then a depth-to-space). They register in onnx_ops.CONVERTERS; on constants the frontend
+folds these ops instead.
 
 Found on detectors and segmenters from the wild: YOLOv8's C2f blocks split channels and its neck upsamples
-(nudenet's YOLOv8n), PaddleOCR's DBNet upsamples by Resize and by a 2x2 stride-2 ConvTranspose.
+(nudenet's YOLOv8n), PaddleOCR's DBNet upsamples by Resize and by a 2x2 stride-2 ConvTranspose, MediaPipe's
+palm detector and pose landmarker upsample bilinearly (tf2onnx: Resize linear, half_pixel).
 """
 from __future__ import annotations
 
@@ -91,47 +93,89 @@ def split(fe, node):
         start += size
 
 
-def _nearest_factors(fe, node, shape_full: tuple[int, ...]) -> tuple[int, ...]:
-    """The whole factors by which a Resize repeats each axis, checked by running the node itself (onnx's
-    reference evaluator) on index ramps: every coordinate mode that maps output i to input i // f qualifies."""
+def _axis_matrices(fe, node, full: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """Resize is separable: per resized axis k an (in x out) matrix M with y = x M along k. Each is read off
+    by running the node itself (onnx's reference evaluator, every mode and coordinate transform as the
+    model states them) on the identity: sample j of the probe holds the unit vector e_j along axis k and
+    size 1 on the other axes."""
     from .frontend import evaluate_node
+    a = attrs(node)
     ins = list(node.input) + [""] * (4 - len(node.input))
     for i in ins[1:]:
         if i and not fe.is_const(i):
-            raise FrontendError(f"node {node.name} (Resize): only constant scales / sizes are supported")
-    mode = _decode(attrs(node).get("mode", "nearest"))
-    if mode != "nearest":
-        raise FrontendError(f"node {node.name} (Resize): mode '{mode}' is not supported (only nearest-neighbour "
-                            "resizing by whole factors)")
-    factors = []
-    for k in range(1, len(shape_full)):
-        n = shape_full[k]
-        ramp = np.broadcast_to(np.arange(n, dtype=np.float32).reshape([-1 if d == k else 1
-                                                                         for d in range(len(shape_full))]),
-                               [1 if d == 0 else shape_full[d] for d in range(len(shape_full))])
-        feeds = {"ramp": np.ascontiguousarray(ramp)}
-        for i in ins[1:]:
-            if i:
-                feeds[i] = np.asarray(fe.value(i))
-        probe = onnx.helper.make_node("Resize", ["ramp"] + ins[1:], ["y"], name=node.name,
-                                      **{a.name: onnx.helper.get_attribute_value(a) for a in node.attribute})
-        y = evaluate_node(probe, fe.model, feeds)[0]
-        col = np.moveaxis(y, k, -1).reshape(-1, y.shape[k])[0]
-        f = len(col) // n
-        if f < 1 or len(col) != f * n or not np.array_equal(col, np.repeat(np.arange(n, dtype=np.float32), f)):
-            raise FrontendError(f"node {node.name} (Resize): axis {k} of size {n} becomes {len(col)}, not a "
-                                "nearest-neighbour repeat by a whole factor")
-        factors.append(f)
-    return tuple(factors)
+            raise FrontendError(f"node {node.name} ({node.op_type}): only constant scales / sizes are supported")
+    if _decode(a.get("coordinate_transformation_mode", "")) == "tf_crop_and_resize" or a.get("antialias", 0):
+        raise FrontendError(f"node {node.name} ({node.op_type}): tf_crop_and_resize and antialias are not supported")
+    rank = len(full)
+    axes = [int(x) % rank for x in a.get("axes", range(rank))]
+    scales = np.asarray(fe.value(ins[2]), np.float32).reshape(-1) if ins[2] and fe.value(ins[2]).size else None
+    sizes = np.asarray(fe.value(ins[3]), np.int64).reshape(-1) if ins[3] else None
+    if scales is None and sizes is None:
+        raise FrontendError(f"node {node.name} ({node.op_type}): neither scales nor sizes is given")
+    per = dict(zip(axes, scales if scales is not None else sizes))
+    if 0 in per and (per[0] != 1 if scales is not None else per[0] not in (1, PROBE())):
+        raise FrontendError(f"node {node.name} ({node.op_type}): resizing the batch axis is not supported")
+    mats = {}
+    for k in range(1, rank):
+        if k not in per or (scales is not None and per[k] == 1) or (sizes is not None and per[k] == full[k]):
+            continue
+        n = full[k]
+        probe_in = np.eye(n, dtype=np.float32).reshape([n] + [n if d == k else 1 for d in range(1, rank)])
+        feeds = {"probe": probe_in}
+        names = ["probe", ins[1]]
+        if ins[1]:
+            feeds[ins[1]] = np.asarray(fe.value(ins[1]))
+        if scales is not None:
+            feeds["probe_scales"] = np.array([per[d] if d == k else 1.0 for d in axes], np.float32)
+            names += ["probe_scales", ""]
+        else:
+            feeds["probe_sizes"] = np.array([n if d == 0 else per[d] if d == k else 1 for d in axes], np.int64)
+            names += ["", "probe_sizes"]
+        keep = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+        probe = onnx.helper.make_node("Resize", names, ["y"], name=node.name, **keep)
+        y = np.asarray(evaluate_node(probe, fe.model, feeds)[0], np.float64)
+        mats[k] = y.reshape(n, -1)
+    return mats
 
 
-@converts("Resize", "Upsample")
+def PROBE():
+    from .frontend import PROBE_BATCH
+    return PROBE_BATCH
+
+
+@converts("Resize")      # (opset 9's Upsample reaches here as Resize: the frontend upgrades old opsets)
 def resize(fe, node):
+    """Nearest-neighbour by whole factors: `upsample` (codes copied). Any other separable resize (linear,
+    cubic, other factors, every coordinate transform): per axis a constant matrix on the crossbars, the
+    axis moved last by transposes around it."""
     x = node.input[0]
-    factors = _nearest_factors(fe, node, (1,) + fe.shape(x))
-    if all(f == 1 for f in factors):
-        return fe.forward(node.output[0], x)
-    fe.emit(node, "upsample", [x], node.output[0], factors=factors)
+    shape = fe.shape(x)
+    mats = _axis_matrices(fe, node, (1,) + shape)
+    factors = []
+    for k in range(1, len(shape) + 1):
+        m = mats.get(k)
+        n = shape[k - 1]
+        f = 1 if m is None else m.shape[1] // n
+        if m is not None and not (m.shape[1] == f * n and np.array_equal(m, np.repeat(np.eye(n), f, axis=1))):
+            break
+        factors.append(f)
+    else:
+        if all(f == 1 for f in factors):
+            return fe.forward(node.output[0], x)
+        return fe.emit(node, "upsample", [x], node.output[0], factors=tuple(factors))
+    rank = len(shape) + 1
+    ks = sorted(mats)
+    for i, k in enumerate(ks):
+        out = node.output[0] if i == len(ks) - 1 else f"{node.output[0]}.axis{k}"
+        perm = list(range(rank))
+        perm[k], perm[-1] = perm[-1], perm[k]
+        if k != rank - 1:
+            x = fe.emit(node, "transpose", [x], f"{out}.in", perm=tuple(perm))
+        y = fe.emit(node, "linear", [x, _new_const(fe, f"{node.name}.resize{k}", mats[k])],
+                    out if k == rank - 1 else f"{out}.out")
+        if k != rank - 1:
+            fe.emit(node, "transpose", [y], out, perm=tuple(perm))
+        x = out
 
 
 @converts("ConvTranspose")

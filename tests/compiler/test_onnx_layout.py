@@ -26,7 +26,10 @@ def _ints(name, v):
     return numpy_helper.from_array(np.array(v, np.int64), name)
 
 
-def neck(join: str = "Concat") -> onnx.ModelProto:
+NEAREST = dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+
+
+def neck(join: str = "Concat", resize: dict = NEAREST) -> onnx.ModelProto:
     """x [batch, 4, 8, 8] -> conv 8 -> Split [4, 4] -> a strided Slice of one half, Resize x2 (asymmetric,
     floor) -> joined with the other half (`join`: Concat or Add) -> conv 1x1 stride 2 -> ConvTranspose 2x2
     stride 2 (+ bias) -> y [batch, 3, 8, 8]."""
@@ -40,8 +43,7 @@ def neck(join: str = "Concat") -> onnx.ModelProto:
     nodes = [N("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]), N("Relu", ["c1"], ["r1"]),
              N("Split", ["r1", "split"], ["a", "b"], axis=1, name="split"),
              N("Slice", ["a", "st", "en", "ax", "sp"], ["a2"], name="slice"),           # [4, 4, 4] (every other)
-             N("Resize", ["a2", "", "scales"], ["a3"], mode="nearest", coordinate_transformation_mode="asymmetric",
-               nearest_mode="floor", name="resize"),                                    # [4, 8, 8]
+             N("Resize", ["a2", "", "scales"], ["a3"], name="resize", **resize),          # [4, 8, 8]
              N(join, ["a3", "b"], ["cat"], **({"axis": 1} if join == "Concat" else {})), N("Conv", ["cat", "w2"], ["c2"], strides=[2, 2]),
              N("ConvTranspose", ["c2", "wt", "bt"], ["y"], kernel_shape=[2, 2], strides=[2, 2], name="up")]
     graph = helper.make_graph(nodes, "neck", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])],
@@ -59,23 +61,42 @@ def _x(n, seed):
     return np.random.default_rng(seed).standard_normal((n, 4, 8, 8)).astype(np.float32)
 
 
-def test_float_ir_equals_onnxruntime():
-    m = neck()
+RESIZES = {   # how each Resize form is expressed
+    "nearest, asymmetric floor": (NEAREST, "upsample"),
+    "linear, half_pixel (tf2onnx's bilinear)": (dict(mode="linear", coordinate_transformation_mode="half_pixel"),
+                                                "linear"),
+    "nearest, asymmetric round_prefer_ceil": (dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                                                   nearest_mode="round_prefer_ceil"), "linear"),
+    "nearest, half_pixel round_prefer_ceil": (dict(mode="nearest", nearest_mode="round_prefer_ceil"), "upsample"),
+    "cubic, align_corners": (dict(mode="cubic", coordinate_transformation_mode="align_corners"), "linear"),
+}
+
+
+@pytest.mark.parametrize("form", RESIZES)
+def test_float_ir_equals_onnxruntime(form):
+    """Nearest-neighbour by a whole factor copies codes (upsample); any other resize is a constant matrix per
+    axis (linear, between transposes)."""
+    attrs, kind = RESIZES[form]
+    m = neck(resize=attrs)
     g = import_onnx(m)
-    kinds = {op.kind for op in g.ops.values()}
-    assert {"slice", "upsample", "transpose"} <= kinds
+    kinds = [op.kind for op in g.ops.values()]
+    assert {"slice", "transpose", kind} <= set(kinds) and ("upsample" in kinds) == (kind == "upsample")
     x = _x(3, 1)
     got = evaluate(g, {"x": x})[g.outputs[0]]
     want = _ort(m, x)
     assert got.shape == want.shape and np.abs(got - want).max() < 1e-5 * np.abs(want).max()
 
 
-@pytest.mark.parametrize("target,vector,join", [("isaac", "auto", "Concat"), ("raella", "auto", "Concat"),
-                                               ("isaac", "fp32", "Add")])
-def test_neck_compiles_ideal_equals_reference_and_float(target, vector, join):
+LINEAR = RESIZES["linear, half_pixel (tf2onnx's bilinear)"][0]
+
+
+@pytest.mark.parametrize("target,vector,join,resize", [
+    ("isaac", "auto", "Concat", NEAREST), ("raella", "auto", "Concat", NEAREST), ("isaac", "fp32", "Add", NEAREST),
+    ("isaac", "auto", "Concat", LINEAR)])
+def test_neck_compiles_ideal_equals_reference_and_float(target, vector, join, resize):
     """Metric: mean cosine to onnxruntime float over 6 samples > 0.99; integer form and float32 vector form
-    (whose backend has no concat)."""
-    m = neck(join)
+    (whose backend has no concat); nearest and bilinear upsampling."""
+    m = neck(join, resize)
     c = compile_model(m, target, _x(16, 2), {"vector": vector})
     x = _x(6, 3)
     ref = dequantize_outputs(c.graph, run_reference(c.graph, {"x": x}))["y"]
@@ -99,9 +120,8 @@ def _with(m, name, **changes):
 
 
 @pytest.mark.parametrize("name,changes,why", [
-    ("resize", {"mode": "linear"}, r"^node resize \(Resize\): mode 'linear' is not supported"),
-    ("resize", {"nearest_mode": "round_prefer_ceil"}, r"^node resize \(Resize\): axis 2 of size 4 becomes 8, not a "
-                                                      r"nearest-neighbour repeat"),
+    ("resize", {"coordinate_transformation_mode": "tf_crop_and_resize"},
+     r"^node resize \(Resize\): tf_crop_and_resize and antialias are not supported"),
     ("up", {"strides": [1, 1]}, r"^node up \(ConvTranspose\): only stride equal to the kernel \(2x2\)"),
 ])
 def test_forms_it_cannot_express_are_one_frontend_error(name, changes, why):

@@ -19,6 +19,12 @@ TFLite models shipped in mediapipe 0.10.14 (its later releases ship none), conve
   blazeface_tf2onnx15      face_detection_short_range.tflite (BlazeFace): 128x128 -> 896 anchors' face logits
                            ('classificators', measured) and boxes
   facemesh_tf2onnx15       face_landmark.tflite (FaceMesh): 192x192 face crops -> 468 3-D landmarks
+  iris_tf2onnx15           iris_landmark.tflite: 64x64 crops around the astronaut's eyes -> iris landmarks
+                           ('output_iris', measured) and eye contours
+  pose_landmark_tf2onnx15  pose_landmark_full.tflite (BlazePose GHUM full): 256x256 crops of the astronaut
+                           -> 39 landmarks x 5 (measured), segmentation and heatmaps (bilinear upsampling)
+  palm_det_tf2onnx15       palm_detection_lite.tflite: 192x192 photographs (no hands in them: the raw
+                           outputs are compared) -> 2016 anchors' palm logits (measured) and boxes
   selfie_seg_tf2onnx15     selfie_segmentation.tflite: tf2onnx leaves its MediaPipe custom op
                            (Convolution2DTransposeBias) in the graph, which no ONNX runtime knows
 tf2onnx needs TensorFlow: make_corpus.py runs it with --tf2onnx-python (default: the running Python).
@@ -312,6 +318,37 @@ def face_context(size: int, scale: float):
     return (np.stack(cal) * 2 - 1).astype(np.float32), (np.stack(ev) * 2 - 1).astype(np.float32)
 
 
+def person_crops(size: int):
+    """(calib, eval) NHWC in [-1, 1]: square crops of `astronaut` (a person, head and shoulders) at several
+    scales and places (eval), other ones mirrored (calib)."""
+    mc = _mc()
+    import skimage.data as d
+    img = mc._rgb01(d.astronaut())
+
+    def crop(y, x, n):
+        return _resize(img[y:y + n, x:x + n], (size, size))
+    ev = [crop(0, 0, 512), crop(0, 40, 448), crop(20, 20, 480), crop(0, 80, 400), crop(40, 0, 460), crop(10, 60, 420)]
+    cal = [crop(y, x, n)[:, ::-1] for y, x, n in ((0, 10, 500), (30, 30, 440), (0, 60, 430), (50, 50, 410))]
+    return (np.stack(cal) * 2 - 1).astype(np.float32), (np.stack(ev) * 2 - 1).astype(np.float32)
+
+
+def eye_crops(size: int):
+    """(calib, eval) NHWC in [-1, 1]: crops around the astronaut's eyes (placed from the cascade's face box:
+    a third of the way down it, at 30% and 70% of its width), jittered (eval), other jitters mirrored (calib)."""
+    mc = _mc()
+    import skimage.data as d
+    r, c, s = face_box()
+    img = mc._rgb01(d.astronaut())
+
+    def crop(cx, dy, dx, k):
+        n = int(0.4 * s * k)
+        y, x = int(r + 0.38 * s + dy * s - n / 2), int(c + cx * s + dx * s - n / 2)
+        return _resize(img[y:y + n, x:x + n], (size, size))
+    ev = [crop(cx, dy, dx, k) for cx in (0.3, 0.7) for dy, dx, k in ((0, 0, 1), (0.03, -0.03, 1.1), (-0.02, 0.02, 0.9))]
+    cal = [crop(cx, dy, dx, k)[:, ::-1] for cx in (0.3, 0.7) for dy, dx, k in ((0.02, 0.02, 1.05), (-0.03, 0, 0.95))]
+    return (np.stack(cal) * 2 - 1).astype(np.float32), (np.stack(ev) * 2 - 1).astype(np.float32)
+
+
 def photos_nhwc(size: int):
     """(calib, eval) NHWC in [-1, 1]: make_corpus's photographs' centre crops."""
     return tuple(np.ascontiguousarray(photos01(size, w)[0].transpose(0, 2, 3, 1) * 2 - 1) for w in ("calib", "eval"))
@@ -346,6 +383,14 @@ MODELS = {
         lambda: face_context(128, 2.0), 1, TF2ONNX[0]),
     "facemesh_tf2onnx15": lambda out: tflite(
         "facemesh_tf2onnx15", out, MP + "face_landmark/face_landmark.tflite", lambda: face_context(192, 1.5), 0,
+        TF2ONNX[0]),
+    "iris_tf2onnx15": lambda out: tflite(
+        "iris_tf2onnx15", out, MP + "iris_landmark/iris_landmark.tflite", lambda: eye_crops(64), 1, TF2ONNX[0]),
+    "pose_landmark_tf2onnx15": lambda out: tflite(
+        "pose_landmark_tf2onnx15", out, MP + "pose_landmark/pose_landmark_full.tflite", lambda: person_crops(256), 0,
+        TF2ONNX[0]),
+    "palm_det_tf2onnx15": lambda out: tflite(
+        "palm_det_tf2onnx15", out, MP + "palm_detection/palm_detection_lite.tflite", lambda: photos_nhwc(192), 1,
         TF2ONNX[0]),
     "selfie_seg_tf2onnx15": lambda out: tflite(
         "selfie_seg_tf2onnx15", out, MP + "selfie_segmentation/selfie_segmentation.tflite",

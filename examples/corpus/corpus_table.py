@@ -13,7 +13,9 @@ Figures per row: compile s (pimc.compile), run s/sample (the target run over the
 ideal == reference (bit for bit), and against onnxruntime float (NAME_reference.npy): top-1 agreement (CNNs) or
 mean cosine and nearest-neighbour same-group rate (sentence encoders), mean cosine and max abs error of the
 measured output (detectors and other dense outputs; NAME.json's measured_output, else the first), for --ideal
-and the target; label accuracy where NAME.json has eval_labels, pixel agreement at its binary_threshold.
+and the target; label accuracy where NAME.json has eval_labels, pixel agreement at its binary_threshold, and
+where channels_differ (axis 1 mixes quantities, e.g. YOLO's box coordinates and class scores) the channel
+with the largest error relative to its own float maximum.
 """
 from __future__ import annotations
 
@@ -39,13 +41,20 @@ def load_data(out: Path, name: str, kind: str, n: int | None):
     return x[:n] if n else x
 
 
-def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None, labels=None, threshold=None) -> dict:
+def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None, labels=None, threshold=None,
+            channels: bool = False) -> dict:
     a, b = y.reshape(len(y), -1).astype(np.float64), ref.reshape(len(ref), -1).astype(np.float64)
     cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
     row = {"cosine": float(cos.mean()), "max_abs_error": float(np.abs(a - b).max()),
            "max_abs_float": float(np.abs(b).max())}
     if family == "cnn":
         row["top1_agreement"] = float(np.mean(y.argmax(1) == ref.argmax(1)))
+    if channels:        # axis 1 holds channels of different meaning: one's loss hides in the whole cosine
+        err = np.abs(y - ref).astype(np.float64).swapaxes(0, 1).reshape(y.shape[1], -1).max(1)
+        top = np.abs(ref).astype(np.float64).swapaxes(0, 1).reshape(ref.shape[1], -1).max(1)
+        rel = err / np.maximum(top, 1e-30)
+        row["worst_channel"] = int(rel.argmax())
+        row["worst_channel_rel_error"] = float(rel.max())
     if threshold is not None:       # a probability map's pixels on the same side of the model's threshold
         row["binary_agreement"] = float(np.mean((a > threshold) == (b > threshold)))
     if labels is not None:
@@ -81,8 +90,9 @@ def evaluate(out: Path, name: str, target: str, n: int | None) -> dict:
     labels = np.array(info["eval_labels"]) if "eval_labels" in info else None
     res["float_task_accuracy"] = None if labels is None else float(np.mean(ref_float.argmax(1) == labels[:len(ref_float)]))
     thr = info.get("binary_threshold")
-    res["ideal"] = metrics(ideal[key], ref_float, info["family"], group, labels, thr)
-    res["target"] = metrics(real[key], ref_float, info["family"], group, labels, thr)
+    ch = bool(info.get("channels_differ"))
+    res["ideal"] = metrics(ideal[key], ref_float, info["family"], group, labels, thr, ch)
+    res["target"] = metrics(real[key], ref_float, info["family"], group, labels, thr, ch)
     res["saturation_rate"] = float(stats.saturation_rate)
     res["converts_per_mac"] = float(stats.converts_per_mac)
     return res
@@ -159,8 +169,10 @@ def table(out: Path, targets: list[str]) -> str:
                 if "nn_same_group" in m:
                     return f"cos {m['cosine']:.4f}, NN {m['nn_same_group']:.3f}"
                 binary = f", pixels at threshold {m['binary_agreement']:.3f}" if "binary_agreement" in m else ""
+                worst = (f", worst channel {m['worst_channel']}: {m['worst_channel_rel_error']:.3g} of its max"
+                         if "worst_channel" in m else "")
                 return (f"cos {m['cosine']:.4f}, max abs err {m['max_abs_error']:.3g} (float max "
-                        f"{m['max_abs_float']:.3g}){binary}")
+                        f"{m['max_abs_float']:.3g}){binary}{worst}")
             lines.append(head + f"{t} | {r['compile_s']:.1f} | {r['run_s_per_sample']:.2f} | {r['peak_mb']:.0f} | "
                          f"{'bit for bit' if r['ideal_equals_reference'] else 'NO'} ({r['samples']} samples) | "
                          f"{agree(r['ideal'])} / {agree(r['target'])}{fl} |")

@@ -23,8 +23,6 @@ TFLite models shipped in mediapipe 0.10.14 (its later releases ship none), conve
                            ('output_iris', measured) and eye contours
   pose_landmark_tf2onnx15  pose_landmark_full.tflite (BlazePose GHUM full): 256x256 crops of the astronaut
                            -> 39 landmarks x 5 (measured), segmentation and heatmaps (bilinear upsampling)
-  palm_det_tf2onnx15       palm_detection_lite.tflite: 192x192 photographs (no hands in them: the raw
-                           outputs are compared) -> 2016 anchors' palm logits (measured) and boxes
   selfie_seg_tf2onnx15     selfie_segmentation.tflite: tf2onnx leaves its MediaPipe custom op
                            (Convolution2DTransposeBias) in the graph, which no ONNX runtime knows
 tf2onnx needs TensorFlow: make_corpus.py runs it with --tf2onnx-python (default: the running Python).
@@ -374,7 +372,7 @@ MODELS = {
     "yolov8n_nudenet17": lambda out: shipped(
         "yolov8n_nudenet17", out, "nudenet", "320n.onnx", "torch.onnx 2.3.1 TorchScript (ultralytics export, "
         "shipped in nudenet)", "dense", lambda: (photos01(160, "calib")[0], photos01(160, "eval")[0]),
-        "nudenet's metadata says MIT, its LICENSE file is AGPL-3.0"),
+        "nudenet's metadata says MIT, its LICENSE file is AGPL-3.0") | {"channels_differ": True},  # boxes, scores
     "mtcnn_pnet_ts9": lambda out: mtcnn("mtcnn_pnet_ts9", out, "PNet", False, 9),
     "mtcnn_rnet_dynamo21": lambda out: mtcnn("mtcnn_rnet_dynamo21", out, "RNet", True, 21),
     "mtcnn_onet_ts17": lambda out: mtcnn("mtcnn_onet_ts17", out, "ONet", False, 17),
@@ -388,9 +386,6 @@ MODELS = {
         "iris_tf2onnx15", out, MP + "iris_landmark/iris_landmark.tflite", lambda: eye_crops(64), 1, TF2ONNX[0]),
     "pose_landmark_tf2onnx15": lambda out: tflite(
         "pose_landmark_tf2onnx15", out, MP + "pose_landmark/pose_landmark_full.tflite", lambda: person_crops(256), 0,
-        TF2ONNX[0]),
-    "palm_det_tf2onnx15": lambda out: tflite(
-        "palm_det_tf2onnx15", out, MP + "palm_detection/palm_detection_lite.tflite", lambda: photos_nhwc(192), 1,
         TF2ONNX[0]),
     "selfie_seg_tf2onnx15": lambda out: tflite(
         "selfie_seg_tf2onnx15", out, MP + "selfie_segmentation/selfie_segmentation.tflite",

@@ -25,7 +25,7 @@ SPECS: dict[str, Spec] = {
     "input": Spec(("buf",), {"name": "str", "shape": "ints", "scale": "float", "zero": "int"}, {"dtype": "str"},
                   "quantise the named program input (float) to u8 codes into the buffer; dtype=f32 keeps it float32 "
                   "for the vector unit, dtype=i64 takes integer ids / masks as they are"),
-    "output": Spec(("buf",), {"name": "str", "scale": "float|const"}, {"zero": "int", "axis": "int"},
+    "output": Spec(("buf",), {"name": "str", "scale": "float|const"}, {"zero": "int|const", "axis": "int"},
                    "dequantise the buffer into the named program output"),
     "xbwrite": Spec(("const",), {"xb": "int", "rows": "ints", "cols": "ints", "kg": "int", "ng": "int",
                                  "encoding": "str", "slices": "ints", "center": "int|const"},

@@ -310,5 +310,6 @@ def dequantize_outputs(g: Graph, codes: dict[str, np.ndarray]) -> dict[str, np.n
         if t.dtype == "f32":
             out[onnx_name] = V.f32(codes[name])
             continue
-        out[onnx_name] = K.dequantize(codes[name], t.scale, t.zero, axis=t.qaxis if t.dtype == "i32" else None)
+        out[onnx_name] = K.dequantize(codes[name], t.scale, t.zero,
+                                      axis=t.qaxis if t.dtype == "i32" or np.ndim(t.scale) else None)
     return out

@@ -95,12 +95,13 @@ def quantize(x, scale, zero) -> np.ndarray:
 
 
 def dequantize(q, scale, zero, axis=None) -> np.ndarray:
-    s = np.asarray(scale, dtype=np.float64)
-    if axis is not None and s.ndim:
-        shape = [1] * q.ndim
+    """(q - zero) x scale; a scale (and zero) with one value per channel lies along `axis` if given."""
+    s, z = np.asarray(scale, dtype=np.float64), np.asarray(zero, dtype=np.float64)
+    if axis is not None:
+        shape = [1] * np.ndim(q)
         shape[axis] = -1
-        s = s.reshape(shape)
-    return ((np.asarray(q, dtype=np.float64) - zero) * s).astype(np.float32)
+        s, z = (s.reshape(shape) if s.ndim else s), (z.reshape(shape) if z.ndim else z)
+    return ((np.asarray(q, dtype=np.float64) - z) * s).astype(np.float32)
 
 
 def rescale(x, zx, mult, shift, zy, lo=0, hi=255) -> np.ndarray:

@@ -180,7 +180,9 @@ def _output(m: Machine, ins: Instr):
     q = m.val(ins.args[0])
     scale = ins.attr("scale")
     scale = m.val(scale) if isinstance(scale, ConstRef) else scale
-    m.results[ins.attr("name")] = K.dequantize(q, scale, ins.attr("zero", 0), ins.attr("axis"))
+    zero = ins.attr("zero", 0)
+    zero = m.val(zero) if isinstance(zero, ConstRef) else zero
+    m.results[ins.attr("name")] = K.dequantize(q, scale, zero, ins.attr("axis"))
 
 
 def _encode(m: Machine, ins: Instr) -> X.Crossbar:

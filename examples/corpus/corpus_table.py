@@ -55,6 +55,7 @@ def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None, labels=None
         rel = err / np.maximum(top, 1e-30)
         row["worst_channel"] = int(rel.argmax())
         row["worst_channel_rel_error"] = float(rel.max())
+        row["worst_channel_abs_error"], row["worst_channel_float_max"] = float(err[rel.argmax()]), float(top[rel.argmax()])
     if threshold is not None:       # a probability map's pixels on the same side of the model's threshold
         row["binary_agreement"] = float(np.mean((a > threshold) == (b > threshold)))
     if labels is not None:
@@ -169,8 +170,8 @@ def table(out: Path, targets: list[str]) -> str:
                 if "nn_same_group" in m:
                     return f"cos {m['cosine']:.4f}, NN {m['nn_same_group']:.3f}"
                 binary = f", pixels at threshold {m['binary_agreement']:.3f}" if "binary_agreement" in m else ""
-                worst = (f", worst channel {m['worst_channel']}: {m['worst_channel_rel_error']:.3g} of its max"
-                         if "worst_channel" in m else "")
+                worst = (f", worst channel {m['worst_channel']}: max abs err {m['worst_channel_abs_error']:.3g} (its "
+                         f"float max {m['worst_channel_float_max']:.3g})" if "worst_channel" in m else "")
                 return (f"cos {m['cosine']:.4f}, max abs err {m['max_abs_error']:.3g} (float max "
                         f"{m['max_abs_float']:.3g}){binary}{worst}")
             lines.append(head + f"{t} | {r['compile_s']:.1f} | {r['run_s_per_sample']:.2f} | {r['peak_mb']:.0f} | "

@@ -14,15 +14,14 @@ import onnx
 
 from ir import FrontendError
 
-from .onnx_ops import _decode, _new_const, attrs, converts
+from .onnx_ops import PROBE, _decode, _new_const, attrs, converts
 
 _BIG = 2 ** 62
 
 
 def _batch_axis_whole(start: int, end: int, step: int) -> bool:
     """A slice of the batch axis that keeps every sample (exporters write [0:INT_MAX] over every axis)."""
-    from .frontend import PROBE_BATCH
-    return start in (0, -_BIG) and step == 1 and end >= PROBE_BATCH
+    return start in (0, -_BIG) and step == 1 and end >= PROBE()
 
 
 def _emit_slice(fe, node, x, out, bounds: dict[int, tuple[int, int, int]]):
@@ -32,8 +31,7 @@ def _emit_slice(fe, node, x, out, bounds: dict[int, tuple[int, int, int]]):
     for k, n in enumerate(shape, 1):
         s, e, st = slice(*bounds.get(k, (0, n, 1))).indices(n)
         starts.append(s), ends.append(e), steps.append(st)
-    if len(range(*slice(starts[0], ends[0], steps[0]).indices(shape[0]))) == 0 or \
-            any(len(range(s, e, st)) == 0 for s, e, st in zip(starts, ends, steps)):
+    if any(len(range(s, e, st)) == 0 for s, e, st in zip(starts, ends, steps)):
         raise FrontendError(f"node {node.name} ({node.op_type}): the slice is empty")
     if all(s == 0 and e == n and st == 1 for s, e, st, n in zip(starts, ends, steps, shape)):
         return fe.forward(out, x)
@@ -136,11 +134,6 @@ def _axis_matrices(fe, node, full: tuple[int, ...]) -> dict[int, np.ndarray]:
         y = np.asarray(evaluate_node(probe, fe.model, feeds)[0], np.float64)
         mats[k] = y.reshape(n, -1)
     return mats
-
-
-def PROBE():
-    from .frontend import PROBE_BATCH
-    return PROBE_BATCH
 
 
 @converts("Resize")      # (opset 9's Upsample reaches here as Resize: the frontend upgrades old opsets)

@@ -55,7 +55,8 @@ def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None, labels=None
         rel = err / np.maximum(top, 1e-30)
         row["worst_channel"] = int(rel.argmax())
         row["worst_channel_rel_error"] = float(rel.max())
-        row["worst_channel_abs_error"], row["worst_channel_float_max"] = float(err[rel.argmax()]), float(top[rel.argmax()])
+        row["worst_channel_abs_error"] = float(err[rel.argmax()])
+        row["worst_channel_float_max"] = float(top[rel.argmax()])
     if threshold is not None:       # a probability map's pixels on the same side of the model's threshold
         row["binary_agreement"] = float(np.mean((a > threshold) == (b > threshold)))
     if labels is not None:
@@ -89,7 +90,8 @@ def evaluate(out: Path, name: str, target: str, n: int | None) -> dict:
     res["run_s_per_sample"] = (time.perf_counter() - t) / len(ref_float)
     res["ideal_equals_reference"] = all(np.array_equal(ideal[k], quant[k]) for k in quant)
     labels = np.array(info["eval_labels"]) if "eval_labels" in info else None
-    res["float_task_accuracy"] = None if labels is None else float(np.mean(ref_float.argmax(1) == labels[:len(ref_float)]))
+    res["float_task_accuracy"] = None if labels is None else \
+        float(np.mean(ref_float.argmax(1) == labels[:len(ref_float)]))
     thr = info.get("binary_threshold")
     ch = bool(info.get("channels_differ"))
     res["ideal"] = metrics(ideal[key], ref_float, info["family"], group, labels, thr, ch)

@@ -36,7 +36,6 @@ import shutil
 import sys
 import time
 import types
-import warnings
 from pathlib import Path
 
 import numpy as np

@@ -73,6 +73,11 @@ class Lowering:
                        np.asarray(t.scale, np.float64)), axis=t.qaxis)
             elif t.dtype == "f32":
                 p.emit("output", self.b(name), name=onnx_name, scale=1.0)
+            elif np.ndim(t.scale):      # per-channel u8 codes (passes/quantize.py: an output concat's parts)
+                op = self.producer(name)
+                p.emit("output", self.b(name), name=onnx_name, axis=t.qaxis,
+                       scale=self.const(op, "oscale", np.asarray(t.scale, np.float64)),
+                       zero=self.const(op, "ozero", np.asarray(t.zero, np.int32)))
             else:
                 p.emit("output", self.b(name), name=onnx_name, scale=float(t.scale), zero=t.zero)
         if not p.target.program_once:      # rewriting target: place and interleave the writes (schedule.py)
@@ -207,6 +212,18 @@ def _reshape(L, op):
 @lower("transpose")
 def _transpose(L, op):
     L.p.emit("transpose", L.b(op.outputs[0]), L.b(op.inputs[0]), perm=op.attrs["perm"], layer=op.name)
+
+
+@lower("slice")
+def _slice(L, op):
+    a = op.attrs
+    L.p.emit("slice", L.b(op.outputs[0]), L.b(op.inputs[0]), starts=a["starts"], ends=a["ends"], steps=a["steps"],
+             layer=op.name)
+
+
+@lower("upsample")
+def _upsample(L, op):
+    L.p.emit("upsample", L.b(op.outputs[0]), L.b(op.inputs[0]), factors=op.attrs["factors"], layer=op.name)
 
 
 @lower("pad")

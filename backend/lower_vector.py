@@ -118,6 +118,18 @@ def _reshape(L, op: Op):
     L.p.emit("reshape", L.b(op.outputs[0]), L.b(op.inputs[0]), shape=op.attrs["shape"], layer=op.name)
 
 
+@vlower("slice")
+def _slice(L, op: Op):
+    a = op.attrs
+    L.p.emit("slice", L.b(op.outputs[0]), L.b(op.inputs[0]), starts=a["starts"], ends=a["ends"], steps=a["steps"],
+             layer=op.name)
+
+
+@vlower("upsample")
+def _upsample(L, op: Op):
+    L.p.emit("upsample", L.b(op.outputs[0]), L.b(op.inputs[0]), factors=op.attrs["factors"], layer=op.name)
+
+
 @vlower("transpose")
 def _transpose(L, op: Op):
     L.p.emit("transpose", L.b(op.outputs[0]), L.b(op.inputs[0]), perm=op.attrs["perm"], layer=op.name)

@@ -19,7 +19,7 @@ from onnx.reference import ReferenceEvaluator
 from ir import FrontendError, Graph, Tensor
 from ir.float_eval import run_op
 
-from . import masks, onnx_ops
+from . import masks, onnx_layout, onnx_ops  # noqa: F401  (onnx_layout registers converters)
 
 PROBE_BATCH = 7
 TARGET_OPSET = 17
@@ -210,8 +210,10 @@ def input_shapes(model: onnx.ModelProto, shapes: dict, data_shapes: dict) -> dic
     params: dict[str, int] = {}
     out: dict[str, list] = {}
     for name, tt in inputs.items():
-        if not tt.HasField("shape") or len(tt.shape.dim) == 0:
+        if not tt.HasField("shape"):
             raise FrontendError(f"input {name} has no shape")
+        if len(tt.shape.dim) == 0:      # e.g. silero-vad's sample rate `sr`
+            raise FrontendError(f"input {name} is a scalar (rank 0); every input needs a batch axis first")
         dims, given = tt.shape.dim[1:], shapes.get(name)
         model_dims = "[" + ", ".join(["N"] + [str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?"
                                               for d in dims]) + "]"
@@ -222,7 +224,7 @@ def input_shapes(model: onnx.ModelProto, shapes: dict, data_shapes: dict) -> dic
         out[name] = [d.dim_value if d.HasField("dim_value") else None if given is None else int(given[k])
                      for k, d in enumerate(dims)]
         for d, v in zip(dims, out[name]):
-            if v is not None and d.dim_param and params.setdefault(d.dim_param, v) != v:
+            if v is not None and _shared(d) and params.setdefault(d.dim_param, v) != v:
                 raise FrontendError(f"dimension '{d.dim_param}' is given as both {params[d.dim_param]} and {v}")
     for name, tt in inputs.items():
         data = data_shapes.get(name)
@@ -230,16 +232,22 @@ def input_shapes(model: onnx.ModelProto, shapes: dict, data_shapes: dict) -> dic
         for k, d in enumerate(tt.shape.dim[1:]):
             v = out[name][k]
             if v is None:
-                v = params[d.dim_param] if d.dim_param in params else int(data[k]) if fits else None
+                v = params[d.dim_param] if _shared(d) and d.dim_param in params else int(data[k]) if fits else None
             if v is None:
                 raise FrontendError(f"input {name}: dimension {k + 1} ('{d.dim_param or '?'}') is symbolic; give its "
                                     f"size (pimc --shape {name}=...) or calibration data")
             if v < 1:
                 raise FrontendError(f"input {name}: dimension {k + 1} has size {v}")
             out[name][k] = v
-            if d.dim_param:
+            if _shared(d):
                 params.setdefault(d.dim_param, v)
     return {k: tuple(v) for k, v in out.items()}
+
+
+def _shared(dim) -> bool:
+    """A named symbolic dimension, the same size wherever the name appears; '?' (paddle2onnx writes it for
+    every unknown size) names nothing."""
+    return bool(dim.dim_param) and dim.dim_param != "?"
 
 
 def evaluate_node(node, model, feeds: dict) -> list:

@@ -194,7 +194,7 @@ def fold_bias_adds(fe):
         del g.tensors[src]
 
 
-VALUE_PRESERVING = ("reshape", "transpose", "maxpool", "gmaxpool", "pad")
+VALUE_PRESERVING = ("reshape", "transpose", "maxpool", "gmaxpool", "pad", "slice", "upsample")
 
 
 def propagate_hints(fe):
@@ -249,6 +249,24 @@ def unary(fe, node):
 def leaky(fe, node):
     fe.emit(node, "unary", [node.input[0]], node.output[0], fn="leaky_relu",
             params={"alpha": attrs(node).get("alpha", 0.01)})
+
+
+@converts("PRelu")
+def prelu(fe, node):
+    """A constant slope: one value is a leaky ReLU (a table lookup); one per channel (MTCNN, PP-OCR) is
+    x + (slope - 1) * min(x, 0), a clip, a per-channel multiply and an add."""
+    x, slope = node.input
+    if not fe.is_const(slope):
+        raise FrontendError(f"node {node.name} (PRelu): only a constant slope is supported")
+    a = fe.value(slope).astype(np.float64)
+    full = (1,) + fe.shape(x)
+    if np.broadcast_shapes(full, a.shape) != full:
+        raise FrontendError(f"node {node.name} (PRelu): slope of shape {list(a.shape)} for input {list(full[1:])}")
+    if a.size == 1 or np.all(a == a.flat[0]):
+        return fe.emit(node, "unary", [x], node.output[0], fn="leaky_relu", params={"alpha": float(a.flat[0])})
+    neg = fe.emit(node, "clip", [x], node.output[0] + ".neg", lo=float(np.finfo(np.float32).min), hi=0.0)
+    scaled = fe.emit(node, "mul", [neg, _new_const(fe, slope, a - 1.0)], node.output[0] + ".scaled")
+    fe.emit(node, "add", [x, scaled], node.output[0])
 
 
 @converts("Elu")

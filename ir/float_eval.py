@@ -221,6 +221,19 @@ def _reshape(op, x):
     return x.reshape((x.shape[0],) + tuple(op.attrs["shape"]))
 
 
+@kernel("slice")
+def _slice(op, x):
+    a = op.attrs
+    return x[(slice(None),) + tuple(slice(s, e, st) for s, e, st in zip(a["starts"], a["ends"], a["steps"]))]
+
+
+@kernel("upsample")
+def _upsample(op, x):
+    for k, f in enumerate(op.attrs["factors"], 1):
+        x = np.repeat(x, f, axis=k)
+    return x
+
+
 @kernel("transpose")
 def _transpose(op, x):
     return x.transpose(op.attrs["perm"])

@@ -19,7 +19,7 @@ from runtime.kernels import softmax_table
 
 from .quantize_vector import quantize_vector, wants_vector
 
-PASS_THROUGH = ("maxpool", "gmaxpool", "reshape", "transpose", "pad")
+PASS_THROUGH = ("maxpool", "gmaxpool", "reshape", "transpose", "pad", "slice", "upsample")
 
 
 def qparams(lo: float, hi: float) -> tuple[float, int]:
@@ -256,8 +256,13 @@ def _avg(self, g, ctx, op, rep):
     op.attrs["q"] = dict(zx=x.zero, mult=mult, shift=shift, zy=out.zero, lo=0, hi=255)
 
 
+PART_SCALES = 4.0     # an output concat whose parts' scales differ this much keeps each part's own
+
+
 @quantiser("concat")
 def _concat(self, g, ctx, op, rep):
+    if _keeps_parts(self, g, op):
+        return
     self._set_from_range(g, ctx, op.outputs[0])
     out = g.tensors[op.outputs[0]]
     parts = []
@@ -269,6 +274,28 @@ def _concat(self, g, ctx, op, rep):
         parts.append((z, mult, shift))
     op.attrs["q"] = {"zx": [p[0] for p in parts], "mult": [p[1] for p in parts], "shift": [p[2] for p in parts],
                      "zy": out.zero}
+
+
+def _keeps_parts(self, g, op) -> bool:
+    """A graph output that concatenates run-time parts of very different ranges (YOLO: box coordinates in
+    pixels next to class probabilities) keeps each part's codes, scale and zero point: one scale for the whole
+    would round the small part to nothing. The output then carries one scale and zero per channel of the
+    concat axis; the concat copies codes."""
+    out = op.outputs[0]
+    if out not in g.outputs or g.consumers(out) or any(g.tensors[i].is_const for i in op.inputs):
+        return False
+    parts = [self._operand(g, i) for i in op.inputs]
+    scales = [s for s, _ in parts]
+    if max(scales) < PART_SCALES * min(scales):
+        return False
+    axis = op.attrs["axis"]
+    sizes = [(1,) + tuple(g.tensors[i].shape) for i in op.inputs]
+    t = g.tensors[out]
+    t.scale = np.concatenate([np.full(sz[axis], s, np.float64) for sz, (s, _) in zip(sizes, parts)])
+    t.zero = np.concatenate([np.full(sz[axis], z, np.int64) for sz, (_, z) in zip(sizes, parts)])
+    t.qaxis, t.dtype = axis, "u8"
+    op.attrs["q"] = {"zx": [0] * len(parts), "mult": [1 << 30] * len(parts), "shift": [30] * len(parts), "zy": 0}
+    return True
 
 
 @quantiser("softmax")

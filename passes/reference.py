@@ -124,6 +124,17 @@ def _transpose(op, g, x):
     return x.transpose(op.attrs["perm"])
 
 
+@ref("slice")
+def _slice(op, g, x):
+    a = op.attrs
+    return K.slice_axes(x, a["starts"], a["ends"], a["steps"])
+
+
+@ref("upsample")
+def _upsample(op, g, x):
+    return K.upsample(x, op.attrs["factors"])
+
+
 @ref("pad")
 def _pad(op, g, x):
     p = op.attrs["pads"]
@@ -254,6 +265,17 @@ def _v_reshape(op, g, x):
     return x.reshape((x.shape[0],) + tuple(op.attrs["shape"]))
 
 
+@vref("slice")
+def _v_slice(op, g, x):
+    a = op.attrs
+    return np.ascontiguousarray(K.slice_axes(x, a["starts"], a["ends"], a["steps"]))
+
+
+@vref("upsample")
+def _v_upsample(op, g, x):
+    return K.upsample(x, op.attrs["factors"])
+
+
 @vref("transpose")
 def _v_transpose(op, g, x):
     return np.ascontiguousarray(x.transpose(op.attrs["perm"]))
@@ -288,5 +310,6 @@ def dequantize_outputs(g: Graph, codes: dict[str, np.ndarray]) -> dict[str, np.n
         if t.dtype == "f32":
             out[onnx_name] = V.f32(codes[name])
             continue
-        out[onnx_name] = K.dequantize(codes[name], t.scale, t.zero, axis=t.qaxis if t.dtype == "i32" else None)
+        out[onnx_name] = K.dequantize(codes[name], t.scale, t.zero,
+                                      axis=t.qaxis if t.dtype == "i32" or np.ndim(t.scale) else None)
     return out

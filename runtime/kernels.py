@@ -95,12 +95,13 @@ def quantize(x, scale, zero) -> np.ndarray:
 
 
 def dequantize(q, scale, zero, axis=None) -> np.ndarray:
-    s = np.asarray(scale, dtype=np.float64)
-    if axis is not None and s.ndim:
-        shape = [1] * q.ndim
+    """(q - zero) x scale; a scale (and zero) with one value per channel lies along `axis` if given."""
+    s, z = np.asarray(scale, dtype=np.float64), np.asarray(zero, dtype=np.float64)
+    if axis is not None:
+        shape = [1] * np.ndim(q)
         shape[axis] = -1
-        s = s.reshape(shape)
-    return ((np.asarray(q, dtype=np.float64) - zero) * s).astype(np.float32)
+        s, z = (s.reshape(shape) if s.ndim else s), (z.reshape(shape) if z.ndim else z)
+    return ((np.asarray(q, dtype=np.float64) - z) * s).astype(np.float32)
 
 
 def rescale(x, zx, mult, shift, zy, lo=0, hi=255) -> np.ndarray:
@@ -121,6 +122,19 @@ def mul(a, za, b, zb, mult, shift, zy, lo, hi) -> np.ndarray:
 
 def lut(x, table) -> np.ndarray:
     return table[x]
+
+
+def slice_axes(x, starts, ends, steps) -> np.ndarray:
+    """x[:, s0:e0:st0, s1:e1:st1, ...]: one (start, end, step) per per-sample axis, steps positive."""
+    return x[(slice(None),) + tuple(slice(s, e, st) for s, e, st in zip(starts, ends, steps))]
+
+
+def upsample(x, factors) -> np.ndarray:
+    """Nearest-neighbour upsampling: element i of per-sample axis k repeated factors[k] times."""
+    for k, f in enumerate(factors, 1):
+        if f != 1:
+            x = np.repeat(x, f, axis=k)
+    return x
 
 
 def pad_hw(x, pads, fill):

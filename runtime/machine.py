@@ -180,7 +180,9 @@ def _output(m: Machine, ins: Instr):
     q = m.val(ins.args[0])
     scale = ins.attr("scale")
     scale = m.val(scale) if isinstance(scale, ConstRef) else scale
-    m.results[ins.attr("name")] = K.dequantize(q, scale, ins.attr("zero", 0), ins.attr("axis"))
+    zero = ins.attr("zero", 0)
+    zero = m.val(zero) if isinstance(zero, ConstRef) else zero
+    m.results[ins.attr("name")] = K.dequantize(q, scale, zero, ins.attr("axis"))
 
 
 def _encode(m: Machine, ins: Instr) -> X.Crossbar:
@@ -617,6 +619,17 @@ def _reshape(m: Machine, ins: Instr):
 @handler("transpose")
 def _transpose(m: Machine, ins: Instr):
     m.digital(ins, np.ascontiguousarray(m.val(ins.args[1]).transpose(ins.attr("perm"))), 0)
+
+
+@handler("slice")
+def _slice(m: Machine, ins: Instr):
+    a = dict(ins.attrs)
+    m.digital(ins, np.ascontiguousarray(K.slice_axes(m.val(ins.args[1]), a["starts"], a["ends"], a["steps"])), 0)
+
+
+@handler("upsample")
+def _upsample(m: Machine, ins: Instr):
+    m.digital(ins, K.upsample(m.val(ins.args[1]), ins.attr("factors")), 0)
 
 
 @handler("pad")

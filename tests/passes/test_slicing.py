@@ -131,7 +131,7 @@ def test_layer_simulation_equals_the_runtime_mvm_block_by_block(enc, flip, signe
     op.attrs["q"] = dict(w=w, bias=rng.integers(-500, 500, 30), zx=90, mult=mult, shift=shift, zy=10, lo=0, hi=255)
     op.attrs["signed_input"] = signed
     x = rng.integers(0, 256, (64, 300)).astype(np.uint8)
-    for slices in [(4, 4), (4, 2, 2), (1, 3, 2, 2)]:
+    for slices in [(4, 4), (4, 2, 2), (1, 3, 2, 2), (8,)]:      # (8,): int16 levels
         got, sat = simulate_layer(op, x, slices, t, enc)
         lb = layer_blocks(op, t, len(slices))
         parts = [x] if not signed else [np.maximum(x.astype(np.int16) - 90, 0).astype(np.uint8),

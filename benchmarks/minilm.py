@@ -68,9 +68,11 @@ def run_mode(model, target: str, mode: str, feeds, calib, ref, group, extra: dic
 
 def table(rows: list[dict], target: str) -> str:
     head = ("| attention | compile s | pimrun s (ideal / target) | cosine ideal | cosine target | NN same group "
-            "(ideal / target) | run-time writes: cells | pulses | write us | exposed us | time us | energy uJ "
-            "(writes) |")
-    lines = [f"MiniLM-L6, 64 sentences, target `{target}`, calibration: the first 16 sentences; per inference.", "",
+            "(ideal / target) | run-time writes: cells | pulses | write us | exposed us | time us | energy uJ incl. "
+            "weight writes (of it writes) |")
+    lines = [f"MiniLM-L6, 64 sentences, target `{target}`, calibration: the first 16 sentences; per inference. "
+             "The energy includes the one-time weight load spread over the 64 sentences (so it depends on the "
+             "batch) and the crossbars written at run time.", "",
              head, "|" + "---|" * 12]
     for r in rows:
         s = r["stats"]

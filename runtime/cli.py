@@ -11,7 +11,7 @@ from runtime.version import __version__
 
 from .errors import RuntimeFault
 from .guard import guarded
-from .io import check_output, load_arrays, write_arrays, write_json
+from .io import check_output, load_arrays, open_npy, write_arrays, write_json
 from .machine import Machine
 from .progress import Progress
 from .results import stats_json, summary_lines
@@ -78,12 +78,7 @@ def _timeline_check(m: Machine) -> None:
 
 def load_reference(path) -> np.ndarray:
     """--reference: a .npy (or an .npz holding one array) of the float outputs to compare with."""
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise RuntimeFault(f"--reference {path}: no such file") from None
-    except Exception as e:
-        raise RuntimeFault(f"--reference {path}: not a .npy/.npz file ({str(e)[:100]})") from None
+    data = open_npy(path, RuntimeFault, f"--reference {path}")
     if not isinstance(data, np.ndarray):
         if len(data.files) != 1:
             raise RuntimeFault(f"--reference {path}: holds {len(data.files)} arrays, give one")

@@ -11,16 +11,23 @@ import numpy as np
 LABEL_KEYS = ("y", "label", "labels")
 
 
+def open_npy(path, error=ValueError, label: str = ""):
+    """np.load without pickles: an ndarray or an NpzFile; a missing or unreadable file is one `error` line
+    starting with `label` (default the path)."""
+    label = label or str(path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise error(f"{label}: no such file") from None
+    except Exception as e:
+        raise error(f"{label}: not a .npy/.npz file ({str(e)[:100]})") from None
+
+
 def load_arrays(path: str | Path, names: list[str], error=ValueError) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """.npy for a single-input model; .npz keyed by input names (a single-input model also takes key 'x').
     Returns the feeds and the labels ('y') if the file has them."""
     path = str(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise error(f"{path}: no such file") from None
-    except Exception as e:
-        raise error(f"{path}: not a .npy/.npz file ({str(e)[:100]})") from None
+    data = open_npy(path, error)
     if isinstance(data, np.ndarray):
         if len(names) != 1:
             raise error(f"{path}: the model has {len(names)} inputs ({', '.join(names)}); give an .npz keyed by them")

@@ -21,6 +21,7 @@ from .kernels import out_hw
 EXACT_F32 = 1 << 24
 BLOCK_ELEMS = 1 << 22        # input-slice elements per BLAS call: bounds memory, keeps calls large
 BLOCK_ROWS_ELEMS = 1 << 18   # x elements cast per block of the exact product (1 MiB of float32)
+GEMM_BLOCK_ELEMS = 1 << 17   # column sums per block of the GEMM path: a block's sums stay in cache
 
 
 def slice_shifts(slices) -> list[int]:
@@ -439,38 +440,95 @@ def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced
     return out, ev
 
 
+GEMM_DENSITY = 0.25         # a crossbar whose columns' rows are this full or more takes the GEMM path
+
+
 def _kernel_columns(x, cols, coef, n_idx, islices, recover, lo, hi, hist_range, out, ev):
+    """The compiled paths (xbar_kernels.py). A crossbar whose rows mostly reach its columns forms the slices'
+    column sums in BLAS and runs the ADC in the compiled epilogue (_gemm_columns); a sparse, block-diagonal
+    one (depthwise, grouped) adds each input bit's row into bit planes, skipping the empty blocks and zero
+    codes (adc_columns). PIMC_XBAR=gemm or =planes forces one; both equal the NumPy reference bit for bit."""
     from . import xbar_kernels as XK
     shifts = slice_shifts(islices)
     subs = [_subslices(w, recover) if recover else [] for w in islices]
     sub_low = [l + sum(s[k + 1:]) for l, s in zip(shifts, subs) for k in range(len(s))]
     noise = cols.noise if cols.noise is not None and cols.noise.e != 0 else None     # E 0: p - q exactly
-    # columns filter-major, so that a block-diagonal crossbar's row reaches one run of them (cs:ce), from its
-    # mask; every other row reaches them all
-    order = np.lexsort((cols.phys, n_idx))
-    g = np.ascontiguousarray((cols.g if noise is None else cols.gp)[:, order])
-    gn = np.ascontiguousarray(cols.gn[:, order] if noise is not None and cols.gn is not None
-                              else np.zeros((0, 0), np.float32))
-    nz = cols.mask[:, n_idx[order]]
-    any_nz = nz.any(axis=1)
-    cs = np.where(any_nz, nz.argmax(axis=1), 0)
-    ce = np.where(any_nz, nz.shape[1] - nz[:, ::-1].argmax(axis=1), 0)
-    n_idx, phys, coef = n_idx[order], cols.phys[order], np.asarray(coef)[order]
     i64 = lambda v: np.ascontiguousarray(v, np.int64)          # noqa: E731
+    sub = (i64(np.cumsum([0] + [len(s) for s in subs])[:-1]), i64([len(s) for s in subs]), i64(sub_low),
+           i64([b for s in subs for b in s]),
+           np.array([float(1 << sum(s[k + 1:])) for s in subs for k in range(len(s))], np.float32))
     counts = np.zeros(3, np.int64)
     hist = ev.hist if ev.hist is not None else np.zeros(0, np.int64)
-    XK.adc_columns(
-        x if x.dtype == np.uint8 else x.astype(np.uint8), g, gn, i64(cs), i64(ce), i64(n_idx), i64(phys),
-        np.asarray(coef, np.float64), np.array([2.0 ** s for s in shifts]), i64(shifts), i64(islices),
-        i64(np.cumsum([0] + [len(s) for s in subs])[:-1]), i64([len(s) for s in subs]), i64(sub_low),
-        i64([b for s in subs for b in s]), np.array([float(1 << sum(s[k + 1:])) for s in subs for k in range(len(s))],
-                                                    np.float32),
-        recover, float(lo), float(hi), hist_range[0] if hist_range is not None else 0, len(hist),
-        np.float32(noise.e if noise else 0.0), np.uint64(noise.key if noise else 0), int(noise.row0) if noise else 0,
-        int(cols.npass), int(cols.nphys), N.table() if noise else np.zeros(1, np.float32), out, counts, hist)
+    adc = (recover, float(lo), float(hi), hist_range[0] if hist_range is not None else 0, len(hist),
+           np.float32(noise.e if noise else 0.0), np.uint64(noise.key if noise else 0))
+    table = N.table() if noise else np.zeros(1, np.float32)
+    x = x if x.dtype == np.uint8 else x.astype(np.uint8)
+    mode = os.environ.get("PIMC_XBAR", "").lower()
+    dense = cols.mask[:, n_idx].mean() >= GEMM_DENSITY if len(n_idx) else True
+    if mode == "gemm" or (mode != "planes" and dense):
+        _gemm_columns(XK, x, cols, coef, n_idx, islices, shifts, sub, adc, noise, table, out, counts, hist)
+    else:
+        # columns filter-major, so that a block-diagonal crossbar's row reaches one run of them (cs:ce), from
+        # its mask; every other row reaches them all
+        order = np.lexsort((cols.phys, n_idx))
+        g = np.ascontiguousarray((cols.g if noise is None else cols.gp)[:, order])
+        gn = np.ascontiguousarray(cols.gn[:, order] if noise is not None and cols.gn is not None
+                                  else np.zeros((0, 0), np.float32))
+        nz = cols.mask[:, n_idx[order]]
+        any_nz = nz.any(axis=1)
+        cs = np.where(any_nz, nz.argmax(axis=1), 0)
+        ce = np.where(any_nz, nz.shape[1] - nz[:, ::-1].argmax(axis=1), 0)
+        XK.adc_columns(
+            x, g, gn, i64(cs), i64(ce), i64(n_idx[order]), i64(cols.phys[order]),
+            np.asarray(coef, np.float64)[order], np.array([2.0 ** s for s in shifts]), i64(shifts), i64(islices),
+            *sub, *adc, int(noise.row0) if noise else 0, int(cols.npass), int(cols.nphys), table, out, counts, hist)
     ev.saturated += int(counts[0])
     ev.spec_failures += int(counts[1])
     ev.converts += int(counts[2])
+
+
+def _gemm_columns(XK, x, cols, coef, n_idx, islices, shifts, sub, adc, noise, table, out, counts, hist):
+    """Row blocks over the cores: each forms its input slices' column sums with single-threaded BLAS products
+    (exact integers in float32), then runs the compiled ADC epilogue on them while they are in cache."""
+    M, R = x.shape
+    nI = len(islices)
+    noisy = noise is not None
+    g = cols.gp if noisy else cols.g
+    gn = cols.gn if noisy and cols.gn is not None else None
+    C = g.shape[1]
+    g = np.ascontiguousarray(g)
+    gn = np.ascontiguousarray(gn) if gn is not None else None
+    GT, GTN = np.ascontiguousarray(g.T), np.ascontiguousarray(gn.T) if gn is not None else np.zeros((0, 0), np.float32)
+    i64 = lambda v: np.ascontiguousarray(v, np.int64)          # noqa: E731
+    cargs = (i64(n_idx), np.asarray(coef, np.float64), i64(cols.phys), np.array([2.0 ** s for s in shifts]),
+             i64(shifts), *sub, *adc)
+    row0 = int(noise.row0) if noisy else 0
+    step = max(8, GEMM_BLOCK_ELEMS // max(1, nI * max(C, R)))
+    parts = []
+
+    def part(a, b):
+        k = min(step, b - a)
+        xs = np.empty((nI, k, R), np.float32)
+        S = np.empty((nI, k, C), np.float32)
+        SQ = np.empty((nI, k, C) if gn is not None else (0, 0, 0), np.float32)
+        cnt, hst = np.zeros(3, np.int64), np.zeros_like(hist)
+        for m0 in range(a, b, step):
+            m1 = min(b, m0 + step)
+            xc, j = x[m0:m1], m1 - m0
+            for i, (s, w) in enumerate(zip(shifts, islices)):
+                np.copyto(xs[i, :j], (xc >> s) & ((1 << w) - 1), casting="unsafe")
+                np.matmul(xs[i, :j], g, out=S[i, :j])
+                if gn is not None:
+                    np.matmul(xs[i, :j], gn, out=SQ[i, :j])
+            XK.adc_epilogue(S[:, :j], SQ[:, :j] if gn is not None else SQ, xc, g, gn if gn is not None else GTN, GT, GTN,
+                            *cargs, row0 + m0,
+                            int(cols.npass), int(cols.nphys), table, out[m0:m1], cnt, hst)
+        parts.append((cnt, hst))
+
+    parallel.rows(M, part, R * C * nI, blas=True)
+    for cnt, hst in parts:
+        counts += cnt
+        hist += hst
 
 
 def _numpy_columns(x, cols, coef, n_idx, islices, recover, lo, hi, hist_range, out, ev):

@@ -7,14 +7,17 @@ run-time value. Inputs run as positive and negative parts in the target's input 
 recovery as for static crossbars (RAELLA sec. 4.3). Each crossbar of `rows` rows converts its own partial column sums: for
 every (input part, input slice, weight slice, row block) the sum is an exact integer in float32 BLAS, then
 the ADC (a signed ADC reads pos - neg on one column; an unsigned one converts the two devices' columns
-apart). With an ideal ADC the result is the plain integer product.
+apart). With an ideal ADC the result is the plain integer product. The ADC runs in the compiled epilogue of
+the static crossbars' GEMM path (xbar_kernels.adc_epilogue), one written operand at a time; PIMC_XBAR=numpy
+runs the NumPy reference below instead (_numpy_adc), bit for bit the same.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from . import parallel
 from .crossbar import pulses as code_pulses_of
-from .crossbar import MvmEvents, slice_shifts, slice_values
+from .crossbar import MvmEvents, _subslices, slice_shifts, slice_values, use_kernel
 
 
 def levels(w: np.ndarray, zero: int, slices) -> np.ndarray:
@@ -64,11 +67,74 @@ def dynamic_mvm(a: np.ndarray, za: int, w: np.ndarray, zw: int, islices, wslices
         return np.matmul(v.astype(np.float64), w.astype(np.float64) - zw), ev
     lo, hi = adc_range
     lv = levels(w, zw, wslices).astype(np.float32)             # (2, nW, B, ..., K, N)
+    if recover:
+        ev.spec_converts = ev.converts
+    if use_kernel():
+        out = _compiled(parts, lv, lead, M, K, N, islices, wslices, rows, lo, hi, signed_adc, recover, ev)
+        return out, ev
+    return _numpy_adc(parts, lv, lead, M, K, N, islices, wslices, rows, lo, hi, signed_adc, recover, ev), ev
+
+
+def _compiled(parts, lv, lead, M, K, N, islices, wslices, rows, lo, hi, signed_adc, recover, ev):
+    """The ADC-modelled product through the compiled epilogue: per written operand (sample, head) and input
+    part, each crossbar's row block forms its input slices' column sums in BLAS, then the epilogue converts,
+    recovers and shift-adds them. Operands spread over the cores."""
+    from . import xbar_kernels as XK
+    nW = len(wslices)
+    outer = int(np.prod(lead))
+    # every operand's columns: per weight slice, the signed column (pos - neg) or the two devices' columns
+    dev = [lv[0] - lv[1]] if signed_adc else [lv[0], lv[1]]
+    cols = np.stack([d for d in dev], axis=1)                                   # (nW, ndev, B, ..., K, N)
+    cols = np.broadcast_to(cols, cols.shape[:2] + lead + (K, N)).reshape(nW, len(dev), outer, K, N)
+    G = np.ascontiguousarray(cols.transpose(2, 3, 0, 1, 4).reshape(outer, K, nW * len(dev) * N))
+    wsh = np.array([2.0 ** s for s in slice_shifts(wslices)])
+    dsign = np.array([1.0] if signed_adc else [1.0, -1.0])
+    coef = (wsh[:, None, None] * dsign[None, :, None] * np.ones(N)).ravel()        # (nW * ndev * N,)
+    col_n = np.ascontiguousarray(np.tile(np.arange(N), nW * len(dev)), np.int64)
+    shifts = slice_shifts(islices)
+    subs = [_subslices(w, recover) if recover else [] for w in islices]
+    i64 = lambda v: np.ascontiguousarray(v, np.int64)          # noqa: E731
+    sub = (i64(np.cumsum([0] + [len(s) for s in subs])[:-1]), i64([len(s) for s in subs]),
+           i64([l + sum(s[k + 1:]) for l, s in zip(shifts, subs) for k in range(len(s))]),
+           i64([b for s in subs for b in s]),
+           np.array([float(1 << sum(s[k + 1:])) for s in subs for k in range(len(s))], np.float32))
+    fixed = (np.array([2.0 ** s for s in shifts]), i64(shifts), *sub, recover, float(lo), float(hi), 0, 0,
+             np.float32(0.0), np.uint64(0), 0, 1, 1, np.zeros(1, np.float32))
+    xs = [(sign, np.broadcast_to(x, lead + (M, K)).reshape(outer, M, K)) for sign, x in parts]
+    out = np.zeros((outer, M, N))
+    nI, C = len(islices), G.shape[2]
+    empty = np.zeros((0, 0, 0), np.float32)
+    counts = []
+
+    def part(a, b):
+        cnt = np.zeros(3, np.int64)
+        S = np.empty((nI, M, C), np.float32)
+        for o in range(a, b):
+            for sign, x in xs:
+                for r0 in range(0, K, rows):
+                    xb = x[o, :, r0:r0 + rows]
+                    g = G[o, r0:r0 + rows]
+                    for i, (s, w) in enumerate(zip(shifts, islices)):
+                        np.matmul(((xb >> s) & ((1 << w) - 1)).astype(np.float32), g, out=S[i])
+                    none = np.zeros((0, 0), np.float32)
+                    XK.adc_epilogue(S, empty, xb, np.ascontiguousarray(g), none, np.ascontiguousarray(g.T), none, col_n,
+                                    sign * coef, col_n, *fixed, out[o], cnt, np.zeros(0, np.int64))
+        counts.append(cnt)
+
+    parallel.rows(outer, part, M * K * C * nI, blas=True)
+    cnt = sum(counts)
+    ev.saturated += int(cnt[0])
+    ev.spec_failures += int(cnt[1])
+    ev.converts += int(cnt[2])
+    return out.reshape(lead + (M, N))
+
+
+def _numpy_adc(parts, lv, lead, M, K, N, islices, wslices, rows, lo, hi, signed_adc, recover, ev):
+    """The reference: per (input part, weight slice, device column, row block, input slice) one batched
+    float32 product, then the ADC model in NumPy passes."""
     wsh = slice_shifts(wslices)
     ish = slice_shifts(islices)
     out = np.zeros(lead + (M, N))
-    if recover:
-        ev.spec_converts = ev.converts
     for sign, x in parts:
         xs = slice_values(x, islices)
         for j, sw in enumerate(wsh):
@@ -81,7 +147,7 @@ def dynamic_mvm(a: np.ndarray, za: int, w: np.ndarray, zw: int, islices, wslices
                         s = np.matmul(xs[i][..., r0:r0 + rows].astype(np.float32), wb)
                         s = _adc(s, x[..., r0:r0 + rows], wb, ish[i], islices[i], recover, lo, hi, ev)
                         out += (sign * csign * 2.0 ** (si + sw)) * s
-    return out, ev
+    return out
 
 
 def _adc(s, x, wb, shift, width, recover, lo, hi, ev):

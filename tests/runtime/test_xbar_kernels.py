@@ -19,10 +19,13 @@ from tests.conftest import digits_compiled
 from tests.runtime.test_crossbar import _xbar
 
 
+MODES = ["numpy", "gemm", "planes"]      # the NumPy reference, then each compiled path
+
+
 def _both(xb, x, *args, **kw):
     res = []
     try:
-        for mode in ("numpy", "numba"):
+        for mode in MODES:
             os.environ["PIMC_XBAR"] = mode
             out, ev = X.mvm(xb, x, *args, **kw)
             res.append((out, dataclasses.asdict(ev)))
@@ -32,11 +35,13 @@ def _both(xb, x, *args, **kw):
 
 
 def _same(res):
-    (a, ea), (b, eb) = res
-    assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
-    ha, hb = ea.pop("hist"), eb.pop("hist")
-    assert ea == eb
-    assert (ha is None and hb is None) or np.array_equal(ha, hb)
+    (a, ea), *others = res
+    ha = ea.pop("hist")
+    for b, eb in others:
+        assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        hb = eb.pop("hist")
+        assert ea == eb
+        assert (ha is None and hb is None) or np.array_equal(ha, hb)
 
 
 @settings(max_examples=30, deadline=None)
@@ -72,9 +77,22 @@ def test_kernel_equals_reference_on_a_program(monkeypatch, digits_test, target):
     """A whole program (digits CNN, 12 images): outputs and the stats JSON, with noise and a histogram."""
     prog, x = digits_compiled(target).program, digits_test[0]
     outs = []
-    for mode in ("numpy", "numba"):
+    for mode in MODES:
         monkeypatch.setenv("PIMC_XBAR", mode)
         m = Machine(prog, hist_range=(-64, 255), noise=0.05, seed=3)
         y = m.run({"image": x[:12]}, chunk=5)["logits"]
         outs.append((y.tobytes(), json.dumps(m.stats.to_json(), default=_default), str(m.stats.histogram())))
-    assert outs[0] == outs[1]
+    assert all(o == outs[0] for o in outs[1:])
+
+
+@pytest.mark.parametrize("noise", [None, 0.2])
+def test_many_blocks_over_threads(noise):
+    """Enough rows for the GEMM path's row blocks to spread over the threads, columns failing often enough
+    for both of its recovery forms (dot products and row planes), with and without noise."""
+    rng = np.random.default_rng(5)
+    w = rng.integers(-100, 100, size=(300, 50))
+    xb = _xbar(w, "differential", (4, 2, 2), False, None, 1)
+    x = np.abs(rng.normal(0, 20, size=(3000, 300))).astype(np.uint8)
+    x[rng.random(x.shape) < 0.5] = 0
+    kw = dict(recover=1, noise=X.Noise(noise, 7, row0=11) if noise else None)
+    _same(_both(xb, x, (4, 2, 2), (-64, 63), **kw))

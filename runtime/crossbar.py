@@ -489,7 +489,9 @@ def _kernel_columns(x, cols, coef, n_idx, islices, recover, lo, hi, hist_range, 
 
 def _gemm_columns(XK, x, cols, coef, n_idx, islices, shifts, sub, adc, noise, table, out, counts, hist):
     """Row blocks over the cores: each forms its input slices' column sums with single-threaded BLAS products
-    (exact integers in float32), then runs the compiled ADC epilogue on them while they are in cache."""
+    (exact integers in float32; a slice that is zero on most of the crossbar's rows over the block, as the
+    high slice of small codes is, multiplies only its nonzero rows), then runs the compiled ADC epilogue on
+    them while they are in cache."""
     M, R = x.shape
     nI = len(islices)
     noisy = noise is not None
@@ -516,7 +518,15 @@ def _gemm_columns(XK, x, cols, coef, n_idx, islices, shifts, sub, adc, noise, ta
             m1 = min(b, m0 + step)
             xc, j = x[m0:m1], m1 - m0
             for i, (s, w) in enumerate(zip(shifts, islices)):
-                np.copyto(xs[i, :j], (xc >> s) & ((1 << w) - 1), casting="unsafe")
+                v = (xc >> s) & ((1 << w) - 1)
+                used = np.flatnonzero(v.any(axis=0))
+                if len(used) * 4 < 3 * R:         # a high slice of small codes: only its nonzero rows
+                    a = v[:, used].astype(np.float32)
+                    np.matmul(a, g[used], out=S[i, :j])
+                    if gn is not None:
+                        np.matmul(a, gn[used], out=SQ[i, :j])
+                    continue
+                np.copyto(xs[i, :j], v, casting="unsafe")
                 np.matmul(xs[i, :j], g, out=S[i, :j])
                 if gn is not None:
                     np.matmul(xs[i, :j], gn, out=SQ[i, :j])

@@ -189,7 +189,8 @@ def _encode(m: Machine, ins: Instr) -> X.Crossbar:
     a = dict(ins.attrs)
     center = m.val(a["center"]) if isinstance(a["center"], ConstRef) else a["center"]
     flip = m.val(a["flip"]).astype(bool) if "flip" in a else None
-    return X.program(a.get("layer", ""), m.val(ins.args[0]).astype(np.int64), a["rows"], a["cols"], a["kg"], a["ng"],
+    # the layer's whole matrix as stored: program gathers (and widens) only this crossbar's block
+    return X.program(a.get("layer", ""), m.val(ins.args[0]), a["rows"], a["cols"], a["kg"], a["ng"],
                      a["encoding"], center, a["slices"], flip)
 
 
@@ -210,11 +211,10 @@ def _xbwrite(m: Machine, ins: Instr):
     else:                               # program-once: blank cells, each crossbar written once
         new = xb.levels()
         old = m.levels.get(idx)
-        if old is None or old.shape != new.shape:
-            old = np.zeros_like(new)
-        changed = new != old
-        s.cells_written += int(changed.sum())
-        s.write_pulses += int(np.abs(new - old).sum())
+        blank = old is None or old.shape != new.shape          # levels are >= 0: blank cells change where nonzero
+        changed = new != 0 if blank else new != old
+        s.cells_written += int(np.count_nonzero(changed))
+        s.write_pulses += int(new.sum() if blank else np.abs(new - old).sum())
         s.write_ns += int(changed.any(axis=(0, 2)).sum()) * m.t.write_row_ns
         m.levels[idx] = new
     s.logical.add(ins.attr("lxb", idx))

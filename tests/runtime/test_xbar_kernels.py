@@ -86,13 +86,15 @@ def test_kernel_equals_reference_on_a_program(monkeypatch, digits_test, target):
 
 
 @pytest.mark.parametrize("noise", [None, 0.2])
-def test_many_blocks_over_threads(noise):
+@pytest.mark.parametrize("spread", [20, 3])
+def test_many_blocks_over_threads(noise, spread):
     """Enough rows for the GEMM path's row blocks to spread over the threads, columns failing often enough
-    for both of its recovery forms (dot products and row planes), with and without noise."""
+    for both of its recovery forms (dot products and row planes), with and without noise; small codes
+    (spread 3) leave the high input slice zero on most rows of a block."""
     rng = np.random.default_rng(5)
     w = rng.integers(-100, 100, size=(300, 50))
     xb = _xbar(w, "differential", (4, 2, 2), False, None, 1)
-    x = np.abs(rng.normal(0, 20, size=(3000, 300))).astype(np.uint8)
+    x = np.abs(rng.normal(0, spread, size=(3000, 300))).astype(np.uint8)
     x[rng.random(x.shape) < 0.5] = 0
     kw = dict(recover=1, noise=X.Noise(noise, 7, row0=11) if noise else None)
     _same(_both(xb, x, (4, 2, 2), (-64, 63), **kw))

@@ -462,7 +462,8 @@ def _kernel_columns(x, cols, coef, n_idx, islices, recover, lo, hi, hist_range, 
     adc = (recover, float(lo), float(hi), hist_range[0] if hist_range is not None else 0, len(hist),
            np.float32(noise.e if noise else 0.0), np.uint64(noise.key if noise else 0))
     table = N.table() if noise else np.zeros(1, np.float32)
-    x = x if x.dtype == np.uint8 else x.astype(np.uint8)
+    # the kernels' signatures take writable u8 codes: a read-only array (a user's memmap) is copied
+    x = x if x.dtype == np.uint8 and x.flags.writeable else np.array(x, np.uint8)
     mode = os.environ.get("PIMC_XBAR", "").lower()
     dense = cols.mask[:, n_idx].mean() >= GEMM_DENSITY if len(n_idx) else True
     if mode == "gemm" or (mode != "planes" and dense):

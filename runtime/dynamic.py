@@ -112,7 +112,7 @@ def _compiled(parts, lv, lead, M, K, N, islices, wslices, rows, lo, hi, signed_a
         for o in range(a, b):
             for sign, x in xs:
                 for r0 in range(0, K, rows):
-                    xb = x[o, :, r0:r0 + rows]
+                    xb = x[o, :, r0:r0 + rows].copy()          # writable: x may be a broadcast view
                     g = G[o, r0:r0 + rows]
                     for i, (s, w) in enumerate(zip(shifts, islices)):
                         np.matmul(((xb >> s) & ((1 << w) - 1)).astype(np.float32), g, out=S[i])

@@ -110,8 +110,7 @@ _SIG = ("void(uint8[:, :], float32[:, ::1], float32[:, ::1], int64[::1], int64[:
         "float32[::1], float64[:, :], int64[::1], int64[::1])")
 
 
-@njit(_SIG, parallel=True, cache=True)
-def adc_columns(x, g, gn, cs, ce, col_n, col_phys, col_coef, ish, shifts, widths, sub_off, sub_cnt, sub_low,
+def _adc_columns(x, g, gn, cs, ce, col_n, col_phys, col_coef, ish, shifts, widths, sub_off, sub_cnt, sub_low,
                 sub_width, sub_scale, recover, lo, hi, hist_lo, nhist, e, key, row0, npass, nphys, table, out,
                 counts, hist):
     """Add the ADC-modelled columns' shift-added results into out (M, n) float64.
@@ -213,6 +212,17 @@ def adc_columns(x, g, gn, cs, ce, col_n, col_phys, col_coef, ish, shifts, widths
             hist[h] += hst[blk, h]
 
 
+
+_compiled_adc_columns = []
+
+
+def adc_columns(*args):
+    """_adc_columns compiled for its one signature on first use, not at import: a cold cache then compiles
+    it only for programs that have a sparse, block-diagonal crossbar (the GEMM path takes the others)."""
+    if not _compiled_adc_columns:
+        _compiled_adc_columns.append(njit(_SIG, parallel=True, cache=True)(_adc_columns))
+    return _compiled_adc_columns[0](*args)
+
 # ---- the GEMM path's epilogue: column sums formed by BLAS (crossbar._gemm_columns, dynamic._compiled) -------
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -247,7 +257,15 @@ def _row_planes(bits, nk, G, P):
                     P[k, c] += b * G[r, c]
 
 
-@njit(cache=True, nogil=True)
+# one compiled signature: the sums, codes and outputs may be views; the levels are contiguous (the recovery
+# slices' dot products vectorise over them)
+_EPI_SIG = ("void(float32[:, :, :], float32[:, :, :], uint8[:, :], float32[:, ::1], float32[:, ::1], float32[:, ::1], "
+            "float32[:, ::1], int64[::1], float64[::1], int64[::1], float64[::1], int64[::1], int64[::1], int64[::1], "
+            "int64[::1], int64[::1], float32[::1], int64, float64, float64, int64, int64, float32, uint64, int64, "
+            "int64, int64, float32[::1], float64[:, :], int64[::1], int64[::1])")
+
+
+@njit(_EPI_SIG, cache=True, nogil=True)
 def adc_epilogue(S, SQ, x, G, GN, GT, GTN, col_n, col_coef, col_phys, ish, shifts, sub_off, sub_cnt, sub_low,
                  sub_width, sub_scale, recover, lo, hi, hist_lo, nhist, e, key, row0, npass, nphys, table, out,
                  counts, hist):

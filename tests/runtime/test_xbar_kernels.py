@@ -98,3 +98,19 @@ def test_many_blocks_over_threads(noise, spread):
     x[rng.random(x.shape) < 0.5] = 0
     kw = dict(recover=1, noise=X.Noise(noise, 7, row0=11) if noise else None)
     _same(_both(xb, x, (4, 2, 2), (-64, 63), **kw))
+
+
+def test_read_only_codes():
+    """Codes the caller cannot write to (a memory-mapped input, a broadcast view) run as any others."""
+    rng = np.random.default_rng(2)
+    xb = _xbar(rng.integers(-100, 100, size=(40, 6)), "differential", (4, 2, 2), False, None, 1)
+    x = rng.integers(0, 256, size=(9, 40)).astype(np.uint8)
+    ro = x.copy()
+    ro.flags.writeable = False
+    for mode in ("gemm", "planes"):
+        os.environ["PIMC_XBAR"] = mode
+        try:
+            assert np.array_equal(X.mvm(xb, ro, (4, 2, 2), (-64, 63), recover=1)[0],
+                                  X.mvm(xb, x, (4, 2, 2), (-64, 63), recover=1)[0])
+        finally:
+            os.environ.pop("PIMC_XBAR")

@@ -26,10 +26,36 @@ def quant(x, scale: float, zero: int, smooth=None) -> np.ndarray:
 
 
 def scale_acc(acc, bias, scale, act=None) -> np.ndarray:
-    """(psum + bias) * scale per channel (last axis), in float64 where every integer is exact, then float32."""
-    y = ((np.asarray(acc, dtype=np.float64) + np.asarray(bias, dtype=np.float64)) * np.asarray(scale, np.float64))
-    y = y.astype(F32)
+    """(psum + bias) * scale per channel (last axis), in float64 where every integer is exact, then float32.
+    Large accumulators take one fused compiled pass (the same float64 operations, element by element)."""
+    acc = np.asarray(acc)
+    b, s = np.asarray(bias, np.float64), np.asarray(scale, np.float64)
+    if acc.size >= FUSED_MIN and acc.ndim and b.ndim <= 1 and s.ndim <= 1 and acc.dtype in (np.float32, np.float64):
+        n = acc.shape[-1]
+        y = np.empty(acc.shape, F32)
+        _fused_scale()(np.ascontiguousarray(acc).reshape(-1, n), np.ascontiguousarray(np.broadcast_to(b, (n,))),
+                       np.ascontiguousarray(np.broadcast_to(s, (n,))), y.reshape(-1, n))
+    else:
+        y = ((acc.astype(np.float64) + b) * s).astype(F32)
     return clamp(y, *act) if act else y
+
+
+FUSED_MIN = 1 << 16           # elements from which scale_acc's compiled pass beats NumPy's four
+_fused: list = []
+
+
+def _fused_scale():
+    """scale_acc's compiled pass, made on first use (Numba imported only then)."""
+    if not _fused:
+        from numba import njit
+
+        @njit(cache=True, nogil=True)
+        def run(acc, b, s, y):
+            for i in range(acc.shape[0]):
+                for j in range(acc.shape[1]):
+                    y[i, j] = np.float32((np.float64(acc[i, j]) + b[j]) * s[j])
+        _fused.append(run)
+    return _fused[0]
 
 
 def gather(ids, codes, rowscale) -> np.ndarray:

@@ -67,8 +67,8 @@ class Crossbar:
     center: np.ndarray          # (n,) per filter
     flip: np.ndarray            # (n_slices, n) bool
     mask: np.ndarray            # (R, n) bool
-    weights: np.ndarray         # (R, n) int64, the represented integer weights (0 off-block)
-    pos: np.ndarray             # (n_slices, R, n) levels of the adding devices
+    weights: np.ndarray         # (R, n) int16 (int64 where wider), the represented integer weights (0 off-block)
+    pos: np.ndarray             # (n_slices, R, n) int16 levels of the adding devices
     neg: np.ndarray | None      # (n_slices, R, n) levels of the subtracting devices (2T2R), or None
 
     @property
@@ -92,16 +92,22 @@ def program(layer, wm, rows, cols, kg, ng, encoding, center, slices, flip) -> Cr
                          f"{encoding} range [{lo}, 255]")
     if flip is None:
         flip = np.zeros((len(slices), n), dtype=bool)
+    # levels (0..255) and the 8-bit weights in int16: a 512 x 512 crossbar's state is 4x smaller than int64,
+    # which is what bounds a large CNN's memory (every crossbar of the chip is held at once)
+    offsets = offsets.astype(np.int16)
     if encoding == "unsigned":
         pos = np.stack(slice_values(offsets, slices))
-        full = np.array([(1 << s) - 1 for s in slices])[:, None, None]
+        full = np.array([(1 << s) - 1 for s in slices], np.int16)[:, None, None]
         pos = np.where(flip[:, None, :], full - pos, pos) * mask
         neg = None
     else:
         pos = np.stack(slice_values(np.maximum(offsets, 0), slices)) * mask
         neg = np.stack(slice_values(np.maximum(-offsets, 0), slices)) * mask
+    weights = np.where(mask, w, 0)
+    if weights.min(initial=0) >= -(1 << 15) and weights.max(initial=0) < 1 << 15:
+        weights = weights.astype(np.int16)
     return Crossbar(layer, tuple(rows), tuple(cols), encoding, tuple(slices), center, np.asarray(flip, bool),
-                    mask, np.where(mask, w, 0), pos, neg)
+                    mask, weights, pos, neg)
 
 
 @dataclass

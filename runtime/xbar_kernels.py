@@ -289,6 +289,7 @@ def adc_epilogue(S, SQ, x, G, GN, GT, GTN, col_n, col_coef, col_phys, ish, shift
     flo, fhi = np.float32(lo), np.float32(hi)
     flo_h, fhi_h = np.float32(hist_lo), np.float32(hist_lo + nhist - 1)
     bits = np.zeros((8, R), np.float32)
+    xr = np.zeros(R, np.uint8)
     P, PQ = np.zeros((8, C), np.float32), np.zeros((8, C), np.float32)
     dp, dq = np.zeros(8, np.float32), np.zeros(8, np.float32)
     a = np.zeros(C, np.float32)
@@ -318,10 +319,11 @@ def adc_epilogue(S, SQ, x, G, GN, GT, GTN, col_n, col_coef, col_phys, ish, shift
                     counts[1] += nf
                     counts[2] += nf * (k1 - k0)
                     nnz = 0
+                    xr[:] = x[m]                  # contiguous: the loops below vectorise
                     for kk in range(nk):
                         sh, mk = sub_low[k0 + kk], (1 << sub_width[k0 + kk]) - 1
                         for r in range(R):
-                            v = (x[m, r] >> sh) & mk
+                            v = (xr[r] >> sh) & mk
                             bits[kk, r] = np.float32(v)
                             nnz += v != 0
                     planes = nnz * C < nf * nk * R

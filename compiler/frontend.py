@@ -336,11 +336,22 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
         raise FrontendError(f"{path} is not a valid ONNX model ({type(e).__name__}: {str(e)[:120]})") from None
     if not model.graph.node:
         raise FrontendError(f"{path} holds no graph nodes (truncated or not an ONNX model?)")
+    _load_external_data(model, path)
     try:
         onnx.checker.check_model(model)
     except Exception as e:
         raise FrontendError(f"{path} fails the ONNX checker: {str(e).splitlines()[0][:200]}") from None
     return _upgrade(model, path)
+
+
+def _load_external_data(model: onnx.ModelProto, path) -> None:
+    """Tensors kept in files beside the model are read from the model's folder, never the current one (onnx
+    refuses locations outside that folder and ranges past a file's end)."""
+    from onnx.external_data_helper import load_external_data_for_model
+    try:
+        load_external_data_for_model(model, str(Path(path).resolve().parent))
+    except Exception as e:
+        raise FrontendError(f"{path}: cannot read its external tensor data: {str(e)[:200]}") from None
 
 
 def _upgrade(model: onnx.ModelProto, path) -> onnx.ModelProto:

@@ -170,10 +170,10 @@ def load_target(spec: str | Path) -> Target:
     spec = str(spec)
     path = Path(spec)
     if not spec.endswith(".toml"):
+        presets = sorted(p.stem for p in PRESETS.glob("*.toml"))
+        if spec not in presets:         # a name, never a path: '../x' does not leave the presets folder
+            raise AsmError(f"unknown target {spec[:80]!r} (presets: {', '.join(presets)}; or give a .toml path)")
         path = PRESETS / f"{spec}.toml"
-        if not path.exists():
-            names = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
-            raise AsmError(f"unknown target '{spec}' (presets: {names}; or give a .toml path)")
     try:
         doc = tomllib.loads(path.read_text())
     except FileNotFoundError:

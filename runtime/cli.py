@@ -11,7 +11,7 @@ from runtime.version import __version__
 
 from .errors import RuntimeFault
 from .guard import guarded
-from .io import check_output, load_arrays, open_npy, write_arrays, write_json
+from .io import check_paths, committed_together, load_arrays, open_npy, write_arrays, write_json
 from .machine import Machine
 from .progress import Progress
 from .results import stats_json, summary_lines
@@ -147,8 +147,9 @@ def main(argv=None) -> int:
 
 
 def _run(args, bar) -> int:
-    for path in (args.output, args.stats, args.timeline):
-        check_output(path)
+    check_paths({"-o": args.output, "--stats": args.stats, "--timeline": args.timeline,
+                 "--timeline's trace": trace_path(args.timeline) if args.timeline else None},
+                {"the program": args.program, "--input": args.input, "--reference": args.reference}, RuntimeFault)
     if args.noise < 0:
         raise RuntimeFault(f"--noise must be >= 0, got {args.noise}")
     if args.workers is not None and (args.workers < 1 or args.scheduler):
@@ -161,12 +162,13 @@ def _run(args, bar) -> int:
     bar.close()
     stats = stats_json(m)
     judged = scores(outs, labels, input_groups(args.input), reference, args.reference)   # before any file
-    if args.timeline:
-        write_timeline(stats["schedule"], args.timeline)
-    if args.output:
-        write_arrays(args.output, outs)
-    if args.stats:
-        write_json(args.stats, stats)
+    with committed_together():              # all of them or none
+        if args.timeline:
+            write_timeline(stats["schedule"], args.timeline)
+        if args.output:
+            write_arrays(args.output, outs)
+        if args.stats:
+            write_json(args.stats, stats)
     if not args.quiet:
         for line in summary_lines(stats):
             print(line)

@@ -6,6 +6,10 @@ import os
 import sys
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised as an exception (runtime/io.committed_together) so that temp files go on the way out."""
+
+
 def one_line(e: BaseException) -> str:
     """An error message as one stderr line, however many lines the exception's text has."""
     return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
@@ -24,6 +28,8 @@ def guarded(prog: str, user_errors: tuple, bar, body) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Terminated:
+        return 143
     except Exception as e:
         if os.environ.get("PIM_DEBUG"):
             raise

@@ -1,12 +1,21 @@
-"""Reading input files and writing outputs atomically (temp file + rename), for both CLIs."""
+"""Reading input files and writing outputs atomically (temp file + rename), for both CLIs.
+
+A command's outputs are checked together before any work (check_paths: folders exist, no two outputs and no
+output and input are one file) and, inside `committed_together()`, renamed into place together once every
+one of them has been written: a failure, SIGINT or SIGTERM leaves no temp file and every old file as it was.
+"""
 from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from .guard import Terminated
 
 LABEL_KEYS = ("y", "label", "labels")
 
@@ -51,8 +60,77 @@ def check_output(path: str | Path | None) -> None:
         raise FileNotFoundError(f"cannot write {path}: folder {Path(path).parent} does not exist")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)     # hard links
+    except OSError:
+        return False
+
+
+def check_paths(outputs: dict, inputs: dict | None = None, error=ValueError) -> None:
+    """Before any work: every output's folder exists, no two outputs name one file and no output names an
+    input. `outputs` and `inputs` map an option ('-o', '--stats') to its path (None: not given); a
+    collision is one `error` line naming both options."""
+    outs = [(k, Path(v)) for k, v in outputs.items() if v is not None]
+    ins = [(k, Path(v)) for k, v in (inputs or {}).items() if v is not None]
+    for k, p in outs:
+        check_output(p)
+        if p.is_dir():
+            raise error(f"{k} {p} is a folder, not a file")
+    for i, (k, p) in enumerate(outs):
+        for k2, p2 in outs[i + 1:]:
+            if _same_file(p, p2):
+                raise error(f"{k} {p} and {k2} {p2} are the same file; give each output its own path")
+        for k2, p2 in ins:
+            if _same_file(p, p2):
+                raise error(f"{k} {p} would overwrite the input {k2} {p2}; write it elsewhere")
+
+
+_pending: list[tuple[str, Path]] | None = None      # (temp, target) of the open commit group, if any
+
+
+@contextmanager
+def committed_together():
+    """Every atomic_write inside the block leaves its temp beside the target; they are renamed into place
+    together when the block ends without an error, and removed when it does not (SIGTERM included), so a
+    command's outputs all change or none does."""
+    global _pending
+    outer, _pending = _pending, []
+    try:
+        with _signals_raise():
+            yield
+            for tmp, path in _pending:
+                os.replace(tmp, path)
+            _pending.clear()
+    finally:
+        for tmp, _ in _pending:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        _pending = outer
+
+
+@contextmanager
+def _signals_raise():
+    try:
+        old = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:              # not the main thread: the caller owns the signals
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _terminate(signum, frame):
+    raise Terminated(f"terminated by signal {signum}")
+
+
 def atomic_write(path: str | Path, write) -> None:
-    """write(tmp_path) then rename over path, so a failure never leaves a partial file."""
+    """write(tmp_path) then rename over path (inside committed_together(): at the group's end), so a failure
+    never leaves a partial file."""
     path = Path(path)
     check_output(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
@@ -62,7 +140,10 @@ def atomic_write(path: str | Path, write) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)          # mkstemp's 0600 would otherwise stick to the output
-        os.replace(tmp, path)
+        if _pending is not None:
+            _pending.append((tmp, path))
+        else:
+            os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

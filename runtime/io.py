@@ -34,24 +34,39 @@ def open_npy(path, error=ValueError, label: str = ""):
 
 def load_arrays(path: str | Path, names: list[str], error=ValueError) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """.npy for a single-input model; .npz keyed by input names (a single-input model also takes key 'x').
-    Returns the feeds and the labels ('y') if the file has them."""
+    Returns the feeds and the labels ('y') if the file has them. An array that is not plain numbers (strings,
+    objects, pickles, records) is one `error` line naming it."""
     path = str(path)
     data = open_npy(path, error)
     if isinstance(data, np.ndarray):
         if len(names) != 1:
             raise error(f"{path}: the model has {len(names)} inputs ({', '.join(names)}); give an .npz keyed by them")
-        return {names[0]: data}, None
+        return {names[0]: _numbers(data, path, names[0], error)}, None
     keys = set(data.files)
     feeds = {}
     for n in names:
         if n in keys:
-            feeds[n] = data[n]
+            feeds[n] = _member(data, n, path, error)
         elif len(names) == 1 and "x" in keys:
-            feeds[n] = data["x"]
+            feeds[n] = _member(data, "x", path, error)
         else:
-            raise error(f"{path}: no array for input '{n}' (file has: {', '.join(sorted(keys))})")
-    labels = next((data[k] for k in LABEL_KEYS if k in keys), None)
+            raise error(f"{path}: no array for input '{n}' (file has: {', '.join(sorted(keys)[:20])})")
+    labels = next((_member(data, k, path, error) for k in LABEL_KEYS if k in keys), None)
     return feeds, labels
+
+
+def _member(data, key: str, path, error) -> np.ndarray:
+    try:
+        x = data[key]
+    except Exception as e:      # pickled objects (allow_pickle=False), a corrupt member
+        raise error(f"{path}: array '{key}' cannot be read ({str(e)[:100]})") from None
+    return _numbers(x, path, key, error)
+
+
+def _numbers(x: np.ndarray, path, key: str, error) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise error(f"{path}: array '{key}' holds {x.dtype} values, not real numbers")
+    return x
 
 
 def check_output(path: str | Path | None) -> None:

@@ -275,8 +275,8 @@ def test_bad_target_value_type(key, value, expect):
     ("input_slices", "[4, 4]", "input_slices"),                     # isaac: 1-bit DACs
     ("encoding", "sideways", "encoding must be one of"),
     ("encoding", "differential", "flip applies only"),              # isaac flips
-    ("rows", "0", "rows must be >= 1"),
-    ("adc_bits", "31", "adc_bits must be <= 30"),
+    ("rows", "0", "rows must be in 1..16384"),
+    ("adc_bits", "31", "adc_bits must be in 1..30"),
 ])
 def test_inconsistent_target(key, value, expect):
     _, _, msg = parse_error(set_key(digits_text(), key, value)[0])

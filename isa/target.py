@@ -110,7 +110,8 @@ def _coerce(key: str, value, where: str):
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         value = tuple(value) if ok else value
     if not ok:
-        raise AsmError(f"{where}: '{key}' must be {want}, got {value!r}")
+        got = repr(value)
+        raise AsmError(f"{where}: '{key}' must be {want}, got {got if len(got) <= 60 else got[:57] + '...'}")
     return value
 
 

@@ -74,14 +74,14 @@ def validate(p: Program, filename: str = "<program>") -> None:
         attrs = dict(ins.attrs)
         for k in attrs:
             if k not in spec.required and k not in spec.optional:
-                fail(f"unknown attribute '{k}'")
+                fail(f"unknown attribute '{k[:40]}'")
         for k, want in {**spec.required, **spec.optional}.items():
             if k not in attrs:
                 if k in spec.required:
                     fail(f"missing attribute '{k}'")
                 continue
             if not _type_ok(attrs[k], want):
-                fail(f"attribute '{k}' must be {want}, got {attrs[k]!r}")
+                fail(f"attribute '{k}' must be {want}, got {_short(attrs[k])}")
             if isinstance(attrs[k], ConstRef) and attrs[k].name not in p.consts:
                 fail(f"constant @{attrs[k].name} is not defined")
         for k, v in attrs.items():
@@ -89,7 +89,7 @@ def validate(p: Program, filename: str = "<program>") -> None:
             if any(isinstance(x, int) and not -2 ** 63 <= x < 2 ** 63 for x in ints):
                 fail(f"attribute '{k}' does not fit in 64 bits")
             if k in CODES and ins.op != "output" and any(isinstance(x, int) and not 0 <= x <= 255 for x in ints):
-                fail(f"attribute '{k}' is a u8 code and must lie in 0..255, got {v}")
+                fail(f"attribute '{k}' is a u8 code and must lie in 0..255, got {_short(v)}")
             lo, hi = ATTR_RANGES.get(k, (None, None))
             if lo is not None and any(isinstance(x, int) and not lo <= x <= hi for x in ints):
                 fail(f"attribute '{k}' must lie in {lo}..{hi}, got {_short(v)}")

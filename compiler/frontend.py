@@ -22,6 +22,7 @@ from ir.float_eval import run_op
 from . import masks, onnx_layout, onnx_ops  # noqa: F401  (onnx_layout registers converters)
 
 PROBE_BATCH = 7
+SAME_TYPE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")    # type T for both operands in the ONNX spec
 TARGET_OPSET = 17
 
 
@@ -169,6 +170,12 @@ class Frontend:
         for i in live:
             if i in self.region and self.name(i) not in self.g.tensors:
                 masks.materialise(self, i)
+        if node.op_type in SAME_TYPE_OPS:
+            kinds = {i: np.asarray(self.value(i)).dtype for i in live[:2]}
+            if len({d.kind == "f" for d in kinds.values()}) > 1:
+                raise FrontendError(f"node {node.name or '<unnamed>'} ({node.op_type}): inputs of different types ("
+                                    + ", ".join(f"{i} {d}" for i, d in kinds.items()) + "); ONNX (and onnxruntime) "
+                                    "want one")
         onnx_ops.CONVERTERS[op_key(node)](self, node)
 
     def _fold(self, node, into=None) -> None:

@@ -66,17 +66,27 @@ def test_pimc_calibration_that_is_not_usable_is_one_line(tmp_path, capsys, make,
     assert not (tmp_path / "p.pimasm").exists()
 
 
-def test_verify_with_a_model_onnxruntime_refuses_is_one_line(tmp_path, capsys):
+def test_onnxruntime_refusing_the_model_under_verify_is_one_compile_error(tmp_path):
+    from compiler.verify import onnx_float
+    from ir import CompileError
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
-    w = numpy_helper.from_array(np.arange(12, dtype=np.int64).reshape(4, 3) - 5, "w")     # int64 weights
+    w = numpy_helper.from_array(np.arange(12, dtype=np.int64).reshape(4, 3) - 5, "w")     # onnxruntime: T differs
     g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], [w])
     path = tmp_path / "m.onnx"
     path.write_bytes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
-    data = tmp_path / "d.npy"
-    np.save(data, np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32))
-    code = pimc_cli.main([str(path), "-o", str(tmp_path / "p.pimasm"), "--calib", str(data), "--verify", str(data),
-                          "--target", "isaac", "--quiet"])
-    line = one_error(capsys, code, "pimc")
-    assert "onnxruntime" in line or "w" in line, line
-    assert not (tmp_path / "p.pimasm").exists()
+    with pytest.raises(CompileError, match="^--verify: onnxruntime cannot run the model: ") as e:
+        onnx_float(str(path), {"x": np.ones((2, 4), np.float32)})
+    assert "\n" not in str(e.value)
+
+
+def test_int64_weights_on_a_float_model_are_one_frontend_error(tmp_path):
+    from compiler.pipeline import compile_model
+    from ir import FrontendError
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    w = numpy_helper.from_array(np.arange(12, dtype=np.int64).reshape(4, 3) - 5, "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g", [x], [y], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(FrontendError, match=r"node mm \(MatMul\): inputs of different types \(x float32, w int64\)"):
+        compile_model(m, "isaac", np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32))

@@ -510,7 +510,7 @@ def run_to_the_end(prog) -> None:
         assert np.isfinite(y).all(), k
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.data_too_large])
 @given(mutants())
 def test_text_mutants_that_validate_run_to_finite_outputs_or_a_fault(text):
@@ -521,13 +521,13 @@ def test_text_mutants_that_validate_run_to_finite_outputs_or_a_fault(text):
     run_to_the_end(prog)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(number_mutants())
 def test_number_mutants_that_validate_run_to_finite_outputs_or_a_fault(text):
     run_to_the_end(parse_program(text, "f.pimasm"))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(target=st.sampled_from(["isaac", "raella"]), data=st.data())
 def test_a_deleted_duplicated_or_moved_mvm_is_a_fault_naming_the_line(target, data):
     lines = digits_text(target).splitlines(keepends=True)

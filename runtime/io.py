@@ -15,21 +15,47 @@ from pathlib import Path
 
 import numpy as np
 
+from isa.host import memory_budget
+
 from .guard import Terminated
 
 LABEL_KEYS = ("y", "label", "labels")
 
 
 def open_npy(path, error=ValueError, label: str = ""):
-    """np.load without pickles: an ndarray or an NpzFile; a missing or unreadable file is one `error` line
-    starting with `label` (default the path)."""
+    """np.load without pickles: an ndarray or an NpzFile; a missing or unreadable file, or an .npy whose
+    header declares more bytes than this host can still give, is one `error` line starting with `label`
+    (default the path). An .npz member's size is checked when it is read (load_arrays)."""
     label = label or str(path)
     try:
-        return np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            nbytes = _declared_bytes(f)
     except FileNotFoundError:
         raise error(f"{label}: no such file") from None
     except Exception as e:
         raise error(f"{label}: not a .npy/.npz file ({str(e)[:100]})") from None
+    _check_size(nbytes, label, error)
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise error(f"{label}: not a .npy/.npz file ({str(e)[:100]})") from None
+
+
+def _declared_bytes(f) -> int:
+    """The data size an .npy header declares (0 for anything that is not an .npy: np.load judges it)."""
+    if f.read(6) != b"\x93NUMPY":
+        return 0
+    version = tuple(f.read(2))
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(f)
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+
+def _check_size(nbytes: int, label, error) -> None:
+    budget = memory_budget()
+    if nbytes > budget:
+        raise error(f"{label}: declares {nbytes} bytes of data, more than the {budget} bytes of memory this host "
+                    "can still give")
 
 
 def load_arrays(path: str | Path, names: list[str], error=ValueError) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
@@ -56,6 +82,19 @@ def load_arrays(path: str | Path, names: list[str], error=ValueError) -> tuple[d
 
 
 def _member(data, key: str, path, error) -> np.ndarray:
+    try:
+        info = data.zip.getinfo(key + ".npy")
+    except (AttributeError, KeyError):
+        info = None
+    label = f"{path}: array '{key}'"
+    if info is not None:
+        _check_size(info.file_size, label, error)
+        try:
+            with data.zip.open(info) as f:
+                nbytes = _declared_bytes(f)
+        except Exception as e:
+            raise error(f"{label} cannot be read ({str(e)[:100]})") from None
+        _check_size(nbytes, label, error)
     try:
         x = data[key]
     except Exception as e:      # pickled objects (allow_pickle=False), a corrupt member

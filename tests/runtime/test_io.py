@@ -111,3 +111,27 @@ def test_a_signal_between_the_temp_write_and_the_rename_leaves_no_temp(tmp_path,
     assert "Traceback" not in r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["y.npy"]
     assert (tmp_path / "y.npy").read_text() == "old"
+
+
+def forged_npy(path: Path, shape, dtype="<f4") -> None:
+    """An .npy whose header declares `shape` but which holds a few bytes: reading it naively allocates it all."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": dtype, "fortran_order": False, "shape": tuple(shape)})
+        f.write(b"\0" * 64)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(shape=st.lists(st.integers(1, 1 << 20), min_size=1, max_size=3).map(lambda s: s + [1 << 24]),
+       packed=st.booleans())
+def test_an_array_file_declaring_more_than_the_memory_is_one_error_before_reading(tmp_path_factory, shape, packed):
+    from runtime.io import load_arrays
+    d = tmp_path_factory.mktemp("big")
+    forged_npy(d / "x.npy", [1 << 20] + shape)              # at least 2^44 values: beyond any host here
+    path = d / "x.npy"
+    if packed:
+        import zipfile
+        with zipfile.ZipFile(d / "x.npz", "w") as z:
+            z.write(d / "x.npy", "image.npy")
+        path = d / "x.npz"
+    with pytest.raises(ValueError, match=r"declares \d+ bytes of data, more than the \d+ bytes of memory"):
+        load_arrays(path, ["image"])

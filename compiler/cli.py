@@ -5,6 +5,7 @@ import argparse
 import sys
 import time
 from functools import lru_cache
+from pathlib import Path
 
 from runtime.guard import guarded
 from runtime.progress import Progress
@@ -115,13 +116,20 @@ def main(argv=None) -> int:
 def _run(args, bar) -> int:
     from ir import CompileError
     from isa import load_target, parse_program, print_program
-    from runtime.io import check_output, write_json, write_text
+    from runtime.io import check_paths, committed_together, write_json, write_text
     from runtime.machine import Machine
 
     from .pipeline import compile_model
     t0 = time.perf_counter()
-    for path in (args.output, args.report):
-        check_output(path)
+    plots = {}
+    if args.plots:
+        from .plots import PLOT_FILES
+        plots = {f"--plots' {f}": Path(args.plots) / f for f in PLOT_FILES} if Path(args.plots).is_dir() else {
+            "--plots": args.plots}      # a folder pimc creates: only its parent must exist
+    target_file = args.target if str(args.target).endswith(".toml") else None
+    check_paths({"-o": args.output, "--report": args.report} | plots,
+                {"the model": args.model, "--calib": args.calib, "--verify": args.verify, "--target": target_file},
+                CompileError)
     target = load_target(args.target)
     if args.encoding:
         enc = "center_offset" if args.encoding == "center" else args.encoding
@@ -150,11 +158,13 @@ def _run(args, bar) -> int:
         bar.phase("running for the plots")
         m = Machine(parse_program(text), hist_range=(lo - span, hi + span))
         m.run(feeds)
-        report["plots"] = write_plots(m.stats.to_json(), m.stats.histogram(), (lo, hi), args.plots)
     bar.close()
-    write_text(args.output, text)
-    if args.report:
-        write_json(args.report, report)
+    with committed_together():              # the program, the report and the plots, or none of them
+        if args.plots:
+            report["plots"] = write_plots(m.stats.to_json(), m.stats.histogram(), (lo, hi), args.plots)
+        write_text(args.output, text)
+        if args.report:
+            write_json(args.report, report)
     if not args.quiet:
         writes = [i for i in compiled.program.code if i.op == "xbwrite"]
         logical, physical = len({i.attr("lxb", i.attr("xb")) for i in writes}), len({i.attr("xb") for i in writes})

@@ -22,6 +22,7 @@ from ir.float_eval import run_op
 from . import masks, onnx_layout, onnx_ops  # noqa: F401  (onnx_layout registers converters)
 
 PROBE_BATCH = 7
+SAME_TYPE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")    # type T for both operands in the ONNX spec
 TARGET_OPSET = 17
 
 
@@ -169,6 +170,12 @@ class Frontend:
         for i in live:
             if i in self.region and self.name(i) not in self.g.tensors:
                 masks.materialise(self, i)
+        if node.op_type in SAME_TYPE_OPS:
+            kinds = {i: np.asarray(self.value(i)).dtype for i in live[:2]}
+            if len({d.kind == "f" for d in kinds.values()}) > 1:
+                raise FrontendError(f"node {node.name or '<unnamed>'} ({node.op_type}): inputs of different types ("
+                                    + ", ".join(f"{i} {d}" for i, d in kinds.items()) + "); ONNX (and onnxruntime) "
+                                    "want one")
         onnx_ops.CONVERTERS[op_key(node)](self, node)
 
     def _fold(self, node, into=None) -> None:
@@ -336,11 +343,22 @@ def load_onnx(path: str | Path) -> onnx.ModelProto:
         raise FrontendError(f"{path} is not a valid ONNX model ({type(e).__name__}: {str(e)[:120]})") from None
     if not model.graph.node:
         raise FrontendError(f"{path} holds no graph nodes (truncated or not an ONNX model?)")
+    _load_external_data(model, path)
     try:
         onnx.checker.check_model(model)
     except Exception as e:
         raise FrontendError(f"{path} fails the ONNX checker: {str(e).splitlines()[0][:200]}") from None
     return _upgrade(model, path)
+
+
+def _load_external_data(model: onnx.ModelProto, path) -> None:
+    """Tensors kept in files beside the model are read from the model's folder, never the current one (onnx
+    refuses locations outside that folder and ranges past a file's end)."""
+    from onnx.external_data_helper import load_external_data_for_model
+    try:
+        load_external_data_for_model(model, str(Path(path).resolve().parent))
+    except Exception as e:
+        raise FrontendError(f"{path}: cannot read its external tensor data: {str(e)[:200]}") from None
 
 
 def _upgrade(model: onnx.ModelProto, path) -> onnx.ModelProto:

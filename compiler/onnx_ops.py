@@ -631,6 +631,9 @@ def _hint(fe, node, scale, zero) -> dict:
         raise FrontendError(f"node {node.name} ({node.op_type}): per-axis activation quantisation is not supported")
     if z.dtype not in (np.uint8, np.int8):
         raise FrontendError(f"node {node.name} ({node.op_type}): {z.dtype} activations are not supported (8-bit only)")
+    if not 1e-30 <= float(s.reshape(())) <= 1e30:      # also NaN
+        raise FrontendError(f"node {node.name} ({node.op_type}): scale {scale} is {float(s.reshape(())):g}; a "
+                            "quantisation scale must be positive and finite")
     return {"scale": float(s.reshape(())), "zero": int(z.reshape(())) + (128 if z.dtype == np.int8 else 0),
             "signed": z.dtype == np.int8}
 

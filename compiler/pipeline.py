@@ -39,6 +39,43 @@ class Compiled:
         return {"target": self.program.target.name, "passes": [r.to_json() for r in self.records]}
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_calib_data(model, calib: dict[str, np.ndarray] | None) -> None:
+    """The cheap checks, before any shape probing: every input has an array of numbers of the input's kind
+    (real values for a float input: integer codes or strings are refused), finite, inside float32, with the
+    model's fixed sizes after the batch. (check_calib, after the model is read, refuses a constant.)"""
+    if calib is None:
+        return
+    import onnx
+    for vi in model.graph.input:
+        if vi.name not in input_names(model):
+            continue
+        if vi.name not in calib:
+            raise CompileError(f"calibration set has no input '{vi.name}' (has: {', '.join(sorted(calib))})")
+        x = calib[vi.name]
+        tt = vi.type.tensor_type
+        want = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.dtype(np.float32)
+        where = f"calibration input '{vi.name}'"
+        if want.kind == "f" and x.dtype.kind != "f" or want.kind in "iu" and x.dtype.kind not in "iu":
+            raise CompileError(f"{where} holds {x.dtype} values, the model takes {want} (give "
+                               + ("real values, not quantised codes)" if x.dtype.kind in "iub" else "numbers)"))
+        if x.ndim < 1 or len(x) < 1:
+            raise CompileError(f"{where} has shape {list(x.shape)}: it needs a batch axis with samples")
+        dims = tt.shape.dim[1:] if tt.HasField("shape") else []
+        if tt.HasField("shape") and (x.ndim != len(dims) + 1 or any(
+                d.HasField("dim_value") and d.dim_value != v for d, v in zip(dims, x.shape[1:]))):
+            raise CompileError(f"{where} has shape {list(x.shape)}, the model needs [N, " + ", ".join(
+                str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?" for d in dims) + "]")
+        if x.dtype.kind == "f":
+            if not np.isfinite(x).all():
+                raise CompileError(f"{where} holds NaN or infinity")
+            lo, hi = float(x.min()), float(x.max())
+            if max(-lo, hi) > F32_MAX:
+                raise CompileError(f"{where} holds values up to {max(-lo, hi):.3g}, beyond float32")
+
+
 def check_calib(g: Graph, calib: dict[str, np.ndarray] | None) -> None:
     if calib is None:
         return
@@ -52,6 +89,10 @@ def check_calib(g: Graph, calib: dict[str, np.ndarray] | None) -> None:
         if tuple(got[1:]) != tuple(want) or len(got) < 1 or got[0] < 1:
             raise CompileError(f"calibration input '{name}' has shape {list(got)}, the model needs [N, "
                                f"{', '.join(map(str, want))}]")
+        x = calib[name]
+        if x.dtype.kind == "f" and x.min() == x.max():
+            raise CompileError(f"calibration input '{name}' is one constant value ({float(x.flat[0]):g}) throughout: "
+                               "it gives no range to quantise with")
 
 
 def compile_model(model, target: Target | str = "raella", calib=None, options=None, progress=None,
@@ -66,6 +107,7 @@ def compile_model(model, target: Target | str = "raella", calib=None, options=No
             raise CompileError(f"the model has {len(names)} inputs; give the calibration set as .npz keyed by "
                                f"{', '.join(names)}")
         calib = {names[0]: calib}
+    check_calib_data(model, calib)
     g = import_onnx(model, shapes, {k: v.shape[1:] for k, v in (calib or {}).items()})
     check_calib(g, calib)
     opts = Options.make(options)

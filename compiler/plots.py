@@ -11,7 +11,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
+from runtime.io import atomic_write  # noqa: E402
+
+PLOT_FILES = ("converts_saturation.png", "column_sums.png", "energy.png")
+
+
 def write_plots(stats: dict, hist: dict | None, adc_range, outdir: str | Path) -> list[str]:
+    """PLOT_FILES (column_sums.png only with a histogram) in `outdir`, each written atomically."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     layers = [r for r in stats["layers"] if r["macs"]]
@@ -89,6 +95,6 @@ def _column_sums(target: str, hist: dict, adc_range, path: Path, panels: int = 6
 
 
 def _save(fig, path: Path) -> str:
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
     return str(path)

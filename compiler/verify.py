@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
+from ir import CompileError
 from isa import parse_program, print_program
 from runtime.machine import Machine
 
@@ -13,13 +14,17 @@ from passes.reference import dequantize_outputs, run_reference
 
 
 def onnx_float(model_path: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """onnxruntime's outputs; its refusal of the model or the data is one CompileError."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
     src = model_path.SerializeToString() if hasattr(model_path, "SerializeToString") else str(model_path)
-    sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(None, {k: v.astype(np.float32) if v.dtype.kind == "f" else v
-                                                        for k, v in feeds.items()})))
+    try:
+        sess = ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+        names = [o.name for o in sess.get_outputs()]
+        return dict(zip(names, sess.run(None, {k: v.astype(np.float32) if v.dtype.kind == "f" else v
+                                               for k, v in feeds.items()})))
+    except Exception as e:      # onnxruntime's own exception types, which it does not export stably
+        raise CompileError(f"--verify: onnxruntime cannot run the model: {str(e).strip()[:200]}") from None
 
 
 def compare(y: np.ndarray, ref: np.ndarray, labels=None) -> dict:

@@ -110,7 +110,8 @@ def _coerce(key: str, value, where: str):
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         value = tuple(value) if ok else value
     if not ok:
-        raise AsmError(f"{where}: '{key}' must be {want}, got {value!r}")
+        got = repr(value)
+        raise AsmError(f"{where}: '{key}' must be {want}, got {got if len(got) <= 60 else got[:57] + '...'}")
     return value
 
 
@@ -126,15 +127,35 @@ def from_dict(d: dict, where: str = "target") -> Target:
     return t
 
 
+# Bounds a real chip stays far inside; they keep every count within what the runtime's arrays and the
+# 32-bit accumulator hold (a layer's rows under 2^15 keep a crossbar sum under 2^30, see passes/quantize.py).
+INT_LIMITS = {"rows": 1 << 14, "cols": 1 << 14, "cell_bits": 8, "dac_bits": 8, "adc_bits": 30,
+              "adcs_per_xbar": 1 << 14, "tiles": 1 << 20, "imas_per_tile": 1024, "xbars_per_ima": 1024,
+              "buffer_kb_per_tile": 1 << 20, "bank_m": 1024, "bank_n": 1024}
+MAX_XBARS = 1 << 24
+POSITIVE = ("xbar_cycle_ns", "write_row_ns", "digital_ops_per_ns")
+NON_NEGATIVE = ("e_adc_convert", "e_dac_pulse", "e_cell_read", "e_buffer_byte", "e_digital_op", "e_write_pulse",
+                "static_mw_per_tile", "dram_gbps", "gbuf_mw_per_kb")
+
+
 def _check(t: Target, where: str) -> None:
     def bad(msg):
         raise AsmError(f"{where}: {msg}")
     if t.encoding not in ENCODINGS:
         bad(f"encoding must be one of {', '.join(ENCODINGS)}, got {t.encoding!r}")
-    for k in ("rows", "cols", "cell_bits", "dac_bits", "adc_bits", "adcs_per_xbar", "tiles", "imas_per_tile",
-              "xbars_per_ima", "buffer_kb_per_tile"):
-        if getattr(t, k) < 1:
-            bad(f"{k} must be >= 1")
+    for k, hi in INT_LIMITS.items():
+        if not 1 <= getattr(t, k) <= hi:
+            bad(f"{k} must be in 1..{hi}, got {getattr(t, k)}")
+    if t.xbars > MAX_XBARS:
+        bad(f"the chip has {t.xbars} crossbars (tiles x imas_per_tile x xbars_per_ima); at most {MAX_XBARS}")
+    if t.adcs_per_xbar > t.cols:
+        bad(f"adcs_per_xbar ({t.adcs_per_xbar}) must not exceed cols ({t.cols})")
+    for k in POSITIVE:         # time and rates divide: zero, negative, infinite or NaN cannot be meant
+        if not 0 < getattr(t, k) <= 1e12:
+            bad(f"{k} must be positive and at most 1e12, got {getattr(t, k)}")
+    for k in NON_NEGATIVE:     # energies, powers, bandwidths: 0 turns a term off
+        if not 0 <= getattr(t, k) <= 1e12:
+            bad(f"{k} must be in [0, 1e12], got {getattr(t, k)}")
     for k, slices, width in (("weight_slices", t.weight_slices, t.cell_bits), ("input_slices", t.input_slices, t.dac_bits)):
         if sum(slices) != 8 or any(not 1 <= s <= width for s in slices):
             bad(f"{k} {list(slices)} must be widths in 1..{width} summing to 8")
@@ -142,14 +163,10 @@ def _check(t: Target, where: str) -> None:
         bad(f"recovery_bits must be in 0..{t.dac_bits} (dac_bits)")
     if t.flip and t.encoding != "unsigned":
         bad("flip applies only to the unsigned encoding")
-    if t.adc_bits > 30:
-        bad("adc_bits must be <= 30")
     if t.imas_per_row < 0 or t.imas_per_row and t.imas_per_tile % t.imas_per_row:
         bad(f"imas_per_row must divide imas_per_tile ({t.imas_per_tile}), got {t.imas_per_row}")
-    if t.bank_m < 1 or t.bank_n < 1:
-        bad("bank_m and bank_n must be >= 1")
-    if t.dram_gbps < 0 or t.gbuf_mw_per_kb < 0 or any(kb < 1 for kb in t.gbuf_banks_kb):
-        bad("dram_gbps and gbuf_mw_per_kb must be >= 0, gbuf_banks_kb sizes >= 1")
+    if len(t.gbuf_banks_kb) > 1024 or any(not 1 <= kb <= 1 << 20 for kb in t.gbuf_banks_kb):
+        bad("gbuf_banks_kb must hold at most 1024 sizes in 1..1048576 (KB)")
 
 
 def _flatten(doc: dict, where: str) -> dict:
@@ -170,10 +187,10 @@ def load_target(spec: str | Path) -> Target:
     spec = str(spec)
     path = Path(spec)
     if not spec.endswith(".toml"):
+        presets = sorted(p.stem for p in PRESETS.glob("*.toml"))
+        if spec not in presets:         # a name, never a path: '../x' does not leave the presets folder
+            raise AsmError(f"unknown target {spec[:80]!r} (presets: {', '.join(presets)}; or give a .toml path)")
         path = PRESETS / f"{spec}.toml"
-        if not path.exists():
-            names = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
-            raise AsmError(f"unknown target '{spec}' (presets: {names}; or give a .toml path)")
     try:
         doc = tomllib.loads(path.read_text())
     except FileNotFoundError:

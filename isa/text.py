@@ -14,6 +14,7 @@ import lark
 import numpy as np
 
 from .errors import AsmError
+from .host import memory_budget
 from .program import DTYPE_NAMES, DTYPES, FORMAT_VERSION, Buf, Const, ConstRef, Instr, Program
 from .target import _FIELDS as TARGET_FIELDS
 from .target import _coerce as coerce_field
@@ -35,10 +36,29 @@ def encode_array(a: np.ndarray) -> str:
     return "$" + base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
 
 
-def decode_array(payload: str, dtype: str, shape: tuple[int, ...], where: str) -> np.ndarray:
+# deflate inflates at most about 1032:1 (a 258-byte match per 2 bits); a payload smaller than its declared
+# size allows is forged or corrupt, and is refused before any inflating
+MAX_DEFLATE_RATIO = 1032
+
+
+def declared_bytes(dtype: str, shape: tuple[int, ...]) -> int:
+    return math.prod(shape) * np.dtype(DTYPES[dtype]).itemsize
+
+
+def decode_array(payload: str, dtype: str, shape: tuple[int, ...], where: str, budget: int | None = None) -> np.ndarray:
+    """The array a payload holds. Its declared size is checked before inflating: against what the payload's
+    length can inflate to, and against `budget` bytes (default: what this host can still allocate)."""
     dt = np.dtype(DTYPES[dtype]).newbyteorder("<")
     n = math.prod(shape)
     want = n * dt.itemsize
+    packed_max = (len(payload) - 1) * 3 // 4
+    if want > packed_max * MAX_DEFLATE_RATIO + 64:
+        raise AsmError(f"{where}: corrupt data payload: {dtype} shape {list(shape)} declares {want} bytes, more than "
+                       f"{packed_max} compressed bytes can inflate to")
+    budget = memory_budget() if budget is None else budget
+    if want > budget:
+        raise AsmError(f"{where}: {dtype} shape {list(shape)} declares {want} bytes, more than the {budget} bytes of memory "
+                       "this host can still give")
     try:
         packed = base64.b64decode(payload[1:], validate=True)
         z = zlib.decompressobj()
@@ -163,14 +183,14 @@ def _expected(terms) -> str:
 def _unexpected(e: lark.exceptions.UnexpectedInput, filename: str) -> AsmError:
     where = f"{filename}:{e.line}:{e.column}"
     if isinstance(e, lark.exceptions.UnexpectedCharacters):
-        return AsmError(f"{where}: unexpected character {e.char!r}{_expected(getattr(e, 'allowed', None))}")
+        return AsmError(f"{where}: unexpected character {e.char[:1]!r}{_expected(getattr(e, 'allowed', None))}")
     tok = getattr(e, "token", None)
     if tok is None or tok.type == "$END":
         got = "end of file"
     elif tok.type in ("_NL", "_LEAD"):
         got = "end of line"
     else:
-        got = repr(str(tok))
+        got = repr(str(tok)) if len(str(tok)) <= 40 else repr(str(tok)[:40]) + f"... ({len(str(tok))} characters)"
     return AsmError(f"{where}: unexpected {got}{_expected(getattr(e, 'expected', None))}")
 
 
@@ -183,7 +203,7 @@ def _value(values: "_Values", tree, filename: str):
         tok = e.obj.children[0] if isinstance(e.obj, lark.Tree) and e.obj.children else None
         line = getattr(tok, "line", None) or getattr(meta, "line", "?")
         col = getattr(tok, "column", None) or getattr(meta, "column", "?")
-        raise AsmError(f"{filename}:{line}:{col}: bad value ({e.orig_exc})") from None
+        raise AsmError(f"{filename}:{line}:{col}: bad value ({str(e.orig_exc)[:100]})") from None
     except RecursionError:
         line = getattr(getattr(tree, "meta", None), "line", "?")
         col = getattr(getattr(tree, "meta", None), "column", "?")
@@ -214,16 +234,18 @@ def parse_program(text: str, filename: str = "<text>") -> Program:
         if key in tdict:
             raise AsmError(f"{where}: target key '{key}' given twice")
         if key not in TARGET_FIELDS:
-            raise AsmError(f"{where}: unknown target key '{key}' (known: {', '.join(TARGET_FIELDS)})")
+            raise AsmError(f"{where}: unknown target key '{key[:40]}' (known: {', '.join(TARGET_FIELDS)})")
         tdict[key] = coerce_field(key, _value(values, t.children[1], filename), where)
     prog = Program(from_dict(tdict, where=f"{filename}:{header.meta.line}:1: header"), version=version)
+    budget = memory_budget()
     for c in data.children:
         name, dtype, shape, payload = c.children
         where = f"{filename}:{c.meta.line}:{c.meta.column}"
         if str(name) in prog.consts:
             raise AsmError(f"{where}: constant @{name} defined twice")
         dims = tuple(int(d) for d in shape.children)
-        prog.consts[str(name)] = Const(str(name), decode_array(str(payload), str(dtype), dims, where))
+        prog.consts[str(name)] = Const(str(name), decode_array(str(payload), str(dtype), dims, where, budget))
+        budget -= declared_bytes(str(dtype), dims)          # the constants together must fit
     for ins in code.children:
         op, *parts = ins.children
         args = tuple(_value(values, p, filename) for p in parts if not (isinstance(p, lark.Tree) and p.data == "attr"))

@@ -69,3 +69,9 @@ def _check(f: dataclasses.Field, value) -> None:
     if not ok:
         want = f"one of {', '.join(choices)}" if choices else str(f.type)
         raise CompileError(f"compile option {f.name}={value!r}: expected {want}")
+    lo, hi = RANGES.get(f.name, (None, None))
+    if lo is not None and not lo <= value <= hi:        # NaN fails too
+        raise CompileError(f"compile option {f.name}={value!r}: expected a number in [{lo}, {hi}]")
+
+
+RANGES = {"error_budget": (0.0, 100.0)}    # a mean relative error per layer: 0 exact, 1 already all error

@@ -19,6 +19,7 @@ from runtime.kernels import softmax_table
 
 from .quantize_vector import quantize_vector, wants_vector
 
+F32_MAX = float(np.finfo(np.float32).max)
 PASS_THROUGH = ("maxpool", "gmaxpool", "reshape", "transpose", "pad", "slice", "upsample")
 
 
@@ -80,6 +81,10 @@ class Quantize:
 
     def run(self, g: Graph, ctx) -> QuantizeReport:
         rep = QuantizeReport()
+        for name, (lo, hi) in ctx.ranges.items():
+            if max(-lo, hi) > F32_MAX:      # NaN is caught where the range is used
+                raise CompileError(f"tensor {name}: calibration range [{lo:.3g}, {hi:.3g}] overflows float32 (the "
+                                   "model's own arithmetic would give infinity); scale the calibration data")
         if wants_vector(g, ctx.options):
             quantize_vector(self, g, ctx, rep)
             rep.activations = sum(1 for t in g.tensors.values() if not t.is_const)
@@ -87,10 +92,14 @@ class Quantize:
         for name in g.inputs:
             self._set_from_range(g, ctx, name)
         for op in g.topo():
+            if op.kind not in QUANTISERS:
+                raise CompileError(f"node {op.name}: no quantised form for op '{op.kind}'")
             try:
                 QUANTISERS[op.kind](self, g, ctx, op, rep)
-            except KeyError:
-                raise CompileError(f"node {op.name}: no quantised form for op '{op.kind}'") from None
+            except CompileError as e:
+                if op.name in str(e):
+                    raise
+                raise CompileError(f"node {op.name} ({op.kind}): {e}") from None
         rep.activations = sum(1 for t in g.tensors.values() if t.dtype in ("u8", "i32"))
         return rep
 
@@ -103,6 +112,7 @@ class Quantize:
             lo, hi = ctx.ranges[name]
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 raise CompileError(f"tensor {name}: calibration range [{lo}, {hi}] is not finite")
+
             t.scale, t.zero = qparams(lo, hi)
         else:
             raise CompileError(f"tensor {name}: no calibration range")
@@ -156,8 +166,11 @@ def quantise_weights(op: Op, g: Graph, x_scale: float, rep: QuantizeReport):
     W = g.tensors[op.inputs[1]].data.astype(np.float64)
     b = g.tensors[op.inputs[2]].data.astype(np.float64) if len(op.inputs) > 2 else np.zeros(
         W.shape[0] if op.kind == "conv" else W.shape[1])
-    if not (np.isfinite(W).all() and np.isfinite(b).all()):
-        raise CompileError(f"node {op.name}: weights or bias hold NaN or infinity")
+    for what, name, v in (("weights", op.inputs[1], W), ("bias", op.inputs[2] if len(op.inputs) > 2 else "", b)):
+        if not np.isfinite(v).all():
+            raise CompileError(f"node {op.name}: {what} {name} hold NaN or infinity")
+        if np.abs(v).max(initial=0) > F32_MAX:
+            raise CompileError(f"node {op.name}: {what} {name} hold {np.abs(v).max():.3g}, beyond float32")
     axes = tuple(range(1, W.ndim)) if op.kind == "conv" else (0,)
     amax = np.abs(W).max(axis=axes)
     sw0 = np.where(amax > 0, amax / 127.0, 1.0)
@@ -169,9 +182,12 @@ def quantise_weights(op: Op, g: Graph, x_scale: float, rep: QuantizeReport):
     err = (wi * shaped - W) ** 2
     rep.weights_quantised += wi.size
     rep.weight_rms_error[op.name] = float(np.sqrt(np.mean(err)) / max(float(amax.max()), 1e-30))
-    bias = np.rint(b / (x_scale * sw)).astype(np.int64)
-    if np.abs(bias).max(initial=0) > BIAS_LIMIT:
-        raise CompileError(f"node {op.name}: bias does not fit 32 bits after quantisation")
+    with np.errstate(all="ignore"):
+        codes = np.rint(b / (x_scale * sw))      # checked in float: a cast first would wrap a huge one round
+    if not np.all(np.abs(codes) <= BIAS_LIMIT):
+        raise CompileError(f"node {op.name}: bias {op.inputs[2] if len(op.inputs) > 2 else ''} does not fit 32 "
+                           "bits after quantisation")
+    bias = codes.astype(np.int64)
     raised = np.flatnonzero((amax > 0) & (sw > sw0))
     if raised.size:
         rows = W.size // len(sw)

@@ -11,8 +11,8 @@ from runtime.version import __version__
 
 from .errors import RuntimeFault
 from .guard import guarded
-from .io import check_output, load_arrays, open_npy, write_arrays, write_json
-from .machine import Machine
+from .io import check_paths, committed_together, load_arrays, open_npy, write_arrays, write_json
+from .machine import MAX_NOISE, Machine
 from .progress import Progress
 from .results import stats_json, summary_lines
 from .timeline import trace_path, write_timeline
@@ -147,26 +147,34 @@ def main(argv=None) -> int:
 
 
 def _run(args, bar) -> int:
-    for path in (args.output, args.stats, args.timeline):
-        check_output(path)
-    if args.noise < 0:
-        raise RuntimeFault(f"--noise must be >= 0, got {args.noise}")
+    check_paths({"-o": args.output, "--stats": args.stats, "--timeline": args.timeline,
+                 "--timeline's trace": trace_path(args.timeline) if args.timeline else None},
+                {"the program": args.program, "--input": args.input, "--reference": args.reference}, RuntimeFault)
+    if not 0 <= args.noise <= MAX_NOISE:          # NaN fails too
+        raise RuntimeFault(f"--noise must be in [0, {MAX_NOISE:g}], got {args.noise}")
+    if not 0 <= args.seed < 1 << 64:
+        raise RuntimeFault(f"--seed must be in [0, 2^64), got {args.seed}")
+    if args.chunk is not None and not 1 <= args.chunk <= 1 << 31:
+        raise RuntimeFault(f"--chunk must be in 1..2^31 samples, got {args.chunk}")
     if args.workers is not None and (args.workers < 1 or args.scheduler):
         raise RuntimeFault("--workers must be >= 1 and cannot go with --scheduler")
+    if args.workers is not None and args.workers > 1024:
+        raise RuntimeFault(f"--workers must be at most 1024, got {args.workers}")
     reference = load_reference(args.reference) if args.reference else None      # fail before the run
     m, outs, labels = run_file(args.program, args.input, args.ideal,
-                               None if args.chunk is None else max(1, args.chunk), progress=bar,
+                               args.chunk, progress=bar,
                                noise=args.noise, seed=args.seed, check=_timeline_check if args.timeline else None,
                                workers=args.workers, scheduler=args.scheduler)
     bar.close()
     stats = stats_json(m)
     judged = scores(outs, labels, input_groups(args.input), reference, args.reference)   # before any file
-    if args.timeline:
-        write_timeline(stats["schedule"], args.timeline)
-    if args.output:
-        write_arrays(args.output, outs)
-    if args.stats:
-        write_json(args.stats, stats)
+    with committed_together():              # all of them or none
+        if args.timeline:
+            write_timeline(stats["schedule"], args.timeline)
+        if args.output:
+            write_arrays(args.output, outs)
+        if args.stats:
+            write_json(args.stats, stats)
     if not args.quiet:
         for line in summary_lines(stats):
             print(line)

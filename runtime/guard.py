@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised as an exception (runtime/io.committed_together) so that temp files go on the way out."""
+
+
+NUMPY_WARNINGS = r"(overflow|invalid value|divide by zero) encountered|Mean of empty slice"
+MAX_LINE = 600      # characters of an error line: a message quoting a 10 MB line of input is cut, not echoed
 
 
 def one_line(e: BaseException) -> str:
-    """An error message as one stderr line, however many lines the exception's text has."""
-    return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    """An error message as one stderr line, however many lines the exception's text has, cut to MAX_LINE."""
+    text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    return text if len(text) <= MAX_LINE else f"{text[:MAX_LINE - 40]} ... ({len(text) - MAX_LINE + 40} characters cut)"
 
 
 def guarded(prog: str, user_errors: tuple, bar, body) -> int:
+    """Run body(); a NumPy RuntimeWarning (overflow, invalid value) is raised as an exception, so it ends the
+    command as one line (an internal error: the check that should have named its cause is missing) instead of
+    an extra stderr line beside a possibly wrong result."""
     try:
-        return body()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", NUMPY_WARNINGS, RuntimeWarning)
+            return body()
     except user_errors as e:
         bar.close()
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
@@ -24,6 +39,8 @@ def guarded(prog: str, user_errors: tuple, bar, body) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Terminated:
+        return 143
     except Exception as e:
         if os.environ.get("PIM_DEBUG"):
             raise

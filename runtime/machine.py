@@ -34,9 +34,16 @@ def handler(*ops):
 CHUNK_BYTES = 1 << 30        # buffers of one chunk, as the automatic chunk size plans them
 
 
+MAX_NOISE = 100.0          # E = 100: each column sum's spread 100 times its own magnitude, far past any study
+
+
 class Machine:
     def __init__(self, program: Program, ideal: bool = False, hist_range=None, filename: str = "<program>",
                  sliced: bool = False, noise: float = 0.0, seed: int = 0):
+        if not 0 <= noise <= MAX_NOISE:         # NaN fails too
+            raise RuntimeFault(f"noise must be in [0, {MAX_NOISE}] (a fraction of a column sum's spread), got {noise}")
+        if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 1 << 64:
+            raise RuntimeFault(f"seed must be an integer in [0, 2^64), got {seed!r}")
         self.p = program
         self.sliced = sliced      # form every slice's column sums even where no column can saturate
         self.t = program.target

@@ -16,6 +16,12 @@ from .errors import RuntimeFault
 
 CODES = ("zero", "zx", "za", "zb", "lo", "hi", "fill", "signed")   # zero points, clamps, fills of u8 codes
 BANK_MODES = {"sddmm": ("ip", "vmm"), "spmm": ("svm", "vmm")}     # runtime/banks.py
+# Ranges of integer attributes (each entry of an ints attribute): windows a real layer uses, and fixed-point
+# multipliers below 2^31 (passes/quantize.fixed_point), so products of codes, window sums and multipliers stay
+# inside int64.
+ATTR_RANGES = {"kernel": (1, 1024), "strides": (1, 1024), "dilations": (1, 1024), "pads": (0, 1024),
+               "mult": (-(1 << 31) + 1, (1 << 31) - 1), "n": (1, 1 << 24)}
+CONST_RANGES = {"mult": (-(1 << 31) + 1, (1 << 31) - 1), "bias": (-(1 << 31), (1 << 31) - 1)}
 MAX_SHIFT = 62          # rounding right shifts work on int64: 1 << (shift - 1) must stay positive
 
 
@@ -68,14 +74,14 @@ def validate(p: Program, filename: str = "<program>") -> None:
         attrs = dict(ins.attrs)
         for k in attrs:
             if k not in spec.required and k not in spec.optional:
-                fail(f"unknown attribute '{k}'")
+                fail(f"unknown attribute '{k[:40]}'")
         for k, want in {**spec.required, **spec.optional}.items():
             if k not in attrs:
                 if k in spec.required:
                     fail(f"missing attribute '{k}'")
                 continue
             if not _type_ok(attrs[k], want):
-                fail(f"attribute '{k}' must be {want}, got {attrs[k]!r}")
+                fail(f"attribute '{k}' must be {want}, got {_short(attrs[k])}")
             if isinstance(attrs[k], ConstRef) and attrs[k].name not in p.consts:
                 fail(f"constant @{attrs[k].name} is not defined")
         for k, v in attrs.items():
@@ -83,7 +89,14 @@ def validate(p: Program, filename: str = "<program>") -> None:
             if any(isinstance(x, int) and not -2 ** 63 <= x < 2 ** 63 for x in ints):
                 fail(f"attribute '{k}' does not fit in 64 bits")
             if k in CODES and ins.op != "output" and any(isinstance(x, int) and not 0 <= x <= 255 for x in ints):
-                fail(f"attribute '{k}' is a u8 code and must lie in 0..255, got {v}")
+                fail(f"attribute '{k}' is a u8 code and must lie in 0..255, got {_short(v)}")
+            lo, hi = ATTR_RANGES.get(k, (None, None))
+            if lo is not None and any(isinstance(x, int) and not lo <= x <= hi for x in ints):
+                fail(f"attribute '{k}' must lie in {lo}..{hi}, got {_short(v)}")
+            if k in CONST_RANGES and isinstance(v, ConstRef):
+                c, (lo, hi) = p.consts[v.name].data, CONST_RANGES[k]
+                if c.size and (c.dtype.kind not in "iu" or c.min() < lo or c.max() > hi):
+                    fail(f"{k} constant @{v.name} must hold integers in {lo}..{hi}")
         if "lo" in attrs and "hi" in attrs and attrs["lo"] > attrs["hi"]:
             fail(f"clamp range lo={attrs['lo']} > hi={attrs['hi']}")
         if "shift" in attrs:
@@ -125,6 +138,63 @@ def validate(p: Program, filename: str = "<program>") -> None:
         if spec.args and spec.args[0] == "buf" and ins.op not in ("mvm", "output"):
             written.add(ins.args[0].name)
     _check_schedule(p, filename)
+    _check_coverage(p, filename)
+
+
+def _short(v) -> str:
+    text = repr(list(v) if isinstance(v, tuple) else v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_coverage(p: Program, filename: str) -> None:
+    """Every accumulator is fully formed, each weight exactly once, before anything reads it: the mvms into it
+    add the blocks of its layer's weight matrix (the xbwrite resident on their crossbar) and, when the
+    accumulator is first read, every (row, filter) weight of those matrices has been added once. A deleted mvm
+    is named at the reading line, a duplicated one at its own line; an mvm into an accumulator already read is
+    refused. Crossbars written at run time (xbload) are not blocks of a constant and are not tracked."""
+    resident: dict[int, Instr] = {}
+    cover: dict[str, dict[str, tuple[np.ndarray, int]]] = {}    # acc -> weight constant -> (added, first line)
+    read_at: dict[str, int] = {}
+    untracked: set[str] = set()
+
+    def fail(ins, msg):
+        raise RuntimeFault(f"{filename}:{ins.line}: {ins.op}: {msg}")
+    for ins in p.code:
+        if ins.op == "xbwrite":
+            resident[ins.attr("xb")] = ins
+            continue
+        if ins.op == "mvm":
+            acc, w = ins.args[0].name, resident.get(ins.attr("xb"))
+            if acc in read_at:
+                fail(ins, f"adds into %{acc} after line {read_at[acc]} read it: an accumulator is formed once")
+            if w is None:
+                untracked.add(acc)
+                continue
+            const = w.args[0].name
+            kg, ng = w.attr("kg"), w.attr("ng")
+            shape = p.consts[const].data.shape
+            added, first = cover.setdefault(acc, {}).setdefault(const, (np.zeros(shape, bool), ins.line))
+            (r0, r1), (c0, c1) = w.attr("rows"), w.attr("cols")
+            local = np.arange(r0, r1)[:, None] - (np.arange(c0, c1)[None, :] // ng) * kg
+            ok = (local >= 0) & (local < kg)
+            rows, cols = local[ok], np.broadcast_to(np.arange(c0, c1), local.shape)[ok]
+            if added[rows, cols].any():
+                fail(ins, f"adds rows {r0}:{r1} x filters {c0}:{c1} of @{const} into %{acc} a second time")
+            added[rows, cols] = True
+            continue
+        reads = ins.args[:1] if ins.op == "output" else ins.args[1:]
+        for a in reads:
+            if not isinstance(a, Buf) or a.name not in cover or a.name in read_at:
+                continue
+            read_at[a.name] = ins.line
+            if a.name in untracked:
+                continue
+            for const, (added, first) in cover[a.name].items():
+                if not added.all():
+                    k, n = np.nonzero(~added)
+                    fail(ins, f"reads %{a.name} before it is fully formed: {int((~added).sum())} weights of @{const} "
+                              f"(filters {n.min()}..{n.max()}, weight rows {k.min()}..{k.max()}) were never added by "
+                              f"an mvm (the first into it is at line {first})")
 
 
 def _check_mvm_resources(a, t, fail):

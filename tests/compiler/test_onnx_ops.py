@@ -145,3 +145,27 @@ def test_prelu_with_a_run_time_slope_is_one_frontend_error():
     m.graph.node[1].input[1] = "c1"            # the slope is now an activation
     with pytest.raises(FrontendError, match=r"^node prelu_channels \(PRelu\): only a constant slope"):
         compile_model(m, "isaac", np.zeros((2, 3, 10, 10), np.float32))
+
+
+def qdq_gemm(scale: float) -> onnx.ModelProto:
+    """x -> QuantizeLinear(scale) -> DequantizeLinear -> Gemm: the model states its input's quantisation."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    inits = [numpy_helper.from_array(np.array(scale, np.float32), "s"),
+             numpy_helper.from_array(np.array(128, np.uint8), "z"),
+             numpy_helper.from_array(np.ones((4, 3), np.float32), "w")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             helper.make_node("Gemm", ["d", "w"], ["y"])]
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
+                             opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.5, float("nan"), float("inf"), 1e-40, 3e38])
+def test_a_quantisation_scale_that_cannot_be_used_is_one_frontend_error_naming_it(scale):
+    with pytest.raises(FrontendError, match=r"QuantizeLinear\): scale s is"):
+        compile_model(qdq_gemm(scale), "isaac", np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32))
+
+
+def test_an_ordinary_quantisation_scale_compiles():
+    compile_model(qdq_gemm(0.05), "isaac", np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32))

@@ -275,8 +275,8 @@ def test_bad_target_value_type(key, value, expect):
     ("input_slices", "[4, 4]", "input_slices"),                     # isaac: 1-bit DACs
     ("encoding", "sideways", "encoding must be one of"),
     ("encoding", "differential", "flip applies only"),              # isaac flips
-    ("rows", "0", "rows must be >= 1"),
-    ("adc_bits", "31", "adc_bits must be <= 30"),
+    ("rows", "0", "rows must be in 1..16384"),
+    ("adc_bits", "31", "adc_bits must be in 1..30"),
 ])
 def test_inconsistent_target(key, value, expect):
     _, _, msg = parse_error(set_key(digits_text(), key, value)[0])
@@ -483,3 +483,75 @@ def test_number_mutants_validate_to_a_fault_or_a_machine(text):
         Machine(prog, filename="f.pimasm")
     except RuntimeFault as e:
         assert re.match(r"f\.pimasm:\d+: \w+: ", str(e)), str(e)
+
+
+# ---- mutants that validate are run -----------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def few_images() -> np.ndarray:
+    return np.load(DIGITS / "digits_test.npz")["x"][:3]
+
+
+def run_to_the_end(prog) -> None:
+    """A program that validates runs to completion with finite outputs, or stops with a RuntimeFault naming
+    the line; nothing else (no internal exception, no NaN or infinity)."""
+    try:
+        m = Machine(prog, filename="f.pimasm")
+    except (AsmError, RuntimeFault) as e:
+        assert str(e).startswith("f.pimasm:") and "\n" not in str(e), str(e)
+        return
+    try:
+        with np.errstate(all="raise"):         # an overflow is a fault the runtime must name, not a warning
+            outs = m.run({m.inputs[0].attr("name"): few_images()})
+    except RuntimeFault as e:
+        assert re.match(r"f\.pimasm:\d+: \w+: ", str(e)) and "\n" not in str(e), str(e)
+        return
+    for k, y in outs.items():
+        assert np.isfinite(y).all(), k
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.data_too_large])
+@given(mutants())
+def test_text_mutants_that_validate_run_to_finite_outputs_or_a_fault(text):
+    try:
+        prog = parse_program(text, "f.pimasm")
+    except AsmError:
+        return
+    run_to_the_end(prog)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(number_mutants())
+def test_number_mutants_that_validate_run_to_finite_outputs_or_a_fault(text):
+    run_to_the_end(parse_program(text, "f.pimasm"))
+
+
+@settings(max_examples=20, deadline=None)
+@given(target=st.sampled_from(["isaac", "raella"]), data=st.data())
+def test_a_deleted_duplicated_or_moved_mvm_is_a_fault_naming_the_line(target, data):
+    lines = digits_text(target).splitlines(keepends=True)
+    mvms = [i for i, ln in enumerate(lines) if ln.startswith("mvm ")]
+    i = data.draw(st.sampled_from(mvms))
+    how = data.draw(st.sampled_from(["delete", "duplicate", "move_after_its_reader"]))
+    acc = lines[i].split()[1].rstrip(",")
+    if how == "delete":
+        lines.pop(i)
+    elif how == "duplicate":
+        lines.insert(data.draw(st.sampled_from([i, i + 1])), lines[i])
+    else:
+        reader = next(k for k in range(i + 1, len(lines)) if acc in lines[k] and not lines[k].startswith("mvm "))
+        lines.insert(reader + 1, lines.pop(i))
+    with pytest.raises(RuntimeFault, match=r"^f\.pimasm:\d+: \w+: .*%" + re.escape(acc[1:])):
+        Machine(parse_program("".join(lines), "f.pimasm"), filename="f.pimasm")
+
+
+@pytest.mark.parametrize("op, attr, value", [("im2col", "strides", "[0, 0]"), ("im2col", "kernel", "[0, 3]"),
+                                             ("im2col", "dilations", "[1, -1]"), ("im2col", "pads", "[-1, 0, 0, 0]"),
+                                             ("im2col", "strides", f"[{2 ** 40}, 1]")])
+def test_window_attributes_out_of_range_are_faults(op, attr, value):
+    text = digits_text()
+    line = next(ln for ln in text.splitlines(keepends=True) if ln.startswith(op + " ") and f" {attr}=" in ln)
+    bad = line.replace(re.search(rf" {attr}=\[[^\]]*\]", line).group(0), f" {attr}={value}")
+    with pytest.raises(RuntimeFault, match=rf"attribute '{attr}' must lie in"):
+        Machine(parse_program(text.replace(line, bad), "f.pimasm"), filename="f.pimasm")

@@ -1,0 +1,92 @@
+"""Numbers given on the command line and in data files: out of range (NaN, infinite, negative, absurd), not
+numbers at all (strings, objects, pickles), or refused by onnxruntime under --verify: one line, exit 1, no file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import TensorProto, helper, numpy_helper
+
+from compiler import cli as pimc_cli
+from runtime import cli as pimrun_cli
+from test_cli_errors import CALIB, DIGITS, MODEL, program_text
+from test_cli_paths import one_error
+
+BAD = st.sampled_from(["nan", "inf", "-inf", "-1", "-1e-9", "1e9", "1e400"])
+
+
+@pytest.fixture(scope="module")
+def run_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    (d / "p.pimasm").write_text(program_text())
+    np.save(d / "x.npy", np.load(DIGITS / "digits_test.npz")["x"][:2])
+    return d
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(["--noise", "--seed", "--chunk", "--workers"]), value=BAD | st.sampled_from(
+    ["0", "-5", str(2 ** 70)]))
+def test_pimrun_numbers_out_of_range_are_one_line(run_files, capsys, option, value):
+    if option == "--noise" and value in ("0", "1e9") or option in ("--seed", "--chunk", "--workers") and value in (
+            "nan", "inf", "-inf", "-1e-9", "1e9", "1e400"):
+        return      # noise 0 is allowed; argparse refuses a non-integer itself (exit 2, its own usage line)
+    if option == "--seed" and value == "0":
+        return
+    out = run_files / "o.npy"
+    code = pimrun_cli.main([str(run_files / "p.pimasm"), "--input", str(run_files / "x.npy"), "-o", str(out),
+                            f"{option}={value}", "--quiet"])
+    one_error(capsys, code, "pimrun", option)
+    assert not out.exists()
+
+
+@settings(max_examples=7, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=BAD)
+def test_pimc_error_budget_out_of_range_is_one_line(tmp_path, capsys, value):
+    code = pimc_cli.main([str(MODEL), "-o", str(tmp_path / "p.pimasm"), "--calib", str(CALIB), "--quiet",
+                          f"--error-budget={value}"])
+    one_error(capsys, code, "pimc", "error_budget")
+    assert not (tmp_path / "p.pimasm").exists()
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda x: np.savez(x, image=np.array([object()] * 3, dtype=object)), "cannot be read"),
+    (lambda x: np.savez(x, image=np.full((3, 1, 16, 16), "7")), "<U1 values"),
+    (lambda x: np.save(x, np.zeros((3, 1, 16, 16), np.complex64)), "complex64 values"),
+    (lambda x: np.save(x, np.zeros((3, 1, 16, 16), np.float32)), "one constant value"),
+    (lambda x: np.save(x, np.ones((3, 1, 16, 16), np.int8)), "int8 values"),
+    (lambda x: np.savez(x, image=np.zeros(3, dtype=[("a", "f4")])), "values, not real numbers"),
+])
+def test_pimc_calibration_that_is_not_usable_is_one_line(tmp_path, capsys, make, needle):
+    calib = tmp_path / "c.npz"
+    make(calib)
+    calib = calib if calib.exists() else tmp_path / "c.npz.npy"
+    code = pimc_cli.main([str(MODEL), "-o", str(tmp_path / "p.pimasm"), "--calib", str(calib), "--quiet"])
+    one_error(capsys, code, "pimc", needle)
+    assert not (tmp_path / "p.pimasm").exists()
+
+
+def test_onnxruntime_refusing_the_model_under_verify_is_one_compile_error(tmp_path):
+    from compiler.verify import onnx_float
+    from ir import CompileError
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    w = numpy_helper.from_array(np.arange(12, dtype=np.int64).reshape(4, 3) - 5, "w")     # onnxruntime: T differs
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], [w])
+    path = tmp_path / "m.onnx"
+    path.write_bytes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    with pytest.raises(CompileError, match="^--verify: onnxruntime cannot run the model: ") as e:
+        onnx_float(str(path), {"x": np.ones((2, 4), np.float32)})
+    assert "\n" not in str(e.value)
+
+
+def test_int64_weights_on_a_float_model_are_one_frontend_error(tmp_path):
+    from compiler.pipeline import compile_model
+    from ir import FrontendError
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    w = numpy_helper.from_array(np.arange(12, dtype=np.int64).reshape(4, 3) - 5, "w")
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g", [x], [y], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(FrontendError, match=r"node mm \(MatMul\): inputs of different types \(x float32, w int64\)"):
+        compile_model(m, "isaac", np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32))

@@ -52,6 +52,10 @@ def check_calib(g: Graph, calib: dict[str, np.ndarray] | None) -> None:
         if tuple(got[1:]) != tuple(want) or len(got) < 1 or got[0] < 1:
             raise CompileError(f"calibration input '{name}' has shape {list(got)}, the model needs [N, "
                                f"{', '.join(map(str, want))}]")
+    sizes = {name: len(calib[name]) for name in g.inputs}
+    if len(set(sizes.values())) > 1:
+        raise CompileError("calibration inputs disagree on the batch size: "
+                           + ", ".join(f"'{k}' has {v} samples" for k, v in sizes.items()))
 
 
 def compile_model(model, target: Target | str = "raella", calib=None, options=None, progress=None,

@@ -89,7 +89,8 @@ SPECS: dict[str, Spec] = {
                   "or count (table[number of valid tokens])"),
     "vunary": Spec(("buf", "buf"), {"fn": "str"}, {"p": "float", "lo": "float", "hi": "float", **_LAYER},
                    "elementwise float32 function: erf tanh sigmoid exp log sqrt abs neg reciprocal relu gelu_erf "
-                   "gelu_tanh, pow (exponent p), clip (lo, hi)"),
+                   "gelu_tanh softplus softsign mish sin cos asin acos atan sinh cosh asinh atanh floor ceil "
+                   "sign, pow (exponent p), clip (lo, hi)"),
     "vbinary": Spec(("buf", "src", "src"), {"fn": "str"}, {"lo": "float", "hi": "float", **_LAYER},
                     "elementwise float32 add / mul / div / sub with broadcasting, clamped to [lo, hi] if given"),
     "vreduce": Spec(("buf", "buf"), {"fn": "str", "axes": "ints", "keepdims": "bool"}, _LAYER,

@@ -76,6 +76,12 @@ UNARY = {
     "relu": lambda x: np.maximum(x, F32(0)),
     "gelu_erf": lambda x: F32(0.5) * x * (F32(1) + erf(x * _SQRT1_2)),
     "gelu_tanh": lambda x: F32(0.5) * x * (F32(1) + np.tanh(_TANH_C * (x + F32(0.044715) * x * x * x))),
+    "softplus": lambda x: np.logaddexp(F32(0), x),
+    "softsign": lambda x: x / (F32(1) + np.abs(x)),
+    "mish": lambda x: x * np.tanh(np.logaddexp(F32(0), x)),
+    "sin": np.sin, "cos": np.cos, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
+    "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "atanh": np.arctanh,
+    "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
 }
 
 

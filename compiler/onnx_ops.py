@@ -544,24 +544,6 @@ def is_nan(fe, node):
     fe.set_const(node.output[0], np.zeros((), bool))
 
 
-@converts("Where")
-def where(fe, node):
-    """Where with a constant condition that picks one branch everywhere: that branch, if it already has the
-    output's shape. Any other select of activations is refused in one line."""
-    cond = np.asarray(fe.value(node.input[0])) if fe.is_const(node.input[0]) else None
-    if cond is None or cond.size == 0 or cond.min() != cond.max():
-        raise FrontendError(f"node {label(node)} (Where): selecting between activations element by element is not "
-                            "supported (only a condition that is constant and uniform)")
-    pick, other = (node.input[1], node.input[2]) if bool(cond.flat[0]) else (node.input[2], node.input[1])
-    if fe.is_const(pick):
-        raise FrontendError(f"node {label(node)} (Where): the condition always picks the constant branch")
-    full = np.broadcast_shapes((1,) + fe.shape(pick), np.shape(fe.value(other)) if fe.is_const(other)
-                               else (1,) + fe.shape(other), cond.shape)
-    if tuple(full[1:]) != fe.shape(pick):
-        raise FrontendError(f"node {label(node)} (Where): the picked branch would be broadcast to {full[1:]}")
-    fe.forward(node.output[0], pick)
-
-
 @converts("LRN")
 def lrn(fe, node):
     a = attrs(node)

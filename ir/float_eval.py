@@ -133,6 +133,8 @@ UNARY = {
     "swish": lambda x, alpha: x / (1 + np.exp(-alpha * x)),
     "sin": np.sin, "cos": np.cos, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
     "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "atanh": np.arctanh,
+    "greater": lambda x, c: (x > c).astype(np.float64), "less": lambda x, c: (x < c).astype(np.float64),
+    "greater_equal": lambda x, c: (x >= c).astype(np.float64), "less_equal": lambda x, c: (x <= c).astype(np.float64),
     "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
 }
 

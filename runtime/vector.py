@@ -85,6 +85,18 @@ UNARY = {
 }
 
 
+# functions of one parameter p (the instruction's `p`)
+UNARY_P = {
+    "leaky_relu": lambda x, p: np.where(x >= 0, x, p * x),
+    "elu": lambda x, p: np.where(x > 0, x, p * (np.exp(np.minimum(x, F32(0))) - F32(1))),
+    "celu": lambda x, p: np.maximum(x, F32(0)) + np.minimum(F32(0), p * (np.exp(np.minimum(x, F32(0)) / p) - F32(1))),
+    "thresholded_relu": lambda x, p: np.where(x > p, x, F32(0)),
+    "swish": lambda x, p: x / (F32(1) + np.exp(-p * x)),
+    "greater": lambda x, p: (x > p).astype(F32), "less": lambda x, p: (x < p).astype(F32),
+    "greater_equal": lambda x, p: (x >= p).astype(F32), "less_equal": lambda x, p: (x <= p).astype(F32),
+}
+
+
 def clamp(x, lo=None, hi=None) -> np.ndarray:
     """Clamp to whichever bounds are given (None or an infinity: no bound on that side)."""
     if lo is not None and np.isfinite(lo):
@@ -101,6 +113,8 @@ def unary(fn: str, x, p: float = 0.0, lo=None, hi=None) -> np.ndarray:
             return (x * x if p == 2 else np.power(x, F32(p))).astype(F32)
         if fn == "clip":
             return clamp(x, lo, hi)
+        if fn in UNARY_P:
+            return UNARY_P[fn](x, F32(p)).astype(F32)
         return UNARY[fn](x).astype(F32)
 
 

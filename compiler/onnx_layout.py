@@ -177,21 +177,25 @@ def resize(fe, node):
 @converts("ConvTranspose")
 def conv_transpose(fe, node):
     """Stride equal to the kernel, no padding: each input pixel paints its own kh x kw block, which is a
-    1x1 conv to Cout*kh*kw channels followed by a depth-to-space (reshape, transpose, reshape)."""
+    1x1 conv to Cout*kh*kw channels followed by a depth-to-space (reshape, transpose, reshape). Any other
+    form: onnx_conv_transpose.general; a 1-D kernel: onnx_windows1d.lift."""
     a = attrs(node)
     x, w = node.input[0], node.input[1]
     if not fe.is_const(w):
         raise FrontendError(f"node {label(node)} (ConvTranspose): weights must be constant")
     W = fe.value(w).astype(np.float64)               # (Cin, Cout / group, kh, kw)
+    if W.ndim == 3:
+        from .onnx_windows1d import lift
+        return lift(fe, node, conv_transpose)
     if W.ndim != 4:
-        raise FrontendError(f"node {label(node)} (ConvTranspose): only 2-D kernels are supported")
+        raise FrontendError(f"node {label(node)} (ConvTranspose): only 1-D and 2-D kernels are supported")
     cin, cout, kh, kw = W.shape
     strides = tuple(a.get("strides", (1, 1)))
     if a.get("group", 1) != 1 or strides != (kh, kw) or any(a.get("pads", ())) or any(a.get("output_padding", ())) \
             or "output_shape" in a or tuple(a.get("dilations", (1, 1))) != (1, 1) \
             or _decode(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
-        raise FrontendError(f"node {label(node)} (ConvTranspose): only stride equal to the kernel ({kh}x{kw}), no "
-                            "padding, dilation or groups is supported")
+        from .onnx_conv_transpose import general
+        return general(fe, node, W)
     c, h, wd = fe.shape(x)
     w1 = W.transpose(1, 2, 3, 0).reshape(cout * kh * kw, cin, 1, 1)
     ins = [x, _new_const(fe, w, w1)]

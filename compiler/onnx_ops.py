@@ -72,6 +72,9 @@ def conv(fe, node):
     if not fe.is_const(w):
         raise FrontendError(f"node {label(node)} (Conv): weights must be constant")
     W = fe.value(w).astype(np.float64)
+    if W.ndim == 3:
+        from .onnx_windows1d import lift
+        return lift(fe, node, conv)
     geo, _ = _spatial(fe, node, fe.shape(x), W.shape[2:], a)
     ins = [x, _new_const(fe, w, W)]      # a copy of its own: folding a BatchNormalization rewrites it
     if len(node.input) > 2 and node.input[2]:
@@ -324,6 +327,9 @@ def pool(fe, node):
     a = attrs(node)
     if len(node.output) > 1 and node.output[1]:
         raise FrontendError(f"node {label(node)} (MaxPool): the Indices output is not supported")
+    if len(a["kernel_shape"]) == 1:
+        from .onnx_windows1d import lift
+        return lift(fe, node, pool)
     geo, ceil_extra = _spatial(fe, node, fe.shape(node.input[0]), tuple(a["kernel_shape"]), a)
     if node.op_type == "MaxPool":
         fe.emit(node, "maxpool", [node.input[0]], node.output[0], **geo)
@@ -743,13 +749,10 @@ def _pick(fe, node, x, index, axis):
     fe.emit(node, "reduce", [picked], node.output[0], fn="sum", axes=(axis,), keepdims=False)
 
 
-@converts("LayerNormalization")
-def layernorm(fe, node):
+def layernorm_last(fe, node):
+    """LayerNormalization over the last axis, Y only: one `layernorm` op (compiler/onnx_norm.py decides)."""
     a = attrs(node)
     x = node.input[0]
-    rank = len(fe.shape(x)) + 1
-    if a.get("axis", -1) % rank != rank - 1:
-        raise FrontendError(f"node {label(node)} (LayerNormalization): only normalisation over the last axis is supported")
     n = fe.shape(x)[-1]
     ins = [x]
     for k, default in ((1, 1.0), (2, 0.0)):

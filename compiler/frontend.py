@@ -19,7 +19,7 @@ from onnx.reference import ReferenceEvaluator
 from ir import FrontendError, Graph, Tensor
 from ir.float_eval import run_op
 
-from . import masks, onnx_activations, onnx_elementwise, onnx_layout, onnx_norm, onnx_ops, onnx_reduce  # noqa: F401  (each registers converters)
+from . import masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_layout, onnx_norm, onnx_ops, onnx_reduce  # noqa: F401  (each registers converters)
 from .onnx_ops import label
 
 PROBE_BATCH = 7

@@ -17,7 +17,10 @@ FAST = {"relu": ("test_relu",), "add": ("test_add",), "div": ("test_div_example"
         "softmax": ("test_softmax_axis",), "gemm": ("test_gemm_default",), "conv": ("test_conv_with",),
         "maxpool": ("test_maxpool_2d_",), "matmul": ("test_matmul_",), "sigmoid": ("test_sigmoid",),
         "dropout": ("test_dropout", "test_training_dropout"), "flatten": ("test_flatten_axis",),
-        "layernormalization": ("test_layer_normalization_4d",), "expand": ("test_expand",)}
+        "layernormalization": ("test_layer_normalization_4d",), "expand": ("test_expand",),
+        "attention": ("test_attention_3d_gqa", "test_attention_4d_causal"), "max": ("test_max_example",),
+        "logsoftmax": ("test_logsoftmax_axis",), "convtranspose": ("test_convtranspose_pad",),
+        "softplus": ("test_softplus",), "where": ("test_where",)}
 PREFIXES = tuple(p for ps in FAST.values() for p in ps)
 
 

@@ -19,7 +19,7 @@ from onnx.reference import ReferenceEvaluator
 from ir import FrontendError, Graph, Tensor
 from ir.float_eval import run_op
 
-from . import masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_layout, onnx_norm, onnx_ops, onnx_reduce  # noqa: F401  (each registers converters)
+from . import masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_layout, onnx_norm, onnx_ops, onnx_reduce, onnx_select  # noqa: F401  (each registers converters)
 from .onnx_ops import label
 
 PROBE_BATCH = 7
@@ -86,6 +86,9 @@ class Frontend:
                 else self.probe[n] for n in ins]
         with np.errstate(all="ignore"):
             val = run_op(op, args)
+        if val.size == 0:
+            raise FrontendError(f"node {label(node)} ({node.op_type}): its output {output} would be empty (shape "
+                                f"[N, {', '.join(map(str, val.shape[1:]))}])")
         self.probe[out] = val
         self.g.add_tensor(Tensor(out, tuple(val.shape[1:])))
         if out != output:

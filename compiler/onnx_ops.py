@@ -561,7 +561,7 @@ def lrn(fe, node):
 def pad(fe, node):
     a = attrs(node)
     mode = _decode(a.get("mode", "constant"))
-    if mode != "constant":
+    if mode not in ("constant", "reflect", "edge", "wrap"):
         raise FrontendError(f"node {label(node)} (Pad): mode '{mode}' is not supported")
     rank = len(fe.shape(node.input[0])) + 1
     given = [int(p) for p in (fe.value(node.input[1]) if len(node.input) > 1 else a["pads"])]
@@ -575,6 +575,9 @@ def pad(fe, node):
         raise FrontendError(f"node {label(node)} (Pad): padding the batch axis is not supported")
     if any(p < 0 for p in pads):
         raise FrontendError(f"node {label(node)} (Pad): negative pads are not supported")
+    if mode != "constant":
+        from .onnx_select import pad_by_mode
+        return pad_by_mode(fe, node, mode, pads)
     fe.emit(node, "pad", [node.input[0]], node.output[0], pads=tuple(pads[1:rank] + pads[rank + 1:]), value=value)
 
 
@@ -725,8 +728,14 @@ def gather(fe, node):
     """Embedding lookup: rows of a constant table picked by run-time integer ids."""
     data, idx = node.input
     axis = attrs(node).get("axis", 0)
-    if not fe.is_const(data) and fe.is_const(idx) and fe.value(idx).ndim == 0:
-        return _pick(fe, node, data, int(fe.value(idx)), axis)
+    if not fe.is_const(data) and fe.is_const(idx):
+        rank = len(fe.shape(data)) + 1
+        if axis % rank == 0:
+            raise FrontendError(f"node {label(node)} (Gather): picking along the batch axis is not supported")
+        if fe.value(idx).ndim == 0:
+            return _pick(fe, node, data, int(fe.value(idx)), axis)
+        from .onnx_select import gather as gather_array
+        return gather_array(fe, node, data, np.asarray(fe.value(idx)), axis % rank)
     if not fe.is_const(data) or fe.is_const(idx) or axis != 0 or fe.value(data).ndim != 2:
         raise FrontendError(f"node {label(node)} (Gather): only a lookup of run-time ids in a constant 2-D table "
                             "(axis 0) is supported")

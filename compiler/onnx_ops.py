@@ -297,12 +297,19 @@ def prelu(fe, node):
     """A constant slope: one value is a leaky ReLU (a table lookup); one per channel (MTCNN, PP-OCR) is
     x + (slope - 1) * min(x, 0), a clip, a per-channel multiply and an add."""
     x, slope = node.input
-    if not fe.is_const(slope):
-        raise FrontendError(f"node {label(node)} (PRelu): only a constant slope is supported")
+    if not fe.is_const(slope):      # a run-time slope: x + (slope - 1) * min(x, 0)
+        if len(fe.shape(slope)) != len(fe.shape(x)):
+            raise FrontendError(f"node {label(node)} (PRelu): run-time slope {slope} {_full(fe, slope)} for input "
+                                f"{_full(fe, x)}; it needs as many axes")
+        neg = fe.emit(node, "clip", [x], node.output[0] + ".neg", lo=float(np.finfo(np.float32).min), hi=0.0)
+        s1 = fe.emit(node, "add", [slope, _new_const(fe, node.name + ".minus1", np.array(-1.0))], node.output[0] + ".s1")
+        scaled = fe.emit(node, "mul", [neg, s1], node.output[0] + ".scaled")
+        return fe.emit(node, "add", [x, scaled], node.output[0])
     a = fe.value(slope).astype(np.float64)
     full = (1,) + fe.shape(x)
     if np.broadcast_shapes(full, a.shape) != full:
-        raise FrontendError(f"node {label(node)} (PRelu): slope of shape {list(a.shape)} for input {list(full[1:])}")
+        raise FrontendError(f"node {label(node)} (PRelu): constant slope of shape {list(a.shape)} does not broadcast "
+                            f"within a sample of {x} {_full(fe, x)}")
     if a.size == 1 or np.all(a == a.flat[0]):
         return fe.emit(node, "unary", [x], node.output[0], fn="leaky_relu", params={"alpha": float(a.flat[0])})
     neg = fe.emit(node, "clip", [x], node.output[0] + ".neg", lo=float(np.finfo(np.float32).min), hi=0.0)

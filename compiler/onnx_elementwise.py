@@ -10,6 +10,7 @@ exact away from ties, which 8-bit codes cannot tell apart anyway. Where(c, a, b)
 from __future__ import annotations
 
 import numpy as np
+
 from ir import FrontendError
 
 from .onnx_ops import _new_const, converts, label, per_sample_const

@@ -5,7 +5,6 @@ axes never include the batch axis. Registered in onnx_ops.CONVERTERS; a LayerNor
 that only gives Y stays one `layernorm` op (onnx_ops.layernorm_last)."""
 from __future__ import annotations
 
-import numpy as np
 
 from ir import FrontendError
 

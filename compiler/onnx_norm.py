@@ -1,10 +1,12 @@
-"""Converters for normalisations over trailing axes, from the IR's reduce, add, mul, div and unary ops (all on
-the float32 vector unit, as a transformer's layernorm runs): LayerNormalization over other axes or with its
-Mean / InvStdDev outputs, RMSNormalization, MeanVarianceNormalization, LpNormalization and LogSoftmax. The
-axes never include the batch axis. Registered in onnx_ops.CONVERTERS; a LayerNormalization over the last axis
+"""Converters for normalisations, from the IR's reduce, add, mul, div and unary ops (all on the float32 vector
+unit, as a transformer's layernorm runs): LayerNormalization over other axes or with its Mean / InvStdDev
+outputs, RMSNormalization, InstanceNormalization, MeanVarianceNormalization, LpNormalization and LogSoftmax.
+The axes never include the batch axis. Registered in onnx_ops.CONVERTERS; a LayerNormalization over the last axis
 that only gives Y stays one `layernorm` op (onnx_ops.layernorm_last)."""
 from __future__ import annotations
 
+
+import numpy as np
 
 from ir import FrontendError
 
@@ -73,6 +75,27 @@ def rmsnorm(fe, node):
     y = o.emit("mul", [x, inv], None if scale else node.output[0])
     if scale:
         o.emit("mul", [y, scale], node.output[0])
+
+
+@converts("InstanceNormalization")
+def instancenorm(fe, node):
+    """Per sample and channel over the spatial axes, then a per-channel scale and bias."""
+    x = node.input[0]
+    rank = len(fe.shape(x)) + 1
+    if rank < 3:
+        raise FrontendError(f"node {label(node)} (InstanceNormalization): needs an input [N, C, ...]")
+    o = _Ops(fe, node)
+    d, inv, _ = _stats(fe, node, o, x, tuple(range(2, rank)), float(attrs(node).get("epsilon", 1e-5)))
+    y = o.emit("mul", [d, inv])
+    per_channel = (-1,) + (1,) * (rank - 2)
+    scale, bias = [np.asarray(_per_channel(fe, node, node.input[k]), np.float64).reshape(per_channel) for k in (1, 2)]
+    o.emit("add", [o.emit("mul", [y, o.const(scale)]), o.const(bias)], node.output[0])
+
+
+def _per_channel(fe, node, name):
+    if not fe.is_const(name):
+        raise FrontendError(f"node {label(node)} (InstanceNormalization): {name} must be a constant")
+    return fe.value(name)
 
 
 @converts("MeanVarianceNormalization")

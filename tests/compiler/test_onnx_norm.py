@@ -1,6 +1,6 @@
 """The normalisations of compiler/onnx_norm.py (float32 vector form): LayerNormalization over two trailing
-axes with its Mean and InvStdDev outputs, RMSNormalization, MeanVarianceNormalization, LpNormalization and
-LogSoftmax. pimrun ideal equals the quantised reference bit for bit and follows onnx's reference evaluator;
+axes with its Mean and InvStdDev outputs, RMSNormalization, InstanceNormalization, MeanVarianceNormalization,
+LpNormalization and LogSoftmax. pimrun ideal equals the quantised reference bit for bit and follows onnx's reference evaluator;
 normalising over the batch axis is refused."""
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ CASES = {
     "layernorm_axis2_stats": ("LayerNormalization", ("y", "mean", "inv"), (("w", W), ("b", B)), {"axis": 2}),
     "rmsnorm_axis2": ("RMSNormalization", ("y",), (("w", W),), {"axis": -2}),
     "mvn": ("MeanVarianceNormalization", ("y",), (), {"axes": [2, 3]}),
+    "instancenorm": ("InstanceNormalization", ("y",), (("s", W[:3, 0].copy()), ("b", B[:3, 0].copy())),
+                     {"epsilon": 1e-3}),
     "l2norm": ("LpNormalization", ("y",), (), {"axis": 1, "p": 2}),
     "l1norm": ("LpNormalization", ("y",), (), {"axis": -1, "p": 1}),
     "log_softmax": ("LogSoftmax", ("y",), (), {"axis": 2}),

@@ -432,16 +432,18 @@ def div(fe, node):
 @converts("Concat")
 def concat(fe, node):
     axis = attrs(node)["axis"]
-    rank = len(fe.shape(node.input[0])) + 1
+    live = [i for i in node.input if not fe.is_const(i)]
+    rank = len(fe.shape(live[0])) + 1
     axis = axis % rank
     if axis == 0:
         raise FrontendError(f"node {label(node)} (Concat): concatenation along the batch axis is not supported")
-    live = [i for i in node.input if not fe.is_const(i)]
     for i in node.input:
         if fe.is_const(i):
             per_sample_const(fe, node, i, live[0])
-    ins = [i if not fe.is_const(i) else _new_const(fe, i, fe.value(i)) for i in node.input]
-    fe.emit(node, "concat", ins, node.output[0], axis=axis)
+            # the concat kernels join arrays of one batch; a constant part would need a copy per sample
+            raise FrontendError(f"node {label(node)} (Concat): joining the constant {i} to activations is not "
+                                "supported")
+    fe.emit(node, "concat", list(node.input), node.output[0], axis=axis)
 
 
 def _reshape_to(fe, node, x, full_shape):

@@ -159,3 +159,13 @@ def test_prelu_with_a_run_time_slope():
     assert np.array_equal(out, ref)
     want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert np.abs(out - want).max() <= 0.05 * np.abs(want).max()
+
+def test_concat_with_a_constant_part_is_one_frontend_error():
+    """The concat kernels join arrays of one batch: a constant part is refused, not left to fail at run time."""
+    g = helper.make_graph([helper.make_node("Concat", ["x", "c"], ["y"], name="join", axis=1)], "cat",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.ones((1, 2, 3), np.float32), "c")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(FrontendError, match=r"^node join \(Concat\): joining the constant c to activations"):
+        compile_model(m, "isaac", np.zeros((4, 2, 3), np.float32))

@@ -92,7 +92,9 @@ def _binary(L, op: Op):
 def _unary(L, op: Op):
     a = op.attrs
     fn = a["fn"] if op.kind == "unary" else op.kind
-    extra = {"p": float(a["params"]["p"])} if fn == "pow" else bounds(a["lo"], a["hi"]) if fn == "clip" else {}
+    params = a.get("params", {})
+    extra = {"p": float(next(iter(params.values())))} if len(params) == 1 else bounds(a["lo"], a["hi"]) \
+        if fn == "clip" else {}
     L.p.emit("vunary", L.b(op.outputs[0]), L.b(op.inputs[0]), fn=fn, layer=op.name, **extra)
 
 

@@ -19,7 +19,8 @@ from onnx.reference import ReferenceEvaluator
 from ir import FrontendError, Graph, Tensor
 from ir.float_eval import run_op
 
-from . import masks, onnx_layout, onnx_ops  # noqa: F401  (onnx_layout registers converters)
+from . import masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_layout, onnx_norm, onnx_ops, onnx_reduce, onnx_select  # noqa: F401  (each registers converters)
+from .onnx_ops import label
 
 PROBE_BATCH = 7
 SAME_TYPE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")    # type T for both operands in the ONNX spec
@@ -55,6 +56,20 @@ class Frontend:
         """Per-sample shape of an activation."""
         return tuple(self.probe[self.name(onnx_name)].shape[1:])
 
+    def describe(self, node) -> str:
+        """The node's inputs as the model has them: name and shape, N for the batch axis of an activation."""
+        parts = []
+        for i in node.input:
+            if not i:
+                continue
+            if self.is_const(i):
+                parts.append(f"{i} {list(np.shape(self.value(i)))} (constant)")
+            elif self.name(i) in self.probe:
+                parts.append(f"{i} [{', '.join(['N'] + [str(d) for d in self.shape(i)])}]")
+            else:
+                parts.append(i)
+        return ", ".join(parts)
+
     def set_const(self, onnx_name: str, value) -> None:
         self.consts[onnx_name] = np.asarray(value)
 
@@ -72,6 +87,9 @@ class Frontend:
                 else self.probe[n] for n in ins]
         with np.errstate(all="ignore"):
             val = run_op(op, args)
+        if val.size == 0:
+            raise FrontendError(f"node {label(node)} ({node.op_type}): its output {output} would be empty (shape "
+                                f"[N, {', '.join(map(str, val.shape[1:]))}])")
         self.probe[out] = val
         self.g.add_tensor(Tensor(out, tuple(val.shape[1:])))
         if out != output:
@@ -103,8 +121,9 @@ class Frontend:
                 self._node(node)
             except FrontendError:
                 raise
-            except Exception as e:  # a converter met a form it does not handle
-                raise FrontendError(f"node {node.name or '<unnamed>'} ({node.op_type}): {e}") from None
+            except Exception:  # a converter met a form it does not handle: say so in the model's terms
+                raise FrontendError(f"node {label(node)} ({node.op_type}): this form is not supported (inputs "
+                                    f"{self.describe(node)})") from None
         for vo in graph.output:
             n = self.name(vo.name)
             if n in self.consts:
@@ -126,7 +145,13 @@ class Frontend:
         tt = vi.type.tensor_type
         per_sample = self.input_shapes[vi.name]
         if tt.shape.dim[0].HasField("dim_value"):
-            self.static_batch = tt.shape.dim[0].dim_value
+            n = tt.shape.dim[0].dim_value
+            if self.static_batch is not None and n != self.static_batch:
+                first = next(i.name for i in self.model.graph.input if i.type.tensor_type.shape.dim
+                             and i.type.tensor_type.shape.dim[0].dim_value == self.static_batch)
+                raise FrontendError(f"input {vi.name} has a first axis of {n} where {first} has "
+                                    f"{self.static_batch}: the first axis of every input is the batch, one size for all")
+            self.static_batch = n
         elem = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
         self.g.add_tensor(Tensor(vi.name, tuple(per_sample), dtype="f32" if elem.kind == "f" else "i64"))
         self.g.inputs.append(vi.name)
@@ -150,7 +175,7 @@ class Frontend:
                 continue
             elif op_key(n) not in onnx_ops.CONVERTERS:
                 why = ": supported on constants only" if op_key(n) in FOLD_ONLY else ""
-                bad.append((n.name or "<unnamed>", op_key(n), why))
+                bad.append((label(n), op_key(n), why))
         return bad
 
     def _node(self, node) -> None:
@@ -296,7 +321,7 @@ def _qaxis(node, v, x) -> np.ndarray:
     """A per-axis scale / zero point shaped to broadcast against x."""
     v = np.asarray(v)
     if onnx_ops.attrs(node).get("block_size", 0):
-        raise FrontendError(f"node {node.name} ({node.op_type}): blocked quantisation is not supported")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): blocked quantisation is not supported")
     if v.ndim == 0 or v.size == 1:
         return v.reshape(())
     axis = onnx_ops.attrs(node).get("axis", 1) % x.ndim
@@ -329,7 +354,7 @@ def _constant_value(node) -> np.ndarray:
         return np.array(v)
     if a.name in ("value_floats", "value_ints"):
         return np.array(list(v))
-    raise FrontendError(f"node {node.name}: Constant with attribute {a.name} is not supported")
+    raise FrontendError(f"node {label(node)}: Constant with attribute {a.name} is not supported")
 
 
 def load_onnx(path: str | Path) -> onnx.ModelProto:

@@ -14,7 +14,7 @@ import onnx
 
 from ir import FrontendError
 
-from .onnx_ops import PROBE, _decode, _new_const, attrs, converts
+from .onnx_ops import PROBE, _decode, _new_const, attrs, converts, label
 
 _BIG = 2 ** 62
 
@@ -32,7 +32,7 @@ def _emit_slice(fe, node, x, out, bounds: dict[int, tuple[int, int, int]]):
         s, e, st = slice(*bounds.get(k, (0, n, 1))).indices(n)
         starts.append(s), ends.append(e), steps.append(st)
     if any(len(range(s, e, st)) == 0 for s, e, st in zip(starts, ends, steps)):
-        raise FrontendError(f"node {node.name} ({node.op_type}): the slice is empty")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): the slice is empty")
     if all(s == 0 and e == n and st == 1 for s, e, st, n in zip(starts, ends, steps, shape)):
         return fe.forward(out, x)
     fe.emit(node, "slice", [x], out, starts=tuple(starts), ends=tuple(ends), steps=tuple(steps))
@@ -44,7 +44,7 @@ def slice_(fe, node):
     rank = len(fe.shape(x)) + 1
     ins = list(node.input) + [""] * (5 - len(node.input))
     if not all(fe.is_const(i) for i in ins[1:] if i):
-        raise FrontendError(f"node {node.name} (Slice): only constant starts, ends, axes and steps are supported")
+        raise FrontendError(f"node {label(node)} (Slice): only constant starts, ends, axes and steps are supported")
     starts = [int(v) for v in fe.value(ins[1]).reshape(-1)]
     ends = [int(v) for v in fe.value(ins[2]).reshape(-1)]
     axes = [int(v) % rank for v in fe.value(ins[3]).reshape(-1)] if ins[3] else list(range(len(starts)))
@@ -52,10 +52,10 @@ def slice_(fe, node):
     bounds = {}
     for a, s, e, st in zip(axes, starts, ends, steps):
         if st <= 0:
-            raise FrontendError(f"node {node.name} (Slice): step {st} on axis {a}; only positive steps are supported")
+            raise FrontendError(f"node {label(node)} (Slice): step {st} on axis {a}; only positive steps are supported")
         if a == 0:
             if not _batch_axis_whole(s, e, st):
-                raise FrontendError(f"node {node.name} (Slice): slicing the batch axis is not supported")
+                raise FrontendError(f"node {label(node)} (Slice): slicing the batch axis is not supported")
             continue
         bounds[a] = (max(min(s, _BIG), -_BIG), max(min(e, _BIG), -_BIG), st)
     _emit_slice(fe, node, x, node.output[0], bounds)
@@ -68,12 +68,12 @@ def split(fe, node):
     rank = len(fe.shape(x)) + 1
     axis = a.get("axis", 0) % rank
     if axis == 0:
-        raise FrontendError(f"node {node.name} (Split): splitting the batch axis is not supported")
+        raise FrontendError(f"node {label(node)} (Split): splitting the batch axis is not supported")
     n = fe.shape(x)[axis - 1]
     outs = list(node.output)
     if len(node.input) > 1 and node.input[1]:
         if not fe.is_const(node.input[1]):
-            raise FrontendError(f"node {node.name} (Split): only constant split sizes are supported")
+            raise FrontendError(f"node {label(node)} (Split): only constant split sizes are supported")
         sizes = [int(v) for v in fe.value(node.input[1]).reshape(-1)]
     elif "split" in a:
         sizes = [int(v) for v in a["split"]]
@@ -82,7 +82,7 @@ def split(fe, node):
         step = -(-n // k)
         sizes = [min(step, n - i * step) for i in range(k)]
     if sum(sizes) != n or len(sizes) != len(outs) or min(sizes) < 1:
-        raise FrontendError(f"node {node.name} (Split): sizes {sizes} do not split an axis of {n} into "
+        raise FrontendError(f"node {label(node)} (Split): sizes {sizes} do not split an axis of {n} into "
                             f"{len(outs)} parts")
     start = 0
     for out, size in zip(outs, sizes):
@@ -101,18 +101,21 @@ def _axis_matrices(fe, node, full: tuple[int, ...]) -> dict[int, np.ndarray]:
     ins = list(node.input) + [""] * (4 - len(node.input))
     for i in ins[1:]:
         if i and not fe.is_const(i):
-            raise FrontendError(f"node {node.name} ({node.op_type}): only constant scales / sizes are supported")
+            raise FrontendError(f"node {label(node)} ({node.op_type}): only constant scales / sizes are supported")
+    if _decode(a.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
+        raise FrontendError(f"node {label(node)} ({node.op_type}): keep_aspect_ratio_policy "
+                            f"'{_decode(a['keep_aspect_ratio_policy'])}' is not supported (only 'stretch')")
     if _decode(a.get("coordinate_transformation_mode", "")) == "tf_crop_and_resize" or a.get("antialias", 0):
-        raise FrontendError(f"node {node.name} ({node.op_type}): tf_crop_and_resize and antialias are not supported")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): tf_crop_and_resize and antialias are not supported")
     rank = len(full)
     axes = [int(x) % rank for x in a.get("axes", range(rank))]
     scales = np.asarray(fe.value(ins[2]), np.float32).reshape(-1) if ins[2] and fe.value(ins[2]).size else None
     sizes = np.asarray(fe.value(ins[3]), np.int64).reshape(-1) if ins[3] else None
     if scales is None and sizes is None:
-        raise FrontendError(f"node {node.name} ({node.op_type}): neither scales nor sizes is given")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): neither scales nor sizes is given")
     per = dict(zip(axes, scales if scales is not None else sizes))
     if 0 in per and (per[0] != 1 if scales is not None else per[0] not in (1, PROBE())):
-        raise FrontendError(f"node {node.name} ({node.op_type}): resizing the batch axis is not supported")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): resizing the batch axis is not supported")
     mats = {}
     for k in range(1, rank):
         if k not in per or (scales is not None and per[k] == 1) or (sizes is not None and per[k] == full[k]):
@@ -174,21 +177,25 @@ def resize(fe, node):
 @converts("ConvTranspose")
 def conv_transpose(fe, node):
     """Stride equal to the kernel, no padding: each input pixel paints its own kh x kw block, which is a
-    1x1 conv to Cout*kh*kw channels followed by a depth-to-space (reshape, transpose, reshape)."""
+    1x1 conv to Cout*kh*kw channels followed by a depth-to-space (reshape, transpose, reshape). Any other
+    form: onnx_conv_transpose.general; a 1-D kernel: onnx_windows1d.lift."""
     a = attrs(node)
     x, w = node.input[0], node.input[1]
     if not fe.is_const(w):
-        raise FrontendError(f"node {node.name} (ConvTranspose): weights must be constant")
+        raise FrontendError(f"node {label(node)} (ConvTranspose): weights must be constant")
     W = fe.value(w).astype(np.float64)               # (Cin, Cout / group, kh, kw)
+    if W.ndim == 3:
+        from .onnx_windows1d import lift
+        return lift(fe, node, conv_transpose)
     if W.ndim != 4:
-        raise FrontendError(f"node {node.name} (ConvTranspose): only 2-D kernels are supported")
+        raise FrontendError(f"node {label(node)} (ConvTranspose): only 1-D and 2-D kernels are supported")
     cin, cout, kh, kw = W.shape
     strides = tuple(a.get("strides", (1, 1)))
     if a.get("group", 1) != 1 or strides != (kh, kw) or any(a.get("pads", ())) or any(a.get("output_padding", ())) \
             or "output_shape" in a or tuple(a.get("dilations", (1, 1))) != (1, 1) \
             or _decode(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
-        raise FrontendError(f"node {node.name} (ConvTranspose): only stride equal to the kernel ({kh}x{kw}), no "
-                            "padding, dilation or groups is supported")
+        from .onnx_conv_transpose import general
+        return general(fe, node, W)
     c, h, wd = fe.shape(x)
     w1 = W.transpose(1, 2, 3, 0).reshape(cout * kh * kw, cin, 1, 1)
     ins = [x, _new_const(fe, w, w1)]

@@ -17,6 +17,11 @@ def converts(*op_types):
     return reg
 
 
+def label(node) -> str:
+    """How messages name a node: its name, or for an unnamed one the tensor it computes."""
+    return node.name or f"computing '{node.output[0]}'"
+
+
 def attrs(node) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
@@ -28,7 +33,7 @@ def _decode(v):
 def _spatial(fe, node, x_shape, kernel, a):
     """Resolve strides, dilations and pads (incl. auto_pad, ceil_mode) for a 2-D window op."""
     if len(kernel) != 2:
-        raise FrontendError(f"node {node.name} ({node.op_type}): only 2-D windows are supported, got {len(kernel)}-D")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): only 2-D windows are supported, got {len(kernel)}-D")
     strides = tuple(a.get("strides", (1, 1)))
     dil = tuple(a.get("dilations", (1, 1)))
     pads = tuple(a.get("pads", (0, 0, 0, 0)))
@@ -65,8 +70,11 @@ def conv(fe, node):
     a = attrs(node)
     x, w = node.input[0], node.input[1]
     if not fe.is_const(w):
-        raise FrontendError(f"node {node.name} (Conv): weights must be constant")
+        raise FrontendError(f"node {label(node)} (Conv): weights must be constant")
     W = fe.value(w).astype(np.float64)
+    if W.ndim == 3:
+        from .onnx_windows1d import lift
+        return lift(fe, node, conv)
     geo, _ = _spatial(fe, node, fe.shape(x), W.shape[2:], a)
     ins = [x, _new_const(fe, w, W)]      # a copy of its own: folding a BatchNormalization rewrites it
     if len(node.input) > 2 and node.input[2]:
@@ -79,14 +87,14 @@ def gemm(fe, node):
     a = attrs(node)
     A, B = node.input[0], node.input[1]
     if fe.is_const(A) or not fe.is_const(B) or a.get("transA", 0):
-        raise FrontendError(f"node {node.name} (Gemm): only activation x constant weight (transA=0) is supported")
+        raise FrontendError(f"node {label(node)} (Gemm): only activation x constant weight (transA=0) is supported")
     W = fe.value(B).astype(np.float64)
     W = (W.T if a.get("transB", 0) else W) * a.get("alpha", 1.0)
     ins = [A, _new_const(fe, B, W)]
     if len(node.input) > 2 and node.input[2]:
         C = fe.value(node.input[2]).astype(np.float64) * a.get("beta", 1.0)
         if C.size not in (1, W.shape[1]) or C.ndim > 2 or C.ndim == 2 and C.shape[0] != 1:
-            raise FrontendError(f"node {node.name} (Gemm): bias of shape {list(C.shape)} varies per row")
+            raise FrontendError(f"node {label(node)} (Gemm): bias of shape {list(C.shape)} varies per row")
         ins.append(_new_const(fe, node.input[2], np.broadcast_to(C.reshape(-1), (W.shape[1],)).copy()))
     fe.emit(node, "linear", ins, node.output[0])
 
@@ -99,15 +107,48 @@ def _new_const(fe, base, value):
     return name
 
 
+def _full(fe, x) -> str:
+    return "[" + ", ".join(["N"] + [str(d) for d in fe.shape(x)]) + "]"
+
+
 @converts("MatMul")
 def matmul(fe, node):
+    """activation x constant: a linear layer (a 1-D constant: one output column, then dropped; leading axes
+    of size 1 dropped); activation x activation with the same number of axes, at least 3 with the batch: the
+    per-sample matmul. The batch axis is never a matrix axis: a 1-D activation, or two activations of
+    different ranks (ONNX would broadcast one's batch axis against the other's rows), are refused."""
     A, B = node.input
-    if fe.is_const(B) and fe.value(B).ndim == 2:
-        fe.emit(node, "linear", [A, _new_const(fe, B, fe.value(B).astype(np.float64))], node.output[0])
-    elif not fe.is_const(A) and not fe.is_const(B):
-        fe.emit(node, "matmul", [A, B], node.output[0])
-    else:
-        raise FrontendError(f"node {node.name} (MatMul): a constant left operand is not supported")
+    what = f"node {label(node)} (MatMul)"
+    for i in (A, B):
+        if not fe.is_const(i) and not fe.shape(i):
+            raise FrontendError(f"{what}: {i} is 1-D ({_full(fe, i)}): its only axis is the batch, which leaves no "
+                                "vector to multiply")
+    if fe.is_const(A):
+        raise FrontendError(f"{what}: the left operand {A} is a constant (shape {list(fe.value(A).shape)}); only "
+                            "activation x constant weight or activation x activation is supported")
+    if fe.is_const(B):
+        W = fe.value(B).astype(np.float64)
+        k = fe.shape(A)[-1]
+        if W.ndim == 1:
+            if W.shape[0] != k:
+                raise FrontendError(f"{what}: {A} {_full(fe, A)} times {B} of shape {list(W.shape)}: inner sizes "
+                                    f"{k} and {W.shape[0]} differ")
+            y = fe.emit(node, "linear", [A, _new_const(fe, B, W.reshape(-1, 1))], node.output[0] + ".col")
+            return fe.emit(node, "reshape", [y], node.output[0], shape=fe.shape(A)[:-1])
+        if W.ndim > 2 and (W.ndim > len(fe.shape(A)) + 1 or any(d != 1 for d in W.shape[:-2])):
+            raise FrontendError(f"{what}: constant right operand {B} of shape {list(W.shape)} for {A} "
+                                f"{_full(fe, A)}; only a 2-D weight (leading axes of size 1) is supported")
+        W = W.reshape(W.shape[-2:])
+        if W.shape[0] != k:
+            raise FrontendError(f"{what}: {A} {_full(fe, A)} times {B} of shape {list(W.shape)}: inner sizes "
+                                f"{k} and {W.shape[0]} differ")
+        return fe.emit(node, "linear", [A, _new_const(fe, B, W)], node.output[0])
+    sa, sb = fe.shape(A), fe.shape(B)
+    if len(sa) != len(sb) or len(sa) < 2 or sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
+        raise FrontendError(f"{what}: {A} {_full(fe, A)} times {B} {_full(fe, B)}; two activations must have the "
+                            "same number of axes (at least 3 with the batch), the same leading sizes and matching "
+                            "inner sizes")
+    fe.emit(node, "matmul", [A, B], node.output[0])
 
 
 @converts("BatchNormalization")
@@ -116,13 +157,13 @@ def batchnorm(fe, node):
     a = attrs(node)
     x, s, b, m, v = node.input[:5]
     if not all(fe.is_const(i) for i in (s, b, m, v)) or a.get("training_mode", 0):
-        raise FrontendError(f"node {node.name} (BatchNormalization): only inference with constant statistics "
+        raise FrontendError(f"node {label(node)} (BatchNormalization): only inference with constant statistics "
                             "is supported")
     scale = fe.value(s).astype(np.float64) / np.sqrt(fe.value(v).astype(np.float64) + a.get("epsilon", 1e-5))
     shift = fe.value(b).astype(np.float64) - fe.value(m).astype(np.float64) * scale
     shape = fe.shape(x)
     if not shape or scale.shape != (shape[0],) or shift.shape != (shape[0],):
-        raise FrontendError(f"node {node.name} (BatchNormalization): statistics of shape {list(scale.shape)} "
+        raise FrontendError(f"node {label(node)} (BatchNormalization): statistics of shape {list(scale.shape)} "
                             f"for input {list(shape)}; only per-channel (axis 1) statistics are supported")
     shp = (1, -1) + (1,) * (len(shape) - 1)
     t = fe.emit(node, "mul", [x, _new_const(fe, s, scale.reshape(shp))], node.output[0] + ".scaled")
@@ -256,12 +297,19 @@ def prelu(fe, node):
     """A constant slope: one value is a leaky ReLU (a table lookup); one per channel (MTCNN, PP-OCR) is
     x + (slope - 1) * min(x, 0), a clip, a per-channel multiply and an add."""
     x, slope = node.input
-    if not fe.is_const(slope):
-        raise FrontendError(f"node {node.name} (PRelu): only a constant slope is supported")
+    if not fe.is_const(slope):      # a run-time slope: x + (slope - 1) * min(x, 0)
+        if len(fe.shape(slope)) != len(fe.shape(x)):
+            raise FrontendError(f"node {label(node)} (PRelu): run-time slope {slope} {_full(fe, slope)} for input "
+                                f"{_full(fe, x)}; it needs as many axes")
+        neg = fe.emit(node, "clip", [x], node.output[0] + ".neg", lo=float(np.finfo(np.float32).min), hi=0.0)
+        s1 = fe.emit(node, "add", [slope, _new_const(fe, node.name + ".minus1", np.array(-1.0))], node.output[0] + ".s1")
+        scaled = fe.emit(node, "mul", [neg, s1], node.output[0] + ".scaled")
+        return fe.emit(node, "add", [x, scaled], node.output[0])
     a = fe.value(slope).astype(np.float64)
     full = (1,) + fe.shape(x)
     if np.broadcast_shapes(full, a.shape) != full:
-        raise FrontendError(f"node {node.name} (PRelu): slope of shape {list(a.shape)} for input {list(full[1:])}")
+        raise FrontendError(f"node {label(node)} (PRelu): constant slope of shape {list(a.shape)} does not broadcast "
+                            f"within a sample of {x} {_full(fe, x)}")
     if a.size == 1 or np.all(a == a.flat[0]):
         return fe.emit(node, "unary", [x], node.output[0], fn="leaky_relu", params={"alpha": float(a.flat[0])})
     neg = fe.emit(node, "clip", [x], node.output[0] + ".neg", lo=float(np.finfo(np.float32).min), hi=0.0)
@@ -285,7 +333,10 @@ def hard_sigmoid(fe, node):
 def pool(fe, node):
     a = attrs(node)
     if len(node.output) > 1 and node.output[1]:
-        raise FrontendError(f"node {node.name} (MaxPool): the Indices output is not supported")
+        raise FrontendError(f"node {label(node)} (MaxPool): the Indices output is not supported")
+    if len(a["kernel_shape"]) == 1:
+        from .onnx_windows1d import lift
+        return lift(fe, node, pool)
     geo, ceil_extra = _spatial(fe, node, fe.shape(node.input[0]), tuple(a["kernel_shape"]), a)
     if node.op_type == "MaxPool":
         fe.emit(node, "maxpool", [node.input[0]], node.output[0], **geo)
@@ -295,7 +346,7 @@ def pool(fe, node):
         # the divisor counts the explicit pads but not the ceil-mode overhang: with no explicit pads that is
         # the in-image count (count_include_pad=0); otherwise the window op cannot express it
         if any(a.get("pads", (0, 0, 0, 0))) or _decode(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "VALID"):
-            raise FrontendError(f"node {node.name} (AveragePool): ceil_mode with count_include_pad and padding "
+            raise FrontendError(f"node {label(node)} (AveragePool): ceil_mode with count_include_pad and padding "
                                 "is not supported")
         include = 0
     fe.emit(node, "avgpool", [node.input[0]], node.output[0], count_include_pad=include, **geo)
@@ -311,8 +362,23 @@ def gmp(fe, node):
     fe.emit(node, "gmaxpool", [node.input[0]], node.output[0])
 
 
+def per_sample_const(fe, node, c: str, x: str) -> None:
+    """A constant combined element by element with activation x may vary within a sample only: a constant
+    with as many axes as x has with the batch (or more) and a first axis longer than 1 would give each sample
+    of the batch its own value, which a program (one copy of its constants for every sample) cannot hold."""
+    v, full = np.shape(fe.value(c)), (1,) + fe.shape(x)
+    if len(v) > len(full) or len(v) == len(full) and v[0] != 1:
+        raise FrontendError(f"node {label(node)} ({node.op_type}): constant {c} of shape {list(v)} reaches the batch "
+                            f"axis of {x} {_full(fe, x)} (one value per sample); only a "
+                            "constant that is the same for every sample is supported")
+
+
 def _binary(fe, node, kind, transform=None):
     a, b = node.input
+    live = [i for i in (a, b) if not fe.is_const(i)]
+    for i in (a, b):
+        if fe.is_const(i):
+            per_sample_const(fe, node, i, live[0])
     ins = []
     for i in (a, b):
         if fe.is_const(i):
@@ -366,12 +432,18 @@ def div(fe, node):
 @converts("Concat")
 def concat(fe, node):
     axis = attrs(node)["axis"]
-    rank = len(fe.shape(node.input[0])) + 1
+    live = [i for i in node.input if not fe.is_const(i)]
+    rank = len(fe.shape(live[0])) + 1
     axis = axis % rank
     if axis == 0:
-        raise FrontendError(f"node {node.name} (Concat): concatenation along the batch axis is not supported")
-    ins = [i if not fe.is_const(i) else _new_const(fe, i, fe.value(i)) for i in node.input]
-    fe.emit(node, "concat", ins, node.output[0], axis=axis)
+        raise FrontendError(f"node {label(node)} (Concat): concatenation along the batch axis is not supported")
+    for i in node.input:
+        if fe.is_const(i):
+            per_sample_const(fe, node, i, live[0])
+            # the concat kernels join arrays of one batch; a constant part would need a copy per sample
+            raise FrontendError(f"node {label(node)} (Concat): joining the constant {i} to activations is not "
+                                "supported")
+    fe.emit(node, "concat", list(node.input), node.output[0], axis=axis)
 
 
 def _reshape_to(fe, node, x, full_shape):
@@ -379,7 +451,7 @@ def _reshape_to(fe, node, x, full_shape):
     full = [int(d) for d in full_shape]
     batchlike = {PROBE(), -1, 0} | ({fe.static_batch} if fe.static_batch else set())
     if not full or full[0] not in batchlike:
-        raise FrontendError(f"node {node.name} ({node.op_type}): target shape {full} does not keep the batch axis first")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): target shape {full} does not keep the batch axis first")
     src = fe.shape(x)
     per = [src[i - 1] if d == 0 and i - 1 < len(src) else d for i, d in enumerate(full)][1:]
     if -1 in per:
@@ -387,10 +459,10 @@ def _reshape_to(fe, node, x, full_shape):
         per[per.index(-1)] = int(np.prod(src)) // max(known, 1)
     if full[0] == -1 and int(np.prod(src)) % max(int(np.prod(per)), 1) == 0 and int(np.prod(per)) < int(np.prod(src)):
         # e.g. the dynamo exporter's SDPA: [batch, heads, seq, dim] -> [batch x heads, seq, dim]
-        raise FrontendError(f"node {node.name} ({node.op_type}): target shape {full} merges the batch axis with "
+        raise FrontendError(f"node {label(node)} ({node.op_type}): target shape {full} merges the batch axis with "
                             f"the sample's axes ({list(src)} per sample); programs keep the batch axis apart")
     if int(np.prod(per)) != int(np.prod(src)):
-        raise FrontendError(f"node {node.name} ({node.op_type}): cannot reshape {list(src)} to {per} per sample")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): cannot reshape {list(src)} to {per} per sample")
     fe.emit(node, "reshape", [x], node.output[0], shape=tuple(per))
 
 
@@ -409,7 +481,7 @@ def flatten(fe, node):
     axis = attrs(node).get("axis", 1)
     src = fe.shape(node.input[0])
     if axis % (len(src) + 1) != 1:
-        raise FrontendError(f"node {node.name} (Flatten): only axis=1 keeps the batch axis")
+        raise FrontendError(f"node {label(node)} (Flatten): only axis=1 keeps the batch axis")
     fe.emit(node, "reshape", [node.input[0]], node.output[0], shape=(int(np.prod(src)),))
 
 
@@ -426,7 +498,7 @@ def squeeze(fe, node):
         rank = len(per) + 1
         drop = {i + 1 for i, d in enumerate(per) if d == 1} if axes is None else {int(i) % rank for i in axes}
         if any(i and per[i - 1] != 1 for i in drop):
-            raise FrontendError(f"node {node.name} (Squeeze): squeezes an axis whose size is not 1")
+            raise FrontendError(f"node {label(node)} (Squeeze): squeezes an axis whose size is not 1")
         new = [d for i, d in enumerate(per, 1) if i not in drop]
     else:
         rank = len(per) + 1 + len(axes)
@@ -434,7 +506,7 @@ def squeeze(fe, node):
         rest = iter(per)
         new = [1 if i in drop else next(rest) for i in range(1, rank)]
     if 0 in drop:
-        raise FrontendError(f"node {node.name} ({node.op_type}): changes the batch axis")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): changes the batch axis")
     fe.emit(node, "reshape", [x], node.output[0], shape=tuple(new))
 
 
@@ -443,7 +515,7 @@ def transpose(fe, node):
     rank = len(fe.shape(node.input[0])) + 1
     perm = tuple(attrs(node).get("perm", tuple(reversed(range(rank)))))
     if perm[0] != 0:
-        raise FrontendError(f"node {node.name} (Transpose): moving the batch axis is not supported")
+        raise FrontendError(f"node {label(node)} (Transpose): moving the batch axis is not supported")
     fe.emit(node, "transpose", [node.input[0]], node.output[0], perm=perm)
 
 
@@ -452,12 +524,30 @@ def softmax(fe, node):
     rank = len(fe.shape(node.input[0])) + 1
     axis = attrs(node).get("axis", -1) % rank
     if axis == 0:
-        raise FrontendError(f"node {node.name} (Softmax): softmax over the batch axis is not supported")
+        raise FrontendError(f"node {label(node)} (Softmax): softmax over the batch axis is not supported")
     fe.emit(node, "softmax", [node.input[0]], node.output[0], axis=axis)
 
 
-@converts("Dropout", "Identity")
+@converts("Identity")
 def identity(fe, node):
+    fe.forward(node.output[0], node.input[0])
+
+
+@converts("Dropout")
+def dropout(fe, node):
+    """Inference: the identity. Training mode (random zeroing and rescaling) is refused."""
+    ins = list(node.input) + ["", ""]
+    ratio = float(np.asarray(fe.value(ins[1])).reshape(())) if ins[1] and fe.is_const(ins[1]) \
+        else attrs(node).get("ratio", 0.5)
+    if ins[2]:
+        if not fe.is_const(ins[2]):
+            raise FrontendError(f"node {label(node)} (Dropout): training_mode is given at run time; only inference "
+                                "(training_mode false) is supported")
+        if bool(np.asarray(fe.value(ins[2])).reshape(())) and ratio > 0:
+            raise FrontendError(f"node {label(node)} (Dropout): training_mode is true (random dropout, ratio "
+                                f"{ratio:g}); only inference is supported")
+    if len(node.output) > 1 and node.output[1]:
+        fe.set_const(node.output[1], np.ones((1,) + fe.shape(node.input[0]), bool))
     fe.forward(node.output[0], node.input[0])
 
 
@@ -467,24 +557,6 @@ def is_nan(fe, node):
     vector unit whose softmax and divisions are guarded). Exporters emit these as guards, e.g. TorchScript's
     scaled_dot_product_attention writes Where(IsNaN(softmax), 0, softmax) for fully masked rows."""
     fe.set_const(node.output[0], np.zeros((), bool))
-
-
-@converts("Where")
-def where(fe, node):
-    """Where with a constant condition that picks one branch everywhere: that branch, if it already has the
-    output's shape. Any other select of activations is refused in one line."""
-    cond = np.asarray(fe.value(node.input[0])) if fe.is_const(node.input[0]) else None
-    if cond is None or cond.size == 0 or cond.min() != cond.max():
-        raise FrontendError(f"node {node.name} (Where): selecting between activations element by element is not "
-                            "supported (only a condition that is constant and uniform)")
-    pick, other = (node.input[1], node.input[2]) if bool(cond.flat[0]) else (node.input[2], node.input[1])
-    if fe.is_const(pick):
-        raise FrontendError(f"node {node.name} (Where): the condition always picks the constant branch")
-    full = np.broadcast_shapes((1,) + fe.shape(pick), np.shape(fe.value(other)) if fe.is_const(other)
-                               else (1,) + fe.shape(other), cond.shape)
-    if tuple(full[1:]) != fe.shape(pick):
-        raise FrontendError(f"node {node.name} (Where): the picked branch would be broadcast to {full[1:]}")
-    fe.forward(node.output[0], pick)
 
 
 @converts("LRN")
@@ -498,8 +570,8 @@ def lrn(fe, node):
 def pad(fe, node):
     a = attrs(node)
     mode = _decode(a.get("mode", "constant"))
-    if mode != "constant":
-        raise FrontendError(f"node {node.name} (Pad): mode '{mode}' is not supported")
+    if mode not in ("constant", "reflect", "edge", "wrap"):
+        raise FrontendError(f"node {label(node)} (Pad): mode '{mode}' is not supported")
     rank = len(fe.shape(node.input[0])) + 1
     given = [int(p) for p in (fe.value(node.input[1]) if len(node.input) > 1 else a["pads"])]
     axes = [int(i) % rank for i in fe.value(node.input[3])] if len(node.input) > 3 and node.input[3] \
@@ -509,9 +581,12 @@ def pad(fe, node):
         pads[ax], pads[rank + ax] = given[k], given[len(axes) + k]
     value = float(fe.value(node.input[2])) if len(node.input) > 2 and node.input[2] else float(a.get("value", 0.0))
     if pads[0] or pads[rank]:
-        raise FrontendError(f"node {node.name} (Pad): padding the batch axis is not supported")
+        raise FrontendError(f"node {label(node)} (Pad): padding the batch axis is not supported")
     if any(p < 0 for p in pads):
-        raise FrontendError(f"node {node.name} (Pad): negative pads are not supported")
+        raise FrontendError(f"node {label(node)} (Pad): negative pads are not supported")
+    if mode != "constant":
+        from .onnx_select import pad_by_mode
+        return pad_by_mode(fe, node, mode, pads)
     fe.emit(node, "pad", [node.input[0]], node.output[0], pads=tuple(pads[1:rank] + pads[rank + 1:]), value=value)
 
 
@@ -559,7 +634,7 @@ def qlinear_conv(fe, node):
 def qlinear_matmul(fe, node):
     a, as_, az, b, bs, bz, ys, yz = node.input
     if not fe.is_const(b) or fe.value(b).ndim != 2:
-        raise FrontendError(f"node {node.name} (QLinearMatMul): only constant 2-D weights are supported")
+        raise FrontendError(f"node {label(node)} (QLinearMatMul): only constant 2-D weights are supported")
     _hint_in(fe, node, a, as_, az)
     W = (fe.value(b).astype(np.float64) - fe.value(bz)) * fe.value(bs)
     out = fe.emit(node, "linear", [a, _new_const(fe, b, W)], node.output[0])
@@ -574,7 +649,7 @@ def qgemm(fe, node):
     C, ys, yz = (list(node.input[6:]) + ["", "", ""])[:3]
     a = attrs(node)
     if not fe.is_const(B) or a.get("transA", 0):
-        raise FrontendError(f"node {node.name} (QGemm): only activation x constant weight (transA=0) is supported")
+        raise FrontendError(f"node {label(node)} (QGemm): only activation x constant weight (transA=0) is supported")
     _hint_in(fe, node, A, as_, az)
     Bq = fe.value(B).astype(np.float64)
     W = (Bq - _per_out(fe.value(bz), 2)) * _per_out(fe.value(bs), 2) if a.get("transB", 0) \
@@ -601,7 +676,7 @@ def qlinear_op(fe, node):
     op, pos = _QLINEAR[node.op_type]
     a = attrs(node)
     if a.pop("channels_last", 0):
-        raise FrontendError(f"node {node.name} ({node.op_type}): channels_last layout is not supported")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): channels_last layout is not supported")
     if node.op_type == "QLinearSoftmax":
         a.pop("opset", None)
     ins = list(node.input) + [""] * 8
@@ -628,11 +703,11 @@ def _hint(fe, node, scale, zero) -> dict:
     s = np.asarray(fe.value(scale))
     z = np.asarray(fe.value(zero)) if zero else np.zeros((), np.uint8)
     if s.size != 1 or z.size != 1:
-        raise FrontendError(f"node {node.name} ({node.op_type}): per-axis activation quantisation is not supported")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): per-axis activation quantisation is not supported")
     if z.dtype not in (np.uint8, np.int8):
-        raise FrontendError(f"node {node.name} ({node.op_type}): {z.dtype} activations are not supported (8-bit only)")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): {z.dtype} activations are not supported (8-bit only)")
     if not 1e-30 <= float(s.reshape(())) <= 1e30:      # also NaN
-        raise FrontendError(f"node {node.name} ({node.op_type}): scale {scale} is {float(s.reshape(())):g}; a "
+        raise FrontendError(f"node {label(node)} ({node.op_type}): scale {scale} is {float(s.reshape(())):g}; a "
                             "quantisation scale must be positive and finite")
     return {"scale": float(s.reshape(())), "zero": int(z.reshape(())) + (128 if z.dtype == np.int8 else 0),
             "signed": z.dtype == np.int8}
@@ -665,10 +740,16 @@ def gather(fe, node):
     """Embedding lookup: rows of a constant table picked by run-time integer ids."""
     data, idx = node.input
     axis = attrs(node).get("axis", 0)
-    if not fe.is_const(data) and fe.is_const(idx) and fe.value(idx).ndim == 0:
-        return _pick(fe, node, data, int(fe.value(idx)), axis)
+    if not fe.is_const(data) and fe.is_const(idx):
+        rank = len(fe.shape(data)) + 1
+        if axis % rank == 0:
+            raise FrontendError(f"node {label(node)} (Gather): picking along the batch axis is not supported")
+        if fe.value(idx).ndim == 0:
+            return _pick(fe, node, data, int(fe.value(idx)), axis)
+        from .onnx_select import gather as gather_array
+        return gather_array(fe, node, data, np.asarray(fe.value(idx)), axis % rank)
     if not fe.is_const(data) or fe.is_const(idx) or axis != 0 or fe.value(data).ndim != 2:
-        raise FrontendError(f"node {node.name} (Gather): only a lookup of run-time ids in a constant 2-D table "
+        raise FrontendError(f"node {label(node)} (Gather): only a lookup of run-time ids in a constant 2-D table "
                             "(axis 0) is supported")
     fe.emit(node, "gather", [idx, _new_const(fe, data, fe.value(data).astype(np.float64))], node.output[0])
 
@@ -679,29 +760,26 @@ def _pick(fe, node, x, index, axis):
     shape = fe.shape(x)
     axis %= len(shape) + 1
     if axis == 0:
-        raise FrontendError(f"node {node.name} (Gather): picking along the batch axis is not supported")
+        raise FrontendError(f"node {label(node)} (Gather): picking along the batch axis is not supported")
     n = shape[axis - 1]
     if not -n <= index < n:
-        raise FrontendError(f"node {node.name} (Gather): index {index} is outside an axis of size {n}")
+        raise FrontendError(f"node {label(node)} (Gather): index {index} is outside an axis of size {n}")
     onehot = np.zeros((n,) + (1,) * (len(shape) - axis))
     onehot[index % n] = 1.0
     picked = fe.emit(node, "mul", [x, _new_const(fe, node.name + ".onehot", onehot)], node.output[0] + ".picked")
     fe.emit(node, "reduce", [picked], node.output[0], fn="sum", axes=(axis,), keepdims=False)
 
 
-@converts("LayerNormalization")
-def layernorm(fe, node):
+def layernorm_last(fe, node):
+    """LayerNormalization over the last axis, Y only: one `layernorm` op (compiler/onnx_norm.py decides)."""
     a = attrs(node)
     x = node.input[0]
-    rank = len(fe.shape(x)) + 1
-    if a.get("axis", -1) % rank != rank - 1:
-        raise FrontendError(f"node {node.name} (LayerNormalization): only normalisation over the last axis is supported")
     n = fe.shape(x)[-1]
     ins = [x]
     for k, default in ((1, 1.0), (2, 0.0)):
         v = fe.value(node.input[k]) if len(node.input) > k and node.input[k] else np.full(n, default)
         if not (len(node.input) <= k or not node.input[k] or fe.is_const(node.input[k])):
-            raise FrontendError(f"node {node.name} (LayerNormalization): scale and bias must be constant")
+            raise FrontendError(f"node {label(node)} (LayerNormalization): scale and bias must be constant")
         ins.append(_new_const(fe, node.input[k] or f"{node.name}.p{k}", np.broadcast_to(np.asarray(v, np.float64), (n,)).copy()))
     fe.emit(node, "layernorm", ins, node.output[0], eps=float(a.get("epsilon", 1e-5)))
 
@@ -731,7 +809,7 @@ def _axes(fe, node, rank):
         axes = list(range(rank))
     axes = sorted(int(x) % rank for x in axes)
     if 0 in axes:
-        raise FrontendError(f"node {node.name} ({node.op_type}): reducing over the batch axis is not supported")
+        raise FrontendError(f"node {label(node)} ({node.op_type}): reducing over the batch axis is not supported")
     return tuple(axes)
 
 
@@ -748,13 +826,24 @@ def reduce(fe, node):
 @converts("Pow")
 def pow_(fe, node):
     if not fe.is_const(node.input[1]) or fe.value(node.input[1]).size != 1:
-        raise FrontendError(f"node {node.name} (Pow): only a constant scalar exponent is supported")
+        raise FrontendError(f"node {label(node)} (Pow): only a constant scalar exponent is supported")
     e = float(fe.value(node.input[1]).reshape(()))
     fe.emit(node, "unary", [node.input[0]], node.output[0], fn="pow", params={"p": e})
 
 
 @converts("Expand")
 def expand(fe, node):
+    """Broadcast within a sample: the target may not add axes in front of the batch axis nor widen it."""
     x, shape = node.input
-    full = np.broadcast_shapes(fe.value(x).shape, tuple(int(d) for d in fe.value(shape)))
+    target = tuple(int(d) for d in fe.value(shape))
+    rank = len(fe.shape(x)) + 1
+    batchlike = {1, PROBE()} | ({fe.static_batch} if fe.static_batch else set())
+    if len(target) > rank or len(target) == rank and target[0] not in batchlike:
+        raise FrontendError(f"node {label(node)} (Expand): expanding {x} {_full(fe, x)} to {list(target)} would "
+                            "change the batch axis; only broadcasting within a sample is supported")
+    try:
+        full = np.broadcast_shapes((1,) + fe.shape(x), (1,) + target[1:] if len(target) == rank else target)
+    except ValueError:
+        raise FrontendError(f"node {label(node)} (Expand): {x} {_full(fe, x)} does not broadcast to "
+                            f"{list(target)}") from None
     fe.emit(node, "expand", [x], node.output[0], shape=tuple(full[1:]))

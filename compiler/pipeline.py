@@ -93,6 +93,10 @@ def check_calib(g: Graph, calib: dict[str, np.ndarray] | None) -> None:
         if x.dtype.kind == "f" and x.min() == x.max():
             raise CompileError(f"calibration input '{name}' is one constant value ({float(x.flat[0]):g}) throughout: "
                                "it gives no range to quantise with")
+    sizes = {name: len(calib[name]) for name in g.inputs}
+    if len(set(sizes.values())) > 1:
+        raise CompileError("calibration inputs disagree on the batch size: "
+                           + ", ".join(f"'{k}' has {v} samples" for k, v in sizes.items()))
 
 
 def compile_model(model, target: Target | str = "raella", calib=None, options=None, progress=None,

@@ -123,6 +123,19 @@ UNARY = {
     "log": np.log,
     "pow": lambda x, p: np.power(x, p),
     "gelu_tanh": lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3))),
+    "softplus": lambda x: np.logaddexp(0, x),
+    "softsign": lambda x: x / (1 + np.abs(x)),
+    "mish": lambda x: x * np.tanh(np.logaddexp(0, x)),
+    "selu": lambda x, alpha, gamma: gamma * np.where(x > 0, x, alpha * (np.exp(np.minimum(x, 0)) - 1)),
+    "celu": lambda x, alpha: np.maximum(x, 0) + np.minimum(0, alpha * (np.exp(np.minimum(x, 0) / alpha) - 1)),
+    "thresholded_relu": lambda x, alpha: np.where(x > alpha, x, 0),
+    "shrink": lambda x, bias, lambd: np.where(x < -lambd, x + bias, np.where(x > lambd, x - bias, 0)),
+    "swish": lambda x, alpha: x / (1 + np.exp(-alpha * x)),
+    "sin": np.sin, "cos": np.cos, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
+    "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "atanh": np.arctanh,
+    "greater": lambda x, c: (x > c).astype(np.float64), "less": lambda x, c: (x < c).astype(np.float64),
+    "greater_equal": lambda x, c: (x >= c).astype(np.float64), "less_equal": lambda x, c: (x <= c).astype(np.float64),
+    "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
 }
 
 

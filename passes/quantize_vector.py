@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ir import CompileError, Graph, Op
+from runtime import vector as V
 
 VECTOR_ONLY = ("layernorm", "gather", "maskfn", "reduce", "div", "expand", "topk")
 MATRIX_OPS = ("conv", "linear", "matmul")
@@ -128,6 +129,11 @@ def quantize_vector(self, g: Graph, ctx, rep) -> None:
                  "rowscale": scale.astype(np.float32)}
         elif op.kind not in VECTOR_KINDS:
             raise CompileError(f"node {op.name}: no float32 vector form for op '{op.kind}'")
+        elif op.kind == "unary" and op.attrs["fn"] not in V.UNARY and op.attrs["fn"] not in V.UNARY_P \
+                and op.attrs["fn"] != "pow":
+            raise CompileError(f"node {op.name}: the float32 vector unit has no '{op.attrs['fn']}' function (this "
+                               "model needs the vector unit for its other ops; the function runs in the integer "
+                               "form only)")
         if "act" in op.attrs:
             q["act"] = tuple(float(v) for v in op.attrs["act"])
         op.attrs["q"] = q

@@ -223,7 +223,8 @@ def _v_binary(op, g, a, b):
 
 @vref("unary")
 def _v_unary(op, g, x):
-    return V.unary(op.attrs["fn"], x, **op.attrs.get("params", {}))
+    params = op.attrs.get("params", {})
+    return V.unary(op.attrs["fn"], x, float(next(iter(params.values()))) if len(params) == 1 else 0.0)
 
 
 @vref("relu")

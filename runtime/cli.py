@@ -49,7 +49,7 @@ def run_file(path, input_path, ideal=False, chunk=None, hist_range=None, progres
 
 
 def check_feeds(m: Machine, feeds) -> None:
-    n = None
+    n, first = None, None
     for ins in m.inputs:
         x = feeds[ins.attr("name")]
         want = tuple(ins.attr("shape"))
@@ -65,8 +65,9 @@ def check_feeds(m: Machine, feeds) -> None:
             raise RuntimeFault(f"input '{ins.attr('name')}' holds {int(np.sum(~np.isfinite(x)))} NaN or infinite "
                                "values")
         if n is not None and len(x) != n:
-            raise RuntimeFault("inputs disagree on the batch size")
-        n = len(x)
+            raise RuntimeFault(f"inputs disagree on the batch size: '{first}' has {n} samples, "
+                               f"'{ins.attr('name')}' has {len(x)}")
+        n, first = len(x), first or ins.attr("name")
     if not n:
         raise RuntimeFault("the input batch is empty")
 

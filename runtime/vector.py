@@ -102,6 +102,24 @@ UNARY = {
     "relu": lambda x: np.maximum(x, F32(0)),
     "gelu_erf": lambda x: F32(0.5) * x * (F32(1) + erf(x * _SQRT1_2)),
     "gelu_tanh": lambda x: F32(0.5) * x * (F32(1) + np.tanh(_TANH_C * (x + F32(0.044715) * x * x * x))),
+    "softplus": lambda x: np.logaddexp(F32(0), x),
+    "softsign": lambda x: x / (F32(1) + np.abs(x)),
+    "mish": lambda x: x * np.tanh(np.logaddexp(F32(0), x)),
+    "sin": np.sin, "cos": np.cos, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
+    "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "atanh": np.arctanh,
+    "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
+}
+
+
+# functions of one parameter p (the instruction's `p`)
+UNARY_P = {
+    "leaky_relu": lambda x, p: np.where(x >= 0, x, p * x),
+    "elu": lambda x, p: np.where(x > 0, x, p * (np.exp(np.minimum(x, F32(0))) - F32(1))),
+    "celu": lambda x, p: np.maximum(x, F32(0)) + np.minimum(F32(0), p * (np.exp(np.minimum(x, F32(0)) / p) - F32(1))),
+    "thresholded_relu": lambda x, p: np.where(x > p, x, F32(0)),
+    "swish": lambda x, p: x / (F32(1) + np.exp(-p * x)),
+    "greater": lambda x, p: (x > p).astype(F32), "less": lambda x, p: (x < p).astype(F32),
+    "greater_equal": lambda x, p: (x >= p).astype(F32), "less_equal": lambda x, p: (x <= p).astype(F32),
 }
 
 
@@ -121,6 +139,8 @@ def unary(fn: str, x, p: float = 0.0, lo=None, hi=None) -> np.ndarray:
             return (x * x if p == 2 else np.power(x, F32(p))).astype(F32)
         if fn == "clip":
             return clamp(x, lo, hi)
+        if fn in UNARY_P:
+            return UNARY_P[fn](x, F32(p)).astype(F32)
         return UNARY[fn](x).astype(F32)
 
 

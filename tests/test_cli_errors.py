@@ -272,3 +272,35 @@ def test_timeline_on_a_program_once_target_fails_before_the_batch_runs(tmp_path,
     np.save(bad, np.zeros((2, 3), np.float32))     # would fail the shape check if the batch were reached
     assert_clean_failure(pimrun(program, "--input", bad, "--timeline", out / "t.png"), "pimrun", out,
                          "--timeline", "program-once")
+
+
+def _two_input_model(tmp_path) -> Path:
+    """y = a + b, both [N, 4]."""
+    import onnx
+    from onnx import TensorProto, helper
+    g = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"], name="add")], "two",
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 4]) for n in "ab"],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_pimc_calib_batches_disagree(tmp_path, out):
+    calib = tmp_path / "c.npz"
+    rng = np.random.default_rng(0)
+    np.savez(calib, a=rng.standard_normal((3, 4)).astype(np.float32), b=rng.standard_normal((5, 4)).astype(np.float32))
+    assert_clean_failure(pimc(_two_input_model(tmp_path), "-o", out / "t.pimasm", "--calib", calib), "pimc", out,
+                         "disagree on the batch size", "'a' has 3 samples", "'b' has 5 samples")
+
+
+def test_pimrun_input_batches_disagree(tmp_path, out):
+    rng = np.random.default_rng(0)
+    calib = tmp_path / "c.npz"
+    np.savez(calib, a=rng.standard_normal((3, 4)).astype(np.float32), b=rng.standard_normal((3, 4)).astype(np.float32))
+    prog = tmp_path / "t.pimasm"
+    assert pimc(_two_input_model(tmp_path), "-o", prog, "--calib", calib, "--target", "isaac").returncode == 0
+    feeds = tmp_path / "x.npz"
+    np.savez(feeds, a=rng.standard_normal((3, 4)).astype(np.float32), b=rng.standard_normal((2, 4)).astype(np.float32))
+    assert_clean_failure(pimrun(prog, "--input", feeds, "-o", out / "y.npz"), "pimrun", out, "'a' has 3 samples",
+                         "'b' has 2")

@@ -122,7 +122,8 @@ def _with(m, name, **changes):
 @pytest.mark.parametrize("name,changes,why", [
     ("resize", {"coordinate_transformation_mode": "tf_crop_and_resize"},
      r"^node resize \(Resize\): tf_crop_and_resize and antialias are not supported"),
-    ("up", {"strides": [1, 1]}, r"^node up \(ConvTranspose\): only stride equal to the kernel \(2x2\)"),
+    ("resize", {"keep_aspect_ratio_policy": "not_larger"},
+     r"^node resize \(Resize\): keep_aspect_ratio_policy 'not_larger' is not supported"),
 ])
 def test_forms_it_cannot_express_are_one_frontend_error(name, changes, why):
     with pytest.raises(FrontendError, match=why):

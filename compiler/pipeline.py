@@ -71,7 +71,7 @@ def check_calib_data(model, calib: dict[str, np.ndarray] | None) -> None:
         if x.dtype.kind == "f":
             if not np.isfinite(x).all():
                 raise CompileError(f"{where} holds NaN or infinity")
-            lo, hi = float(x.min()), float(x.max())
+            lo, hi = float(x.min(initial=0)), float(x.max(initial=0))
             if max(-lo, hi) > F32_MAX:
                 raise CompileError(f"{where} holds values up to {max(-lo, hi):.3g}, beyond float32")
 
@@ -90,9 +90,8 @@ def check_calib(g: Graph, calib: dict[str, np.ndarray] | None) -> None:
             raise CompileError(f"calibration input '{name}' has shape {list(got)}, the model needs [N, "
                                f"{', '.join(map(str, want))}]")
         x = calib[name]
-        if x.dtype.kind == "f" and x.min() == x.max():
-            raise CompileError(f"calibration input '{name}' is one constant value ({float(x.flat[0]):g}) throughout: "
-                               "it gives no range to quantise with")
+        if x.dtype.kind == "f" and not np.any(x):      # a constant c != 0 still spans [min(0, c), max(0, c)]
+            raise CompileError(f"calibration input '{name}' is zero throughout: it gives no range to quantise with")
     sizes = {name: len(calib[name]) for name in g.inputs}
     if len(set(sizes.values())) > 1:
         raise CompileError("calibration inputs disagree on the batch size: "

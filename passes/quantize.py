@@ -82,7 +82,9 @@ class Quantize:
     def run(self, g: Graph, ctx) -> QuantizeReport:
         rep = QuantizeReport()
         for name, (lo, hi) in ctx.ranges.items():
-            if max(-lo, hi) > F32_MAX:      # NaN is caught where the range is used
+            # NaN is caught where the range is used. A range open below alone is a mask's -inf (attention's
+            # causal or window masks, which softmax turns into zeros); overflow from huge data reaches +inf
+            if hi > F32_MAX or (lo < -F32_MAX and math.isfinite(lo)):
                 raise CompileError(f"tensor {name}: calibration range [{lo:.3g}, {hi:.3g}] overflows float32 (the "
                                    "model's own arithmetic would give infinity); scale the calibration data")
         if wants_vector(g, ctx.options):

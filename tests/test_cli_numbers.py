@@ -53,7 +53,7 @@ def test_pimc_error_budget_out_of_range_is_one_line(tmp_path, capsys, value):
     (lambda x: np.savez(x, image=np.array([object()] * 3, dtype=object)), "cannot be read"),
     (lambda x: np.savez(x, image=np.full((3, 1, 16, 16), "7")), "<U1 values"),
     (lambda x: np.save(x, np.zeros((3, 1, 16, 16), np.complex64)), "complex64 values"),
-    (lambda x: np.save(x, np.zeros((3, 1, 16, 16), np.float32)), "one constant value"),
+    (lambda x: np.save(x, np.zeros((3, 1, 16, 16), np.float32)), "zero throughout"),
     (lambda x: np.save(x, np.ones((3, 1, 16, 16), np.int8)), "int8 values"),
     (lambda x: np.savez(x, image=np.zeros(3, dtype=[("a", "f4")])), "values, not real numbers"),
 ])

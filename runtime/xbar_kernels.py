@@ -103,6 +103,35 @@ def _sum(P, PN, noisy, hasneg, low, width, c, e, key, ctr, table):
     return _noisy(p, q, e, _normal(key, ctr, table))
 
 
+@njit(cache=True, inline="always")
+def _clip(a, flo, fhi):
+    """Clip the converted sums a to the ADC's range in place; how many lay outside it."""
+    ns = 0
+    for c in range(a.shape[0]):
+        ns += (a[c] > fhi) | (a[c] < flo)
+    if ns:
+        for c in range(a.shape[0]):
+            a[c] = min(max(a[c], flo), fhi)
+    return ns
+
+
+@njit(cache=True, inline="always")
+def _add_scaled(tot, w, a):
+    """tot += w * a: an input slice's converted sums shift-added (float64, exact integers)."""
+    for c in range(a.shape[0]):
+        tot[c] += w * np.float64(a[c])
+
+
+@njit(cache=True, inline="always")
+def _fold(tot, col_n, col_coef, row, out, m):
+    """Output row m += each column's total into its filter, times the column's +-2^shift."""
+    row[:] = 0
+    for c in range(tot.shape[0]):
+        row[col_n[c]] += col_coef[c] * tot[c]
+    for j in range(out.shape[1]):
+        out[m, j] += row[j]
+
+
 # one compiled signature: x and out may be views, the levels and tables are contiguous
 _SIG = ("void(uint8[:, :], float32[:, ::1], float32[:, ::1], int64[::1], int64[::1], int64[::1], int64[::1], "
         "float64[::1], float64[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], int64[::1], "
@@ -190,21 +219,9 @@ def _adc_columns(x, g, gn, cs, ce, col_n, col_phys, col_coef, ish, shifts, width
                                 rec += s * sub_scale[k]
                             a[c] = rec
                 else:
-                    ns = 0
-                    for c in range(C):
-                        ns += (a[c] > fhi) | (a[c] < flo)
-                    if ns:
-                        cnt[blk, 0] += ns
-                        for c in range(C):
-                            a[c] = min(max(a[c], flo), fhi)
-                w = ish[i]
-                for c in range(C):
-                    tot[c] += w * np.float64(a[c])
-            row[:] = 0
-            for c in range(C):
-                row[col_n[c]] += col_coef[c] * tot[c]
-            for j in range(n):
-                out[m, j] += row[j]
+                    cnt[blk, 0] += _clip(a, flo, fhi)
+                _add_scaled(tot, ish[i], a)
+            _fold(tot, col_n, col_coef, row, out, m)
     for blk in range(nb):
         for k in range(3):
             counts[k] += cnt[blk, k]
@@ -358,18 +375,6 @@ def adc_epilogue(S, SQ, x, G, GN, GT, GTN, col_n, col_coef, col_phys, ish, shift
                                 rec += s * sub_scale[kk]
                             a[c] = rec
             else:
-                ns = 0
-                for c in range(C):
-                    ns += (a[c] > fhi) | (a[c] < flo)
-                if ns:
-                    counts[0] += ns
-                    for c in range(C):
-                        a[c] = min(max(a[c], flo), fhi)
-            w = ish[i]
-            for c in range(C):
-                tot[c] += w * np.float64(a[c])
-        row[:] = 0
-        for c in range(C):
-            row[col_n[c]] += col_coef[c] * tot[c]
-        for j in range(n):
-            out[m, j] += row[j]
+                counts[0] += _clip(a, flo, fhi)
+            _add_scaled(tot, ish[i], a)
+        _fold(tot, col_n, col_coef, row, out, m)

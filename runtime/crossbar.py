@@ -446,6 +446,18 @@ def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced
     return out, ev
 
 
+def recovery_tables(islices, recover: int) -> tuple:
+    """The kernels' view of speculation's recovery slices: per input slice the offset and count of its
+    recovery slices, and per recovery slice its low bit, width and weight within its input slice (int64,
+    int64, int64, int64, float32 arrays; empty without `recover`)."""
+    subs = [_subslices(w, recover) if recover else [] for w in islices]
+    i64 = lambda v: np.ascontiguousarray(v, np.int64)          # noqa: E731
+    return (i64(np.cumsum([0] + [len(s) for s in subs])[:-1]), i64([len(s) for s in subs]),
+            i64([l + sum(s[k + 1:]) for l, s in zip(slice_shifts(islices), subs) for k in range(len(s))]),
+            i64([b for s in subs for b in s]),
+            np.array([float(1 << sum(s[k + 1:])) for s in subs for k in range(len(s))], np.float32))
+
+
 GEMM_DENSITY = 0.25         # a crossbar whose columns' rows are this full or more takes the GEMM path,
 GEMM_MAX_SLICES = 4         # with this many input slices or fewer: eight 1-bit slices are mostly zero bits,
                             # which the bit planes skip (digits, --no-speculation: 1.7 s against 2.3 s of CPU)
@@ -459,13 +471,9 @@ def _kernel_columns(x, cols, coef, n_idx, islices, recover, lo, hi, hist_range, 
     =planes forces one; both equal the NumPy reference bit for bit."""
     from . import xbar_kernels as XK
     shifts = slice_shifts(islices)
-    subs = [_subslices(w, recover) if recover else [] for w in islices]
-    sub_low = [l + sum(s[k + 1:]) for l, s in zip(shifts, subs) for k in range(len(s))]
+    sub = recovery_tables(islices, recover)
     noise = cols.noise if cols.noise is not None and cols.noise.e != 0 else None     # E 0: p - q exactly
     i64 = lambda v: np.ascontiguousarray(v, np.int64)          # noqa: E731
-    sub = (i64(np.cumsum([0] + [len(s) for s in subs])[:-1]), i64([len(s) for s in subs]), i64(sub_low),
-           i64([b for s in subs for b in s]),
-           np.array([float(1 << sum(s[k + 1:])) for s in subs for k in range(len(s))], np.float32))
     counts = np.zeros(3, np.int64)
     hist = ev.hist if ev.hist is not None else np.zeros(0, np.int64)
     adc = (recover, float(lo), float(hi), hist_range[0] if hist_range is not None else 0, len(hist),
@@ -505,12 +513,11 @@ def _gemm_columns(XK, x, cols, coef, n_idx, islices, shifts, sub, adc, noise, ta
     M, R = x.shape
     nI = len(islices)
     noisy = noise is not None
-    g = cols.gp if noisy else cols.g
-    gn = cols.gn if noisy and cols.gn is not None else None
+    g = np.ascontiguousarray(cols.gp if noisy else cols.g)
+    gn = np.ascontiguousarray(cols.gn) if noisy and cols.gn is not None else None
     C = g.shape[1]
-    g = np.ascontiguousarray(g)
-    gn = np.ascontiguousarray(gn) if gn is not None else None
-    GT, GTN = np.ascontiguousarray(g.T), np.ascontiguousarray(gn.T) if gn is not None else np.zeros((0, 0), np.float32)
+    none = np.zeros((0, 0), np.float32)
+    GT, GTN = np.ascontiguousarray(g.T), np.ascontiguousarray(gn.T) if gn is not None else none
     i64 = lambda v: np.ascontiguousarray(v, np.int64)          # noqa: E731
     cargs = (i64(n_idx), np.asarray(coef, np.float64), i64(cols.phys), np.array([2.0 ** s for s in shifts]),
              i64(shifts), *sub, *adc)
@@ -531,18 +538,17 @@ def _gemm_columns(XK, x, cols, coef, n_idx, islices, shifts, sub, adc, noise, ta
                 v = (xc >> s) & ((1 << w) - 1)
                 used = np.flatnonzero(v.any(axis=0))
                 if len(used) * 4 < 3 * R:         # a high slice of small codes: only its nonzero rows
-                    a = v[:, used].astype(np.float32)
-                    np.matmul(a, g[used], out=S[i, :j])
+                    vu = v[:, used].astype(np.float32)
+                    np.matmul(vu, g[used], out=S[i, :j])
                     if gn is not None:
-                        np.matmul(a, gn[used], out=SQ[i, :j])
+                        np.matmul(vu, gn[used], out=SQ[i, :j])
                     continue
                 np.copyto(xs[i, :j], v, casting="unsafe")
                 np.matmul(xs[i, :j], g, out=S[i, :j])
                 if gn is not None:
                     np.matmul(xs[i, :j], gn, out=SQ[i, :j])
-            XK.adc_epilogue(S[:, :j], SQ[:, :j] if gn is not None else SQ, xc, g, gn if gn is not None else GTN, GT, GTN,
-                            *cargs, row0 + m0,
-                            int(cols.npass), int(cols.nphys), table, out[m0:m1], cnt, hst)
+            XK.adc_epilogue(S[:, :j], SQ[:, :j] if gn is not None else SQ, xc, g, gn if gn is not None else none, GT,
+                            GTN, *cargs, row0 + m0, int(cols.npass), int(cols.nphys), table, out[m0:m1], cnt, hst)
         parts.append((cnt, hst))
 
     parallel.rows(M, part, R * C * nI, blas=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import parallel
 from .crossbar import pulses as code_pulses_of
-from .crossbar import MvmEvents, _subslices, slice_shifts, slice_values, use_kernel
+from .crossbar import MvmEvents, recovery_tables, slice_shifts, slice_values, use_kernel
 
 
 def levels(w: np.ndarray, zero: int, slices) -> np.ndarray:
@@ -84,7 +84,7 @@ def _compiled(parts, lv, lead, M, K, N, islices, wslices, rows, lo, hi, signed_a
     outer = int(np.prod(lead))
     # every operand's columns: per weight slice, the signed column (pos - neg) or the two devices' columns
     dev = [lv[0] - lv[1]] if signed_adc else [lv[0], lv[1]]
-    cols = np.stack([d for d in dev], axis=1)                                   # (nW, ndev, B, ..., K, N)
+    cols = np.stack(dev, axis=1)                                                # (nW, ndev, B, ..., K, N)
     cols = np.broadcast_to(cols, cols.shape[:2] + lead + (K, N)).reshape(nW, len(dev), outer, K, N)
     G = np.ascontiguousarray(cols.transpose(2, 3, 0, 1, 4).reshape(outer, K, nW * len(dev) * N))
     wsh = np.array([2.0 ** s for s in slice_shifts(wslices)])
@@ -92,33 +92,27 @@ def _compiled(parts, lv, lead, M, K, N, islices, wslices, rows, lo, hi, signed_a
     coef = (wsh[:, None, None] * dsign[None, :, None] * np.ones(N)).ravel()        # (nW * ndev * N,)
     col_n = np.ascontiguousarray(np.tile(np.arange(N), nW * len(dev)), np.int64)
     shifts = slice_shifts(islices)
-    subs = [_subslices(w, recover) if recover else [] for w in islices]
-    i64 = lambda v: np.ascontiguousarray(v, np.int64)          # noqa: E731
-    sub = (i64(np.cumsum([0] + [len(s) for s in subs])[:-1]), i64([len(s) for s in subs]),
-           i64([l + sum(s[k + 1:]) for l, s in zip(shifts, subs) for k in range(len(s))]),
-           i64([b for s in subs for b in s]),
-           np.array([float(1 << sum(s[k + 1:])) for s in subs for k in range(len(s))], np.float32))
-    fixed = (np.array([2.0 ** s for s in shifts]), i64(shifts), *sub, recover, float(lo), float(hi), 0, 0,
-             np.float32(0.0), np.uint64(0), 0, 1, 1, np.zeros(1, np.float32))
+    fixed = (np.array([2.0 ** s for s in shifts]), np.array(shifts, np.int64), *recovery_tables(islices, recover),
+             recover, float(lo), float(hi), 0, 0, np.float32(0.0), np.uint64(0), 0, 1, 1, np.zeros(1, np.float32))
     xs = [(sign, np.broadcast_to(x, lead + (M, K)).reshape(outer, M, K)) for sign, x in parts]
     out = np.zeros((outer, M, N))
     nI, C = len(islices), G.shape[2]
-    empty = np.zeros((0, 0, 0), np.float32)
+    empty, none, nohist = np.zeros((0, 0, 0), np.float32), np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
     counts = []
 
     def part(a, b):
         cnt = np.zeros(3, np.int64)
         S = np.empty((nI, M, C), np.float32)
         for o in range(a, b):
-            for sign, x in xs:
-                for r0 in range(0, K, rows):
+            for r0 in range(0, K, rows):        # each block of `rows` rows is a crossbar of its own
+                g = np.ascontiguousarray(G[o, r0:r0 + rows])
+                gt = np.ascontiguousarray(g.T)
+                for sign, x in xs:
                     xb = x[o, :, r0:r0 + rows].copy()          # writable: x may be a broadcast view
-                    g = G[o, r0:r0 + rows]
                     for i, (s, w) in enumerate(zip(shifts, islices)):
                         np.matmul(((xb >> s) & ((1 << w) - 1)).astype(np.float32), g, out=S[i])
-                    none = np.zeros((0, 0), np.float32)
-                    XK.adc_epilogue(S, empty, xb, np.ascontiguousarray(g), none, np.ascontiguousarray(g.T), none, col_n,
-                                    sign * coef, col_n, *fixed, out[o], cnt, np.zeros(0, np.int64))
+                    XK.adc_epilogue(S, empty, xb, g, none, gt, none, col_n, sign * coef, col_n, *fixed, out[o], cnt,
+                                    nohist)
         counts.append(cnt)
 
     parallel.rows(outer, part, M * K * C * nI, blas=True)

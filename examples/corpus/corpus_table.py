@@ -14,7 +14,8 @@ ideal == reference (bit for bit), and against onnxruntime float (NAME_reference.
 mean cosine and nearest-neighbour same-group rate (sentence encoders), mean cosine and max abs error of the
 measured output (detectors and other dense outputs; NAME.json's measured_output, else the first), for --ideal
 and the target; label accuracy where NAME.json has eval_labels, pixel agreement at its binary_threshold, a text
-recogniser's (ctc) per-step class agreement and lines decoded the same (greedy CTC), and
+recogniser's (ctc) per-step class agreement, character error rate (edit distance to float's greedy CTC reading
+over its length) and lines read the same, and
 where channels_differ (axis 1 mixes quantities, e.g. YOLO's box coordinates and class scores) the channel
 with the largest error relative to its own float maximum.
 """
@@ -48,6 +49,15 @@ def ctc_greedy(p: np.ndarray) -> list[tuple[int, ...]]:
     return [tuple(int(c) for k, c in enumerate(row) if c and (k == 0 or c != row[k - 1])) for row in best]
 
 
+def edit_distance(a, b) -> int:
+    d = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, d[0] = d[0], i
+        for j, c in enumerate(b, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x != c))
+    return d[-1]
+
+
 def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None, labels=None, threshold=None,
             channels: bool = False, ctc: bool = False) -> dict:
     a, b = y.reshape(len(y), -1).astype(np.float64), ref.reshape(len(ref), -1).astype(np.float64)
@@ -66,7 +76,9 @@ def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None, labels=None
         row["worst_channel_float_max"] = float(top[rel.argmax()])
     if ctc:         # a text recogniser: the class of every step, and the decoded line
         row["step_agreement"] = float(np.mean(y.argmax(-1) == ref.argmax(-1)))
-        row["lines_equal"] = float(np.mean([s == t for s, t in zip(ctc_greedy(y), ctc_greedy(ref))]))
+        got, read = ctc_greedy(y), ctc_greedy(ref)
+        row["lines_equal"] = float(np.mean([s == t for s, t in zip(got, read)]))
+        row["char_error_rate"] = sum(map(edit_distance, got, read)) / max(1, sum(map(len, read)))
     if threshold is not None:       # a probability map's pixels on the same side of the model's threshold
         row["binary_agreement"] = float(np.mean((a > threshold) == (b > threshold)))
     if labels is not None:
@@ -184,7 +196,8 @@ def table(out: Path, targets: list[str]) -> str:
                     return f"cos {m['cosine']:.4f}, NN {m['nn_same_group']:.3f}"
                 binary = f", pixels at threshold {m['binary_agreement']:.3f}" if "binary_agreement" in m else ""
                 if "lines_equal" in m:
-                    binary += f", steps' class {m['step_agreement']:.3f}, lines read the same {m['lines_equal']:.3f}"
+                    binary += (f", steps' class {m['step_agreement']:.3f}, character error rate "
+                               f"{m['char_error_rate']:.3f}, lines read the same {m['lines_equal']:.3f}")
                 worst = (f", worst channel {m['worst_channel']}: max abs err {m['worst_channel_abs_error']:.3g} (its "
                          f"float max {m['worst_channel_float_max']:.3g})" if "worst_channel" in m else "")
                 return (f"cos {m['cosine']:.4f}, max abs err {m['max_abs_error']:.3g} (float max "

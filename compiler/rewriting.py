@@ -71,8 +71,8 @@ def plan(g: Graph, ctx, sched: ScheduleOptions, progress=None) -> list[PassRecor
                            "timed": sched.plan.timed})]
     if sched.mode == "aras" and ctx.options.weight_reuse and unsigned:
         t0 = time.perf_counter()
-        rep = WeightReuse(plan=sched.plan.writes,
-                          max_clip=ctx.options.reuse_max_clip).run(g, ctx)
+        rep = WeightReuse(plan=sched.plan.writes, max_clip=ctx.options.reuse_max_clip,
+                          loss_budget=ctx.options.reuse_loss_budget).run(g, ctx)
         records.append(PassRecord("weight_reuse", time.perf_counter() - t0, rep))
     if progress:
         progress("plan_schedule")

@@ -39,7 +39,7 @@ _TYPES = {f.name: f.type for f in dataclasses.fields(Target) if f.name != "name"
 _CHOICES = {"schedule": ("naive", "overlap", "aras"), "attention": ("retransformer", "naive", "digital"),
             "vector": ("auto", "fp32", "int8"), "smooth": ("layernorm", "all", "none")}
 OPTIONS = {"slicing": "slicing", "error_budget": "float", "no_speculation": "bool", "schedule": "str",
-           "bank_select": "bool", "replication": "bool", "weight_reuse": "bool", "reuse_max_clip": "float",
+           "bank_select": "bool", "replication": "bool", "weight_reuse": "bool", "reuse_max_clip": "float", "reuse_loss_budget": "float",
            "attention": "str", "vector": "str", "smooth": "str", "sparse_attention": "str",
            "slicing_last_layer": "bool"}
 RUN = {"noise": "float", "seed": "int", "ideal": "bool"}

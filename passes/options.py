@@ -33,6 +33,8 @@ class Options:
     replication: bool = _opt(True, "aras: replicate layers where it pays")
     weight_reuse: bool = _opt(True, "aras: shift weights so rewrites reuse cell contents")
     reuse_max_clip: float = _opt(0.01, "aras weight reuse: largest share of a layer's weights that may clip")
+    reuse_loss_budget: float = _opt(0.002, "aras weight reuse: largest output error (relative L2 against no "
+                                           "shift, on held-apart calibration samples) a center may cost")
     cell_timed_plan: bool = _opt(True, "aras: time plans on the cells their writes change")
     attention: str = _opt("retransformer", "attention products: ReTransformer reordering, naive (K^T, V written "
                                            "at run time) or digital", ("retransformer", "naive", "digital"))

@@ -134,3 +134,45 @@ def test_deterministic_and_needs_the_unsigned_encoding(digits_graph):
     last.attrs["enc"]["encoding"] = "differential"
     with pytest.raises(CompileError, match=f"node {last.name}: .* needs the unsigned encoding"):
         _reuse(g)
+
+
+def _reuse_on_data(graph, calib, **kw):
+    g = copy.deepcopy(graph)
+    return g, WeightReuse(**kw).run(g, Context(target=load_target("aras"), calib={"image": calib}))
+
+
+def test_candidates_are_measured_on_held_apart_samples_and_chosen_within_the_loss_budget(digits_graph, digits_test):
+    """A5: every candidate's output loss is the program's own (the quantised reference with its shifts against
+    none), on the last quarter of the calibration set; the chosen one is within the budget, and of those the
+    most skipped cells."""
+    calib = digits_test[0][:64]
+    held = calib[48:]
+    g, rep = _reuse_on_data(digits_graph, calib, max_clip=1.0, slots=4, loss_budget=0.09)
+    assert rep.held_apart == 16 and len(rep.candidates) == 1 + len(CENTERS)
+    assert rep.candidates[0].center is None and rep.candidates[0].loss == 0.0
+    base = dequantize_outputs(digits_graph, run_reference(digits_graph, {"image": held}))["logits"]
+    for cand in rep.candidates[1:]:         # recompute one candidate's loss directly
+        if cand.clipped:
+            one = copy.deepcopy(digits_graph)
+            WeightReuse(centers=(cand.center,), max_clip=1.0, slots=4, loss_budget=1e9).run(
+                one, Context(target=load_target("aras"), calib={"image": calib}))
+            y = dequantize_outputs(one, run_reference(one, {"image": held}))["logits"]
+            want = np.linalg.norm(y.astype(np.float64) - base) / np.linalg.norm(base.astype(np.float64))
+            assert cand.loss == cand.output_error == pytest.approx(want, rel=1e-9)
+            assert cand.top1_changed == pytest.approx(np.mean(y.argmax(1) != base.argmax(1)))
+            break
+    else:
+        pytest.fail("no candidate clipped anything")
+    ok = [c for c in rep.candidates if c.loss <= 0.09 and c.pulses <= rep.candidates[0].pulses]
+    assert rep.center == max(ok, key=lambda c: (c.skipped, -c.loss)).center
+    assert rep.center is not None and any(c.loss > 0.09 for c in rep.candidates)
+    layer = next(lr for lr in rep.layers.values() if lr.delta)
+    assert set(layer.candidates) == set(CENTERS)
+    assert all(0 <= v["skip_ratio"] <= 1 and v["layer_error"] >= 0 for v in layer.candidates.values())
+    assert any(v["clipped"] and v["layer_error"] > 0 for v in layer.candidates.values())
+
+
+def test_a_zero_loss_budget_takes_only_a_center_that_changes_no_output(digits_graph, digits_test):
+    _, rep = _reuse_on_data(digits_graph, digits_test[0][:64], max_clip=1.0, slots=4, loss_budget=0.0)
+    chosen = next(c for c in rep.candidates if c.center == rep.center)
+    assert chosen.loss == 0.0

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bundled  # noqa: E402  (classic families whose trained weights a package bundles)
 import packaged  # noqa: E402  (models whose ONNX files or weights other packages ship)
 
 HERE = Path(__file__).resolve().parent
@@ -235,6 +236,7 @@ MODELS = {
     "minilm_dynamo18_eager": lambda out: build_encoder("minilm_dynamo18_eager", out, True, 18, "eager"),
     "minilm_ts14_sdpa": lambda out: build_encoder("minilm_ts14_sdpa", out, False, 14, "sdpa"),
     **packaged.MODELS,
+    **bundled.MODELS,
 }
 EXPORTER = {"ts": ("torch.onnx TorchScript (dynamo=False)",), "dynamo": ("torch.onnx dynamo (dynamo=True)",)}
 

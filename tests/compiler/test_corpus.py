@@ -48,7 +48,9 @@ REFUSED = {"minilm_dynamo18_sdpa": r"\(Reshape\): target shape \[-1, 32, 32\] me
            "vit_s_focus_ts14": r"^node /backbone/embeddings/Concat_1 \(Concat\): constant /backbone/embeddings/"
                                r"Expand_output_0 of shape \[\d+, 1, 384\] reaches the batch axis",
            # Keras' ZeroPadding2D as a Pad, in a graph that needs the float32 vector unit (which has no pad)
-           "resnet50_nsfw_keras3torch17": r"^node /Pad: no float32 vector form for op 'pad'$"}
+           "resnet50_nsfw_keras3torch17": r"^node /Pad: no float32 vector form for op 'pad'$",
+           # the same (its ReduceMean global pooling asks for the vector unit), at its first MaxPool
+           "xception_kitchenware_dynamo18": r"^node node_max_pool2d: no float32 vector form for op 'maxpool'$"}
 
 
 @lru_cache(maxsize=None)

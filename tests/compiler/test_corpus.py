@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import pimc
-from ir import FrontendError
+from ir import CompileError, FrontendError
 from passes.reference import dequantize_outputs, run_reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,9 +37,20 @@ def _data(name: str, kind: str, n: int):
     return np.load(CORPUS / f"{name}_{kind}.npy")[:n]
 
 
-# models pimc refuses, and the one-line reason it must give (a FrontendError, never an internal error)
-# (none now: the dynamo SDPA MiniLM and PP-OCRv4's recogniser, refused until compiler/batch_layout.py, compile)
-REFUSED: dict[str, str] = {}
+# models pimc refuses, and the one-line reason it must give (a FrontendError or CompileError, never an
+# internal error)
+# (the dynamo SDPA MiniLM and PP-OCRv4's recogniser, refused until compiler/batch_layout.py, compile)
+REFUSED = {# token_type_ids built as zeros expanded to the batch size read by Shape: folded on the probe batch
+           "minilm_l3_paraphrase_ts17": r"^node /model/model\.0/auto_model/embeddings/Add \(Add\): constant "
+                                        r"\S+token_type_embeddings\S+ of shape \[\d+, 32, 384\] reaches the batch axis",
+           # the class token expanded to the batch size read by Shape, the same fold
+           "vit_s_focus_ts14": r"^node /backbone/embeddings/Concat_1 \(Concat\): constant /backbone/embeddings/"
+                               r"Expand_output_0 of shape \[\d+, 1, 384\] reaches the batch axis",
+           # Keras' ZeroPadding2D as a Pad, in a graph that needs the float32 vector unit (which has no pad)
+           "resnet50_nsfw_keras3torch17": r"^node /Pad: no float32 vector form for op 'pad'$",
+           # 4-bit weights in onnxruntime's contrib op
+           "bert_ner_rampart_q4": r"^unsupported op\(s\) com\.microsoft\.MatMulNBits at node\(s\) "
+                                  r"/bert/encoder/layer\.0/attention/self/query/MatMul_Q4 "}
 
 
 @lru_cache(maxsize=None)
@@ -53,7 +64,7 @@ def _run(name: str):
     want = np.load(CORPUS / f"{name}_reference.npy")[:CNN_EVAL if few else len(group)]
     prog = pimc.compile(str(CORPUS / f"{name}.onnx"), target="isaac", calib=calib)
     g = prog._compiled.graph
-    feeds = {g.inputs[0]: ev} if few else ev
+    feeds = ev if isinstance(ev, dict) else {g.inputs[0]: ev}       # token inputs come as a dict
     ref = dequantize_outputs(g, run_reference(g, feeds))
     out, _ = pimc.run(prog, feeds, ideal=True)
     return info, group, want, ref, out, info.get("measured_output") or next(iter(ref))
@@ -66,7 +77,7 @@ needs_corpus = pytest.mark.skipif(not MODELS, reason=f"corpus not built (no mode
 @pytest.mark.parametrize("name", MODELS)
 def test_corpus_model_ideal_equals_reference(name):
     if name in REFUSED:
-        with pytest.raises(FrontendError, match=REFUSED[name]):
+        with pytest.raises((FrontendError, CompileError), match=REFUSED[name]):
             _run(name)
         return
     _, _, _, ref, out, _ = _run(name)
@@ -75,8 +86,16 @@ def test_corpus_model_ideal_equals_reference(name):
         assert np.array_equal(out[k], ref[k]), k
 
 
+# models that compile and run bit for bit but lose their float answers to 8-bit quantisation itself:
+# onnxruntime's own static int8 (examples/corpus/ort_int8.py, per tensor and per channel) loses them the same way.
+# Strict: the test fails when such a model starts to agree with float.
+EIGHT_BIT_LOSS = {"vgg16_tumor_tf2onnx13": "VGG16 brain-MRI classifier on the Shepp-Logan phantom: 8-bit "
+                  "top-1 agreement 1/2 for pimc and onnxruntime int8 alike (docs/corpus.md)"}
+
+
 @needs_corpus
-@pytest.mark.parametrize("name", [n for n in MODELS if n not in REFUSED])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=EIGHT_BIT_LOSS[n], strict=True))
+                                  if n in EIGHT_BIT_LOSS else n for n in MODELS if n not in REFUSED])
 def test_corpus_model_agrees_with_float(name):
     """Floors (on the samples named above), for the measured output: classifiers' top-1 agreement with float
     >= 2/3 and mean cosine of the scores > 0.95; detectors / segmenters' mean cosine > 0.95; sentence

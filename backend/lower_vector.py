@@ -109,6 +109,12 @@ def _concat(L, op: Op):
              layer=op.name)
 
 
+@vlower("pad")
+def _pad(L, op: Op):
+    L.p.emit("vpad", L.b(op.outputs[0]), L.b(op.inputs[0]), pads=op.attrs["pads"], value=float(op.attrs["value"]),
+             layer=op.name)
+
+
 @vlower("maxpool", "avgpool")
 def _pool(L, op: Op):
     a = op.attrs

@@ -129,6 +129,9 @@ class Frontend:
             n = self.name(vo.name)
             if n in self.consts:
                 raise FrontendError(f"output {vo.name} is a constant; nothing to compile")
+            if n in self.g.inputs or vo.name in self.region:
+                raise FrontendError(f"output {vo.name} is computed from the integer inputs alone (an exporter's echo "
+                                    "of its token ids or mask); a program's outputs come from its float part")
             if n not in self.g.tensors:
                 raise FrontendError(f"output {vo.name} is not computed by any node")
             if n in self.layouts:

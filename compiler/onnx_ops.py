@@ -365,8 +365,16 @@ def gmp(fe, node):
 def per_sample_const(fe, node, c: str, x: str) -> None:
     """A constant combined element by element with activation x may vary within a sample only: a constant
     with as many axes as x has with the batch (or more) and a first axis longer than 1 would give each sample
-    of the batch its own value, which a program (one copy of its constants for every sample) cannot hold."""
+    of the batch its own value, which a program (one copy of its constants for every sample) cannot hold.
+    A constant expanded to the batch size that Shape reported (a class token or token-type ids broadcast with
+    Expand(Shape(x)[0], ...)) holds one row repeated: it is kept as that one row."""
     v, full = np.shape(fe.value(c)), (1,) + fe.shape(x)
+    batches = {PROBE()} | ({fe.static_batch} if fe.static_batch else set())
+    if len(v) == len(full) and v[0] in batches - {1}:
+        rows = np.asarray(fe.value(c))
+        if (rows == rows[:1]).all():
+            fe.consts[fe.name(c)] = rows[:1].copy()
+            return
     if len(v) > len(full) or len(v) == len(full) and v[0] != 1:
         raise FrontendError(f"node {label(node)} ({node.op_type}): constant {c} of shape {list(v)} reaches the batch "
                             f"axis of {x} {_full(fe, x)} (one value per sample); only a "
@@ -438,11 +446,12 @@ def concat(fe, node):
     if axis == 0:
         raise FrontendError(f"node {label(node)} (Concat): concatenation along the batch axis is not supported")
     for i in node.input:
-        if fe.is_const(i):
+        if fe.is_const(i):          # one copy, broadcast to the batch (a ViT's class token)
             per_sample_const(fe, node, i, live[0])
-            # the concat kernels join arrays of one batch; a constant part would need a copy per sample
-            raise FrontendError(f"node {label(node)} (Concat): joining the constant {i} to activations is not "
-                                "supported")
+            v = np.asarray(fe.value(i))
+            if v.ndim != rank:
+                raise FrontendError(f"node {label(node)} (Concat): constant {i} of shape {list(v.shape)} has "
+                                    f"{v.ndim} axes where the activations have {rank}")
     fe.emit(node, "concat", list(node.input), node.output[0], axis=axis)
 
 

@@ -234,7 +234,8 @@ def _maskfn(op, ids):
 
 @kernel("concat")
 def _concat(op, *xs):
-    return np.concatenate(xs, axis=op.attrs["axis"])
+    batch = max(x.shape[0] for x in xs)        # a constant part (a class token) holds one sample
+    return np.concatenate([np.broadcast_to(x, (batch,) + x.shape[1:]) for x in xs], axis=op.attrs["axis"])
 
 
 @kernel("reshape")

@@ -100,6 +100,8 @@ SPECS: dict[str, Spec] = {
                        "float32 layer normalisation over the last axis"),
     "vsoftmax": Spec(("buf", "buf"), {"axis": "int"}, _LAYER, "float32 softmax over an axis"),
     "vconcat": Spec(("buf", "src*"), {"axis": "int"}, _LAYER, "float32 concatenation along an axis after the batch"),
+    "vpad": Spec(("buf", "buf"), {"pads": "ints", "value": "float"}, _LAYER,
+                 "float32 constant padding of the axes after the batch (begin..., end...)"),
     "vpool": Spec(("buf", "buf"), {"fn": "str", "kernel": "ints", "strides": "ints", "pads": "ints",
                                    "dilations": "ints"}, {"count_include_pad": "bool", **_LAYER},
                   "float32 max / avg over 2-D windows of [B, C, H, W]"),

@@ -162,4 +162,4 @@ def quantize_vector(self, g: Graph, ctx, rep) -> None:
 
 # ops the vector unit evaluates with their float meaning (runtime/vector.py)
 VECTOR_KINDS = ("layernorm", "maskfn", "reduce", "div", "expand", "add", "mul", "unary", "relu", "clip",
-                "softmax", "reshape", "transpose", "concat", "topk", "slice", "upsample", "maxpool", "avgpool")
+                "softmax", "reshape", "transpose", "concat", "topk", "slice", "upsample", "maxpool", "avgpool", "pad")

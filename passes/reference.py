@@ -100,7 +100,8 @@ def _gavgpool(op, g, x):
 @ref("concat")
 def _concat(op, g, *xs):
     q = op.attrs["q"]
-    parts = [K.rescale(np.broadcast_to(x, (xs[0].shape[0],) + x.shape[1:]) if x.shape[0] == 1 else x, zx, m, s, q["zy"])
+    batch = max(x.shape[0] for x in xs)        # a constant part (a class token) holds one sample
+    parts = [K.rescale(np.broadcast_to(x, (batch,) + x.shape[1:]), zx, m, s, q["zy"])
              for x, zx, m, s in zip(xs, q["zx"], q["mult"], q["shift"])]
     return np.concatenate(parts, axis=op.attrs["axis"])
 
@@ -246,6 +247,11 @@ def _v_softmax(op, g, x):
 def _v_concat(op, g, *xs):
     batch = max(np.shape(x)[0] for x in xs)
     return V.concat([np.broadcast_to(x, (batch,) + np.shape(x)[1:]) for x in xs], op.attrs["axis"])
+
+
+@vref("pad")
+def _v_pad(op, g, x):
+    return V.pad(x, op.attrs["pads"], op.attrs["value"])
 
 
 @vref("maxpool", "avgpool")

@@ -731,6 +731,11 @@ def _vconcat(m: Machine, ins: Instr):
     m.digital(ins, V.concat([np.broadcast_to(x, (batch,) + x.shape[1:]) for x in xs], ins.attr("axis")), 0)
 
 
+@handler("vpad")
+def _vpad(m: Machine, ins: Instr):
+    m.digital(ins, V.pad(m.val(ins.args[1]), ins.attr("pads"), ins.attr("value")), 0)
+
+
 @handler("vpool")
 def _vpool(m: Machine, ins: Instr):
     k = ins.attr("kernel")

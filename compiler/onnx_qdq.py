@@ -101,9 +101,9 @@ def attach(fe) -> None:
         if t.is_const and rec is not None and "scale" in rec and rec["scale"].size == 1 and rec["zero"].size == 1 \
                 and rec["codes"].size == t.data.size and rec["qmax"] <= 255:
             codes = rec["codes"].reshape(t.data.shape)
-            if np.all(np.abs(t.data / float(rec["scale"].reshape(())) - (codes - int(rec["zero"].reshape(())))) <= MATCH):
-                t.qhint = {"codes": codes, "scale": float(rec["scale"].reshape(())), "zero": int(rec["zero"].reshape(())),
-                           "dtype": rec["dtype"]}
+            s, z = float(rec["scale"].reshape(())), int(rec["zero"].reshape(()))
+            if np.all(np.abs(t.data / s - (codes - z)) <= MATCH):
+                t.qhint = {"codes": codes, "scale": s, "zero": z, "dtype": rec["dtype"]}
     for op in g.ops.values():
         if op.kind not in ("conv", "linear"):
             continue

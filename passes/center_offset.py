@@ -46,7 +46,8 @@ def histograms(w: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def center_cost(w: np.ndarray, mask: np.ndarray, slices, hist: np.ndarray | None = None,
                 terms: dict | None = None) -> np.ndarray:
-    """(len(grid), n) cost of eq. 4.2 for every candidate center in the grid ([-127, 127]) and filter (column of w, rows in mask).
+    """(len(grid), n) cost of eq. 4.2 for every candidate center in the grid ([-127, 127], or [-255, 255]) and
+    filter (column of w, rows in mask).
 
     sum_w D(w - phi) depends only on how many weights take each value, so each slice's sums for all
     candidates are the filters' weight histograms times a fixed (weights x candidates) table of D: the cost

@@ -4,8 +4,9 @@ Contract: every activation becomes u8 codes with a per-tensor (scale, zero) from
 from the model's own Q/DQ parameters); crossbar weights become symmetric per-output-channel int8 in
 [-127, 127] (coarser for a channel whose bias would not fit the accumulator otherwise), except that an
 already-quantised model's weights keep their own codes, scales and zero points (model_weights); each op
-gets the integer parameters of its digital arithmetic in op.attrs["q"] (fixed-point multipliers as mult / 2^shift with mult in [2^30, 2^31)). A graph output produced directly by a crossbar op
-without activation stays a 32-bit accumulator with a per-channel scale, so logits are not rounded to 8 bits.
+gets the integer parameters of its digital arithmetic in op.attrs["q"] (fixed-point multipliers as
+mult / 2^shift with mult in [2^30, 2^31)). A graph output produced directly by a crossbar op without
+activation stays a 32-bit accumulator with a per-channel scale, so logits are not rounded to 8 bits.
 """
 from __future__ import annotations
 
@@ -235,7 +236,8 @@ def model_weights(op: Op, g: Graph, W: np.ndarray, b: np.ndarray, x_scale: float
     hb = g.tensors[op.inputs[2]].qhint if len(op.inputs) > 2 else None
     with np.errstate(all="ignore"):
         codes = np.rint(b / acc)
-    from_model = bool(hb and "codes" in hb and np.all(np.abs(b / acc - hb["codes"]) <= 1e-3 * np.maximum(1.0, np.abs(hb["codes"]))))
+    from_model = bool(hb and "codes" in hb
+                      and np.all(np.abs(b / acc - hb["codes"]) <= 1e-3 * np.maximum(1.0, np.abs(hb["codes"]))))
     if from_model:
         codes = hb["codes"].astype(np.float64)
     if not np.all(np.abs(codes) <= BIAS_LIMIT):
@@ -243,9 +245,10 @@ def model_weights(op: Op, g: Graph, W: np.ndarray, b: np.ndarray, x_scale: float
                            "bits after quantisation")
     rep.weights_quantised += wi.size
     rep.weight_rms_error[op.name] = 0.0
-    rep.model_weights[op.name] = {"dtype": h["dtype"], "per_channel": bool(h["per_channel"]),
-                                  "nonzero_zero_points": int(np.count_nonzero(z)), "weight_range": [int(wi.min()), int(wi.max())],
-                                  "bias_codes": "model" if from_model else ("rounded" if len(op.inputs) > 2 else "none")}
+    rep.model_weights[op.name] = {
+        "dtype": h["dtype"], "per_channel": bool(h["per_channel"]), "nonzero_zero_points": int(np.count_nonzero(z)),
+        "weight_range": [int(wi.min()), int(wi.max())],
+        "bias_codes": "model" if from_model else ("rounded" if len(op.inputs) > 2 else "none")}
     return wi.astype(np.int16), s.astype(np.float64), codes.astype(np.int64)
 
 

@@ -81,7 +81,8 @@ def test_digits_grid_equals_onnxruntime(tmp_path, digits, p):
         assert all(m["nonzero_zero_points"] > 0 for m in _quant(c).model_weights.values())
 
 
-@pytest.mark.parametrize("target,encoding", [("raella", "center_offset"), ("raella", "differential"), ("isaac", "unsigned")])
+@pytest.mark.parametrize("target,encoding", [("raella", "center_offset"), ("raella", "differential"),
+                                             ("isaac", "unsigned")])
 def test_weight_zero_points_through_every_encoding(tmp_path, digits, target, encoding):
     """uint8 per-channel weights (code - zero up to 9 bits): the encoding's center carries the zero point, so
     Center+Offset, Zero+Offset and offset binary all store 8-bit offsets and compute the model's products."""

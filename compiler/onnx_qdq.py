@@ -19,6 +19,10 @@ from .onnx_ops import attrs
 MATCH = 1e-3
 
 
+# QLinear* contrib op -> positions of its (x, scale, zero) input triples
+QLINEAR_OPERANDS = {"QLinearAdd": (0, 3), "QLinearMul": (0, 3), "QLinearConcat": None}
+
+
 def _record(fe, codes: str, scale: str, zero: str, axis: int | None) -> dict | None:
     q = np.asarray(fe.value(codes))
     if q.dtype.kind not in "iu" or not fe.is_const(scale) or zero and not fe.is_const(zero):
@@ -53,6 +57,16 @@ def model_statements(fe) -> dict[str, dict]:
             rec = _record(fe, ins[3], ins[4], ins[5], 0 if attrs(node).get("transB", 0) else 1)
             if rec and ins[6] and attrs(node).get("alpha", 1.0) == 1.0:
                 recs[ins[6]] = _bias(fe, ins[6], ins[1], ins[4])
+        elif node.op_type in QLINEAR_OPERANDS:     # constant operands of onnxruntime's QLinear* contrib ops
+            triples = QLINEAR_OPERANDS[node.op_type]
+            if triples is None:                     # QLinearConcat: y_scale, y_zero, then (x, scale, zero)*
+                triples = tuple(range(2, len(node.input), 3))
+            for k in triples:
+                if ins[k] and fe.is_const(ins[k]):
+                    r = _record(fe, ins[k], ins[k + 1], ins[k + 2], None)
+                    if r is not None:
+                        recs[ins[k]] = r
+            continue
         else:
             continue
         if rec is not None:
@@ -90,6 +104,16 @@ def _oriented(rec: dict, shape: tuple, out_axis: int) -> list:
     return [(c, s, z) for c in cands]
 
 
+def _source(fe, recs: dict, name: str) -> dict | None:
+    """The statement about the onnx tensor an IR constant was made from, through converters that made it from
+    another constant in turn (a QLinearAdd's dequantised operand, then the Add's copy of it)."""
+    seen = set()
+    while name not in recs and name in fe.origin and name not in seen:
+        seen.add(name)
+        name = fe.origin[name]
+    return recs.get(name)
+
+
 def attach(fe) -> None:
     """Put the model's codes on the weight and bias constants of every conv / linear whose values they give."""
     recs = model_statements(fe)
@@ -97,7 +121,7 @@ def attach(fe) -> None:
         return
     g = fe.g
     for name, t in g.tensors.items():      # operands of digital ops (an Add's bias): per-tensor codes
-        rec = recs.get(fe.origin.get(name, name))
+        rec = _source(fe, recs, name)
         if t.is_const and rec is not None and "scale" in rec and rec["scale"].size == 1 and rec["zero"].size == 1 \
                 and rec["codes"].size == t.data.size and rec["qmax"] <= 255:
             codes = rec["codes"].reshape(t.data.shape)
@@ -108,7 +132,7 @@ def attach(fe) -> None:
         if op.kind not in ("conv", "linear"):
             continue
         w = g.tensors[op.inputs[1]]
-        rec = recs.get(fe.origin.get(op.inputs[1], op.inputs[1]))
+        rec = _source(fe, recs, op.inputs[1])
         if rec is None or "scale" not in rec:
             continue
         out_axis = 0 if op.kind == "conv" else 1
@@ -119,7 +143,7 @@ def attach(fe) -> None:
                            "dtype": rec["dtype"], "per_channel": rec["axis"] is not None}
                 break
         if w.qhint and len(op.inputs) > 2:
-            b = recs.get(fe.origin.get(op.inputs[2], op.inputs[2]))
+            b = _source(fe, recs, op.inputs[2])
             n = len(w.qhint["scale"])
             if b is not None and b["codes"].size in (1, n):
                 g.tensors[op.inputs[2]].qhint = {"codes": np.broadcast_to(b["codes"].reshape(-1), (n,)).copy()}

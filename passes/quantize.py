@@ -368,8 +368,17 @@ def _keeps_parts(self, g, op) -> bool:
 @quantiser("softmax")
 def _softmax(self, g, ctx, op, rep):
     x, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
-    out.scale, out.zero, out.dtype = 1 / 255, 0, "u8"
     op.attrs["q"] = {"table": softmax_table(x.scale)}
+    h = out.qhint
+    if h and (h["scale"], h["zero"]) != (1 / 255, 0):
+        # the model's own grid, at onnxruntime's QLinearSoftmax rule (it also stands in for a QDQ Softmax):
+        # codes round(floor(1 / scale) * p) + zero, 1 / scale taken in float32 (254 for a float32 1/255)
+        mult = int(np.floor(np.float32(1.0) / np.float32(h["scale"])))
+        if 1 <= mult <= 1 << 16:
+            out.scale, out.zero, out.dtype = h["scale"], h["zero"], "u8"
+            op.attrs["q"].update(mult=mult, zero=h["zero"])
+            return
+    out.scale, out.zero, out.dtype = 1 / 255, 0, "u8"
 
 
 @quantiser("lrn")

@@ -105,42 +105,45 @@ def test_weight_zero_points_on_a_rewriting_target(tmp_path, digits):
     _ideal_equals_reference(c, x, "logits")
 
 
-def _ort_tensor_codes(q: onnx.ModelProto, feeds) -> dict[str, np.ndarray]:
-    """onnxruntime's codes of every tensor the model quantises (each QuantizeLinear's input -> its output)."""
+def _ort_tensor_codes(q: onnx.ModelProto, feeds, p: qa.Point) -> dict[str, np.ndarray]:
+    """onnxruntime's codes (as u8: int8 + 128) of every tensor the model quantises: each QuantizeLinear's input
+    (QDQ) or each QLinear op's output (QOperator), by the name pimc's graph gives that tensor."""
     q = onnx.ModelProto.FromString(q.SerializeToString())
-    init = {i.name: i for i in q.graph.initializer}
-    qs = [n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[2] in init]
-    for n in qs:
-        q.graph.output.append(onnx.helper.make_tensor_value_info(n.output[0], init[n.input[2]].data_type, None))
+    elem = onnx.TensorProto.UINT8 if p.activations == "uint8" else onnx.TensorProto.INT8
+    if p.fmt == "QDQ":
+        named = {n.input[0]: n.output[0] for n in q.graph.node if n.op_type == "QuantizeLinear"}
+    else:
+        named = {n.output[0]: n.output[0] for n in q.graph.node if n.op_type.startswith("QLinear")}
+    for out in named.values():
+        q.graph.output.append(onnx.helper.make_tensor_value_info(out, elem, None))
     s = ort.InferenceSession(q.SerializeToString(), providers=["CPUExecutionProvider"])
     outs = dict(zip([o.name for o in s.get_outputs()], s.run(None, feeds)))
-    return {n.input[0]: outs[n.output[0]].astype(np.int64) + (128 if outs[n.output[0]].dtype == np.int8 else 0)
-            for n in qs}
+    return {k: outs[v].astype(np.int64) + (128 if outs[v].dtype == np.int8 else 0) for k, v in named.items()}
 
 
 @pytest.mark.parametrize("p", [p for p in qa.grid(reduce_range=(False,))], ids=lambda p: p.name.replace(" ", "-"))
 def test_attention_block_grid(tmp_path, block, p):
     """A self-attention block: every tensor up to the softmax (Q / K / V linears, their bias adds, Q K^T) holds
-    onnxruntime's codes exactly (QDQ models state each one); the softmax output is within one code (pimc's
-    integer softmax: a 16-bit fixed-point exp table, round half up; onnxruntime: float32 exp and divide,
-    round half to even). The weights are the model's; ideal == the quantised reference."""
+    onnxruntime's codes exactly; the softmax output and the block's output are within one code: both take
+    round(floor(1 / y_scale) * p) + zero (onnxruntime's QLinearSoftmax rule, which it also puts in place of a
+    QDQ Softmax), but pimc's exp is a 16-bit fixed-point table and rounds half up, onnxruntime's a float32
+    table rounded half to even. The weights are the model's; ideal == the quantised reference."""
     src, calib, target, options, feeds = block
     c, q, ours, theirs = qa.compare(src, calib, target, options, p, feeds, tmp_path)
     _assert_weights_kept(c, q, p)
     _ideal_equals_reference(c, feeds, "y")
-    if p.fmt != "QDQ":
-        return
-    want = _ort_tensor_codes(q, feeds)
+    assert np.abs(ours - theirs).max() <= 1
+    want = _ort_tensor_codes(q, feeds, p)
     env = run_reference(c.graph, feeds, keep_all=True)
     soft = next(op.outputs[0] for op in c.graph.topo() if op.kind == "softmax")
-    before = {t for op in c.graph.topo() for t in op.outputs if t in want}
+    assert soft in want
     seen = 0
     for op in c.graph.topo():
         t = op.outputs[0]
         if t == soft:
             assert np.abs(env[t].astype(np.int64) - want[t]).max() <= 1
             break
-        if t in before:
+        if t in want:
             assert np.array_equal(env[t].astype(np.int64), want[t]), t
             seen += 1
     assert seen >= 7       # three linears, three bias adds, Q K^T

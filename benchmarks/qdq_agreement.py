@@ -3,10 +3,10 @@
     python benchmarks/qdq_agreement.py [--samples 64] [-o docs/quantised_models.md]
 
 Every point of per_channel x weights (int8 symmetric, int8 asymmetric, uint8) x activations (uint8, int8) x
-format (QDQ, QOperator) x reduce_range runs quantize_static on the digits CNN (16 calibration images) and on
-a small self-attention block (tests/compiler/transformer_blocks.py, 16 calibration samples), compiles the
-quantised model for isaac (the block with --vector int8 --attention digital, which keep every intermediate
-tensor on the model's own 8-bit grid), runs the ideal machine on the program text and onnxruntime on the same
+format (QDQ, QOperator) x reduce_range runs quantize_static on the digits CNN (16 calibration images), on a
+small self-attention block and on a feed-forward block with GELU and a residual add
+(tests/compiler/transformer_blocks.py, 16 calibration samples each), compiles the quantised model for isaac
+(the blocks with --vector int8 --attention digital, which keep every intermediate tensor on an 8-bit grid), runs the ideal machine on the program text and onnxruntime on the same
 quantised model, and compares the output codes (the model's final QuantizeLinear: round(y / scale) + zero).
 onnxruntime refuses uint8 weights with int8 activations: those points are left out.
 """
@@ -111,6 +111,21 @@ def block_model(tmp: Path):
     return tmp / "block.onnx", tb.block_feeds(p, 16, 1), "isaac", {"vector": "int8", "attention": "digital"}
 
 
+FFN_SEED, FFN_SHAPE = 5, (6, 16)     # S tokens of width D; hidden width 32
+
+
+def ffn_model(tmp: Path):
+    sys.path.insert(0, str(ROOT / "tests" / "compiler"))
+    import transformer_blocks as tb
+    onnx.save(tb.ffn_block(FFN_SEED), tmp / "ffn.onnx")
+    calib = {"X": np.random.default_rng(1).normal(0, 1, (16, *FFN_SHAPE)).astype(np.float32)}
+    return tmp / "ffn.onnx", calib, "isaac", {"vector": "int8", "attention": "digital"}
+
+
+def ffn_feeds(n: int) -> dict[str, np.ndarray]:
+    return {"X": np.random.default_rng(2).normal(0, 1, (n, *FFN_SHAPE)).astype(np.float32)}
+
+
 def block_feeds(n: int) -> dict[str, np.ndarray]:
     sys.path.insert(0, str(ROOT / "tests" / "compiler"))
     import transformer_blocks as tb
@@ -140,7 +155,8 @@ def measure(samples: int = 64) -> list[dict]:
         tmp = Path(d)
         digits_x = {"image": np.load(DIGITS / "digits_test.npz")["x"][:samples]}
         for model, (src, calib, target, options), feeds in (
-                ("digits CNN", digits_model(), digits_x), ("attention block", block_model(tmp), block_feeds(samples))):
+                ("digits CNN", digits_model(), digits_x), ("attention block", block_model(tmp), block_feeds(samples)),
+                ("FFN block", ffn_model(tmp), ffn_feeds(samples))):
             for p in grid():
                 t0 = time.perf_counter()
                 _, _, ours, theirs = compare(src, calib, target, options, p, feeds, tmp)

@@ -98,6 +98,7 @@ class Quantize:
             return rep
         for name in g.inputs:
             self._set_from_range(g, ctx, name)
+        fold_prescales(g)
         for op in g.topo():
             if op.kind not in QUANTISERS:
                 raise CompileError(f"node {op.name}: no quantised form for op '{op.kind}'")
@@ -149,6 +150,29 @@ class Quantize:
             t.data = np.clip(np.rint(t.data / t.scale) + t.zero, 0, 255).astype(np.uint8)
             t.dtype = "u8"
         return t.scale, t.zero
+
+
+def fold_prescales(g: Graph) -> None:
+    """mul(x, scalar c) -> unary f, where a quantised model states x's and f's quantisation but leaves the
+    product in float (onnxruntime's quantiser leaves GELU's Div by sqrt 2 before Erf unquantised): one table
+    f(c * x) over x's codes, as the model computes it, instead of rounding the product to a grid of its own."""
+    for op in g.topo():
+        if op.kind != "unary" or "prescale" in op.attrs:
+            continue
+        mid = op.inputs[0]
+        p = g.producer(mid)
+        if p is None or p.kind != "mul" or mid in g.outputs or len(g.consumers(mid)) != 1:
+            continue
+        consts = [i for i in p.inputs if g.tensors[i].is_const]
+        if len(consts) != 1 or g.tensors[consts[0]].data.size != 1:
+            continue
+        x = next(i for i in p.inputs if i != consts[0])
+        if g.tensors[mid].qhint or not g.tensors[x].qhint or not g.tensors[op.outputs[0]].qhint:
+            continue
+        op.attrs["prescale"] = float(g.tensors[consts[0]].data.reshape(()))
+        op.inputs = [x]
+        g.remove_op(p.name)
+        del g.tensors[mid]
 
 
 QUANTISERS = {}
@@ -303,7 +327,7 @@ def _lut(self, g, ctx, op, rep):
         f = np.clip(v, op.attrs["lo"], op.attrs["hi"])
     else:
         with np.errstate(all="ignore"):
-            f = UNARY[op.attrs["fn"]](v, **op.attrs.get("params", {}))
+            f = UNARY[op.attrs["fn"]](v * op.attrs.get("prescale", 1.0), **op.attrs.get("params", {}))
     op.attrs["q"] = {"table": np.clip(np.rint(f / out.scale) + out.zero, 0, 255).astype(np.uint8)}
 
 

@@ -29,16 +29,17 @@ def _record(fe, codes: str, scale: str, zero: str, axis: int | None) -> dict | N
         return None
     s = np.asarray(fe.value(scale), np.float64)
     z = np.asarray(fe.value(zero)).astype(np.int64) if zero else np.zeros((), np.int64)
-    if s.size > 1 and axis is None:
-        return None
+    if s.size > 1 and axis is None or not np.all((s > 0) & np.isfinite(s)):    # a bad scale: the frontend's
+        return None                                                                # checks name it elsewhere
     info = np.iinfo(q.dtype)
     return {"codes": q.astype(np.int64), "scale": s, "zero": z, "axis": axis if s.size > 1 else None,
             "qmin": int(info.min), "qmax": int(info.max), "dtype": str(q.dtype)}
 
 
 def model_statements(fe) -> dict[str, dict]:
-    """ONNX constant name -> the codes it holds: the output of a DequantizeLinear of integer constants, or a
-    QLinearConv / QLinearMatMul / QGemm weight or bias input."""
+    """ONNX constant name -> the codes it holds: the output of a DequantizeLinear of integer constants, a
+    QLinearConv / QLinearMatMul / QGemm weight or bias input, or a constant operand of QLinearAdd / QLinearMul /
+    QLinearConcat."""
     recs = {}
     for node in fe.model.graph.node:
         ins = list(node.input) + [""] * 9
@@ -120,9 +121,10 @@ def attach(fe) -> None:
     if not recs:
         return
     g = fe.g
+    crossbar = {i for op in g.ops.values() if op.kind in ("conv", "linear") for i in op.inputs[1:]}
     for name, t in g.tensors.items():      # operands of digital ops (an Add's bias): per-tensor codes
         rec = _source(fe, recs, name)
-        if t.is_const and rec is not None and "scale" in rec and rec["scale"].size == 1 and rec["zero"].size == 1 \
+        if name not in crossbar and t.is_const and rec is not None and "scale" in rec and rec["scale"].size == 1 and rec["zero"].size == 1 \
                 and rec["codes"].size == t.data.size and rec["qmax"] <= 255:
             codes = rec["codes"].reshape(t.data.shape)
             s, z = float(rec["scale"].reshape(())), int(rec["zero"].reshape(()))
@@ -133,7 +135,7 @@ def attach(fe) -> None:
             continue
         w = g.tensors[op.inputs[1]]
         rec = _source(fe, recs, op.inputs[1])
-        if rec is None or "scale" not in rec:
+        if rec is None or "scale" not in rec or w.qhint:
             continue
         out_axis = 0 if op.kind == "conv" else 1
         for codes, s, z in _oriented(rec, w.data.shape, out_axis):

@@ -73,7 +73,9 @@ def quantise(src: Path, dst: Path, calib: dict[str, np.ndarray], p: Point) -> on
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     wt = QuantType.QUInt8 if p.weights == "uint8" else QuantType.QInt8
     at = QuantType.QUInt8 if p.activations == "uint8" else QuantType.QInt8
-    quantize_static(str(src), str(dst), _Reader(calib), quant_format=getattr(QuantFormat, p.fmt),
+    # a ModelProto, not a path: given a path, quantize_static writes MODEL-inferred.onnx beside the model and
+    # deletes it, which races with another quantisation of the same model (pytest -n 2)
+    quantize_static(onnx.load(src), str(dst), _Reader(calib), quant_format=getattr(QuantFormat, p.fmt),
                     per_channel=p.per_channel, weight_type=wt, activation_type=at, reduce_range=p.reduce_range,
                     extra_options={"WeightSymmetric": p.weights == "int8"})
     return onnx.load(dst)

@@ -103,6 +103,20 @@ def _softmax(L, op: Op):
     L.p.emit("vsoftmax", L.b(op.outputs[0]), L.b(op.inputs[0]), axis=op.attrs["axis"], layer=op.name)
 
 
+@vlower("concat")
+def _concat(L, op: Op):
+    L.p.emit("vconcat", L.b(op.outputs[0]), *[operand(L, i) for i in op.inputs], axis=op.attrs["axis"],
+             layer=op.name)
+
+
+@vlower("maxpool", "avgpool")
+def _pool(L, op: Op):
+    a = op.attrs
+    L.p.emit("vpool", L.b(op.outputs[0]), L.b(op.inputs[0]), fn=op.kind[:3], kernel=a["kernel"],
+             strides=a["strides"], pads=a["pads"], dilations=a["dilations"],
+             count_include_pad=bool(a.get("count_include_pad", False)), layer=op.name)
+
+
 @vlower("reduce")
 def _reduce(L, op: Op):
     a = op.attrs

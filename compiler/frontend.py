@@ -19,7 +19,7 @@ from onnx.reference import ReferenceEvaluator
 from ir import FrontendError, Graph, Tensor
 from ir.float_eval import run_op
 
-from . import masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_layout, onnx_norm, onnx_ops, onnx_reduce, onnx_select  # noqa: F401  (each registers converters)
+from . import batch_layout, masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_layout, onnx_norm, onnx_ops, onnx_reduce, onnx_select  # noqa: F401  (each registers converters)
 from . import onnx_qdq
 from .onnx_ops import label
 
@@ -40,6 +40,7 @@ class Frontend:
         self.origin: dict[str, str] = {}            # IR constant -> the onnx tensor it was made from
         self.static_batch: int | None = None
         self.batchnorms: list[tuple[str, str]] = []  # (scaled, shifted) IR tensors of each BatchNormalization
+        self.layouts: dict[str, batch_layout.Layout] = {}   # IR tensor -> where the model has its batch axis
 
     # -- helpers used by the op converters ---------------------------------------------------------
     def name(self, onnx_name: str) -> str:
@@ -132,6 +133,9 @@ class Frontend:
                 raise FrontendError(f"output {vo.name} is a constant; nothing to compile")
             if n not in self.g.tensors:
                 raise FrontendError(f"output {vo.name} is not computed by any node")
+            if n in self.layouts:
+                raise FrontendError(f"output {vo.name} has {self.layouts[n]}; a program's outputs keep the batch "
+                                    "axis first and apart")
             self.g.outputs.append(n)
             self.g.output_names.append(vo.name)
         for n, h in self.qhint.items():
@@ -184,7 +188,7 @@ class Frontend:
     def _node(self, node) -> None:
         live = [i for i in node.input if i]
         if node.op_type == "Shape" and not self.is_const(node.input[0]):
-            shape = (PROBE_BATCH,) + self.shape(node.input[0])
+            shape = batch_layout.full_shape(self, node.input[0], PROBE_BATCH)
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             start, end = attrs.get("start", 0), attrs.get("end", None)
             self.set_const(node.output[0], np.array(shape[start:end], dtype=np.int64))
@@ -204,6 +208,8 @@ class Frontend:
                 raise FrontendError(f"node {node.name or '<unnamed>'} ({node.op_type}): inputs of different types ("
                                     + ", ".join(f"{i} {d}" for i, d in kinds.items()) + "); ONNX (and onnxruntime) "
                                     "want one")
+        if batch_layout.involved(self, node):
+            return batch_layout.convert(self, node)
         onnx_ops.CONVERTERS[op_key(node)](self, node)
 
     def _fold(self, node, into=None) -> None:

@@ -450,22 +450,20 @@ def concat(fe, node):
 
 
 def _reshape_to(fe, node, x, full_shape):
-    """Reshape to a target that includes the batch axis in front."""
+    """Reshape to a target that includes the batch axis in front; one that merges the batch with per-sample
+    axes, or reads a tensor so merged, is compiler/batch_layout.py's."""
     full = [int(d) for d in full_shape]
     batchlike = {PROBE(), -1, 0} | ({fe.static_batch} if fe.static_batch else set())
-    if not full or full[0] not in batchlike:
-        raise FrontendError(f"node {label(node)} ({node.op_type}): target shape {full} does not keep the batch axis first")
     src = fe.shape(x)
+    if not full:
+        raise FrontendError(f"node {label(node)} ({node.op_type}): target shape {full} does not keep the batch axis first")
     per = [src[i - 1] if d == 0 and i - 1 < len(src) else d for i, d in enumerate(full)][1:]
     if -1 in per:
         known = int(np.prod([d for d in per if d != -1]))
         per[per.index(-1)] = int(np.prod(src)) // max(known, 1)
-    if full[0] == -1 and int(np.prod(src)) % max(int(np.prod(per)), 1) == 0 and int(np.prod(per)) < int(np.prod(src)):
-        # e.g. the dynamo exporter's SDPA: [batch, heads, seq, dim] -> [batch x heads, seq, dim]
-        raise FrontendError(f"node {label(node)} ({node.op_type}): target shape {full} merges the batch axis with "
-                            f"the sample's axes ({list(src)} per sample); programs keep the batch axis apart")
-    if int(np.prod(per)) != int(np.prod(src)):
-        raise FrontendError(f"node {label(node)} ({node.op_type}): cannot reshape {list(src)} to {per} per sample")
+    if fe.name(x) in fe.layouts or full[0] not in batchlike or int(np.prod(per)) != int(np.prod(src)):
+        from . import batch_layout
+        return batch_layout.reshape(fe, node, x, full)
     fe.emit(node, "reshape", [x], node.output[0], shape=tuple(per))
 
 
@@ -483,8 +481,9 @@ def reshape(fe, node):
 def flatten(fe, node):
     axis = attrs(node).get("axis", 1)
     src = fe.shape(node.input[0])
-    if axis % (len(src) + 1) != 1:
-        raise FrontendError(f"node {label(node)} (Flatten): only axis=1 keeps the batch axis")
+    if axis % (len(src) + 1) != 1:     # folds the batch with leading axes (opset-12 Softmax's upgrade writes it)
+        from . import batch_layout
+        return batch_layout.flatten(fe, node)
     fe.emit(node, "reshape", [node.input[0]], node.output[0], shape=(int(np.prod(src)),))
 
 
@@ -518,7 +517,8 @@ def transpose(fe, node):
     rank = len(fe.shape(node.input[0])) + 1
     perm = tuple(attrs(node).get("perm", tuple(reversed(range(rank)))))
     if perm[0] != 0:
-        raise FrontendError(f"node {label(node)} (Transpose): moving the batch axis is not supported")
+        from . import batch_layout
+        return batch_layout.transpose(fe, node)
     fe.emit(node, "transpose", [node.input[0]], node.output[0], perm=perm)
 
 

@@ -19,6 +19,7 @@ from passes.mapping import MapCrossbars
 from passes.quantize import Quantize
 from passes.slicing import Slicing
 from passes.sparse_attention import SparseAttention
+from runtime import parallel
 
 from . import rewriting
 from .frontend import as_model, import_onnx, input_names
@@ -102,6 +103,11 @@ def compile_model(model, target: Target | str = "raella", calib=None, options=No
                   shapes: dict | None = None) -> Compiled:
     """shapes: per-sample sizes (batch left out) of inputs whose dimensions the model leaves symbolic; by
     default they come from the calibration data."""
+    with parallel.single_blas():
+        return _compile(model, target, calib, options, progress, shapes)
+
+
+def _compile(model, target, calib, options, progress, shapes) -> Compiled:
     t = target if isinstance(target, Target) else load_target(target)
     model = as_model(model)
     if isinstance(calib, np.ndarray):

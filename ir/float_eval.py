@@ -309,7 +309,10 @@ def run_op(op: Op, args):
 def evaluate(graph: Graph, feeds: dict[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
     """Run the float graph; returns the outputs (or every tensor with keep_all)."""
     env = {k: np.asarray(v, dtype=np.float64) for k, v in feeds.items()}
-    for op in graph.topo():
-        args = [env[t] if t in env else graph.tensors[t].data for t in op.inputs]
-        env[op.outputs[0]] = run_op(op, args)
+    # a model's own arithmetic may overflow (an inf weight, a huge calibration value): the ranges and weights
+    # it yields are checked where they are used (calibrate, quantize), which name the tensor
+    with np.errstate(all="ignore"):
+        for op in graph.topo():
+            args = [env[t] if t in env else graph.tensors[t].data for t in op.inputs]
+            env[op.outputs[0]] = run_op(op, args)
     return env if keep_all else {t: env[t] for t in graph.outputs}

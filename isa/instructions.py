@@ -100,6 +100,10 @@ SPECS: dict[str, Spec] = {
     "vlayernorm": Spec(("buf", "buf"), {"gamma": "const", "beta": "const", "eps": "float"}, _LAYER,
                        "float32 layer normalisation over the last axis"),
     "vsoftmax": Spec(("buf", "buf"), {"axis": "int"}, _LAYER, "float32 softmax over an axis"),
+    "vconcat": Spec(("buf", "src*"), {"axis": "int"}, _LAYER, "float32 concatenation along an axis after the batch"),
+    "vpool": Spec(("buf", "buf"), {"fn": "str", "kernel": "ints", "strides": "ints", "pads": "ints",
+                                   "dilations": "ints"}, {"count_include_pad": "bool", **_LAYER},
+                  "float32 max / avg over 2-D windows of [B, C, H, W]"),
     "xbload": Spec(("buf", "buf"), {"zero": "int", "slices": "ints", "rows": "int"},
                    {"overlap": "strs", "what": "str", **_LAYER},
                    "write a run-time u8 operand (minus zero, Zero+Offset, sliced) into crossbars, per sample; "

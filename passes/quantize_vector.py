@@ -93,9 +93,30 @@ def smooth(g: Graph, ctx, which: str) -> list[str]:
     return done
 
 
+def vector_forms(g: Graph) -> None:
+    """Ops the vector unit has no instruction of their own for, written with those it has: global pools as
+    reductions, hard_sigmoid(x) = clip(alpha x + beta, 0, 1) (a MobileNetV3 squeeze-excitation's gate)."""
+    for op in list(g.ops.values()):
+        if op.kind in ("gavgpool", "gmaxpool"):
+            op.attrs.update(fn="mean" if op.kind == "gavgpool" else "max", axes=(2, 3), keepdims=True)
+            op.kind = "reduce"
+        elif op.kind == "unary" and op.attrs["fn"] == "hard_sigmoid":
+            p, (x,), (y,) = op.attrs["params"], op.inputs, op.outputs
+            shape = g.tensors[y].shape
+            scaled, shifted = g.unique(y + ".scaled"), g.unique(y + ".shifted")
+            for t in (scaled, shifted):
+                g.add_tensor(type(g.tensors[y])(t, shape))
+            alpha = g.const(g.unique(op.name + ".alpha"), np.float64(p["alpha"]))
+            beta = g.const(g.unique(op.name + ".beta"), np.float64(p["beta"]))
+            g.add_op("mul", g.unique(op.name + ".mul"), [x, alpha], [scaled])
+            g.add_op("add", g.unique(op.name + ".add"), [scaled, beta], [shifted])
+            op.kind, op.inputs, op.attrs = "clip", [shifted], {"lo": 0.0, "hi": 1.0}
+
+
 def quantize_vector(self, g: Graph, ctx, rep) -> None:
     from .quantize import fixed_point_vec, qparams, quantise_weights
     rep.vector = "fp32"
+    vector_forms(g)
     rep.quant_ops = insert_quants(g, ctx)
     rep.smoothed = smooth(g, ctx, ctx.options.smooth)
     for name in g.inputs:
@@ -141,4 +162,4 @@ def quantize_vector(self, g: Graph, ctx, rep) -> None:
 
 # ops the vector unit evaluates with their float meaning (runtime/vector.py)
 VECTOR_KINDS = ("layernorm", "maskfn", "reduce", "div", "expand", "add", "mul", "unary", "relu", "clip",
-                "softmax", "reshape", "transpose", "concat", "topk", "slice", "upsample")
+                "softmax", "reshape", "transpose", "concat", "topk", "slice", "upsample", "maxpool", "avgpool")

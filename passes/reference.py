@@ -243,6 +243,19 @@ def _v_softmax(op, g, x):
     return V.softmax(x, op.attrs["axis"])
 
 
+@vref("concat")
+def _v_concat(op, g, *xs):
+    batch = max(np.shape(x)[0] for x in xs)
+    return V.concat([np.broadcast_to(x, (batch,) + np.shape(x)[1:]) for x in xs], op.attrs["axis"])
+
+
+@vref("maxpool", "avgpool")
+def _v_pool(op, g, x):
+    a = op.attrs
+    return V.pool(op.kind[:3], x, a["kernel"], a["strides"], a["pads"], a["dilations"],
+                  bool(a.get("count_include_pad", False)))
+
+
 @vref("reduce")
 def _v_reduce(op, g, x):
     a = op.attrs

@@ -725,6 +725,20 @@ def _vlayernorm(m: Machine, ins: Instr):
                                ins.attr("eps")), 8)
 
 
+@handler("vconcat")
+def _vconcat(m: Machine, ins: Instr):
+    xs = [m.val(r) for r in ins.args[1:]]
+    batch = max(x.shape[0] for x in xs)
+    m.digital(ins, V.concat([np.broadcast_to(x, (batch,) + x.shape[1:]) for x in xs], ins.attr("axis")), 0)
+
+
+@handler("vpool")
+def _vpool(m: Machine, ins: Instr):
+    k = ins.attr("kernel")
+    m.digital(ins, V.pool(ins.attr("fn"), m.val(ins.args[1]), k, ins.attr("strides"), ins.attr("pads"),
+                          ins.attr("dilations"), bool(ins.attr("count_include_pad", False))), k[0] * k[1])
+
+
 @handler("vsoftmax")
 def _vsoftmax(m: Machine, ins: Instr):
     m.digital(ins, V.softmax(m.val(ins.args[1]), ins.attr("axis")), 5)

@@ -108,6 +108,7 @@ UNARY = {
     "sin": np.sin, "cos": np.cos, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
     "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "atanh": np.arctanh,
     "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
+    "hard_swish": lambda x: x * np.clip(x * F32(1 / 6) + F32(0.5), F32(0), F32(1)),
 }
 
 
@@ -185,6 +186,21 @@ def layernorm(x, gamma, beta, eps: float) -> np.ndarray:
     d = x - mu
     var = (d * d).sum(axis=-1, keepdims=True, dtype=F32) / n
     return (d / np.sqrt(var + F32(eps)) * f32(gamma) + f32(beta)).astype(F32)
+
+
+def concat(xs, axis: int) -> np.ndarray:
+    return np.concatenate([f32(x) for x in xs], axis=axis)
+
+
+def pool(fn: str, x, kernel, strides, pads, dilations, count_include_pad: bool = False) -> np.ndarray:
+    """Float32 max / average pooling over 2-D windows (one pass per kernel offset: a fixed summation order)."""
+    from .kernels import pool_counts, window_reduce
+    x = f32(x)
+    if fn == "max":
+        return np.ascontiguousarray(window_reduce(x, kernel, strides, pads, dilations, -np.inf, np.maximum))
+    s = window_reduce(x, kernel, strides, pads, dilations, 0, np.add)
+    counts = pool_counts(x.shape[2:], kernel, strides, pads, dilations, count_include_pad).astype(F32)
+    return np.ascontiguousarray(s / counts)
 
 
 def softmax(x, axis: int) -> np.ndarray:

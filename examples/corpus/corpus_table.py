@@ -13,7 +13,9 @@ Figures per row: compile s (pimc.compile), run s/sample (the target run over the
 ideal == reference (bit for bit), and against onnxruntime float (NAME_reference.npy): top-1 agreement (CNNs) or
 mean cosine and nearest-neighbour same-group rate (sentence encoders), mean cosine and max abs error of the
 measured output (detectors and other dense outputs; NAME.json's measured_output, else the first), for --ideal
-and the target; label accuracy where NAME.json has eval_labels, pixel agreement at its binary_threshold, and
+and the target; label accuracy where NAME.json has eval_labels, pixel agreement at its binary_threshold, a text
+recogniser's (ctc) per-step class agreement, character error rate (edit distance to float's greedy CTC reading
+over its length) and lines read the same, and
 where channels_differ (axis 1 mixes quantities, e.g. YOLO's box coordinates and class scores) the channel
 with the largest error relative to its own float maximum.
 """
@@ -41,8 +43,23 @@ def load_data(out: Path, name: str, kind: str, n: int | None):
     return x[:n] if n else x
 
 
+def ctc_greedy(p: np.ndarray) -> list[tuple[int, ...]]:
+    """A recogniser's text per sample: the best class per step, repeats merged, the blank (class 0) dropped."""
+    best = p.argmax(-1)
+    return [tuple(int(c) for k, c in enumerate(row) if c and (k == 0 or c != row[k - 1])) for row in best]
+
+
+def edit_distance(a, b) -> int:
+    d = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, d[0] = d[0], i
+        for j, c in enumerate(b, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x != c))
+    return d[-1]
+
+
 def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None, labels=None, threshold=None,
-            channels: bool = False) -> dict:
+            channels: bool = False, ctc: bool = False) -> dict:
     a, b = y.reshape(len(y), -1).astype(np.float64), ref.reshape(len(ref), -1).astype(np.float64)
     cos = np.sum(a * b, 1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
     row = {"cosine": float(cos.mean()), "max_abs_error": float(np.abs(a - b).max()),
@@ -57,6 +74,11 @@ def metrics(y: np.ndarray, ref: np.ndarray, family: str, group=None, labels=None
         row["worst_channel_rel_error"] = float(rel.max())
         row["worst_channel_abs_error"] = float(err[rel.argmax()])
         row["worst_channel_float_max"] = float(top[rel.argmax()])
+    if ctc:         # a text recogniser: the class of every step, and the decoded line
+        row["step_agreement"] = float(np.mean(y.argmax(-1) == ref.argmax(-1)))
+        got, read = ctc_greedy(y), ctc_greedy(ref)
+        row["lines_equal"] = float(np.mean([s == t for s, t in zip(got, read)]))
+        row["char_error_rate"] = sum(map(edit_distance, got, read)) / max(1, sum(map(len, read)))
     if threshold is not None:       # a probability map's pixels on the same side of the model's threshold
         row["binary_agreement"] = float(np.mean((a > threshold) == (b > threshold)))
     if labels is not None:
@@ -94,8 +116,9 @@ def evaluate(out: Path, name: str, target: str, n: int | None) -> dict:
         float(np.mean(ref_float.argmax(1) == labels[:len(ref_float)]))
     thr = info.get("binary_threshold")
     ch = bool(info.get("channels_differ"))
-    res["ideal"] = metrics(ideal[key], ref_float, info["family"], group, labels, thr, ch)
-    res["target"] = metrics(real[key], ref_float, info["family"], group, labels, thr, ch)
+    ctc = bool(info.get("ctc"))
+    res["ideal"] = metrics(ideal[key], ref_float, info["family"], group, labels, thr, ch, ctc)
+    res["target"] = metrics(real[key], ref_float, info["family"], group, labels, thr, ch, ctc)
     res["saturation_rate"] = float(stats.saturation_rate)
     res["converts_per_mac"] = float(stats.converts_per_mac)
     return res
@@ -172,6 +195,9 @@ def table(out: Path, targets: list[str]) -> str:
                 if "nn_same_group" in m:
                     return f"cos {m['cosine']:.4f}, NN {m['nn_same_group']:.3f}"
                 binary = f", pixels at threshold {m['binary_agreement']:.3f}" if "binary_agreement" in m else ""
+                if "lines_equal" in m:
+                    binary += (f", steps' class {m['step_agreement']:.3f}, character error rate "
+                               f"{m['char_error_rate']:.3f}, lines read the same {m['lines_equal']:.3f}")
                 worst = (f", worst channel {m['worst_channel']}: max abs err {m['worst_channel_abs_error']:.3g} (its "
                          f"float max {m['worst_channel_float_max']:.3g})" if "worst_channel" in m else "")
                 return (f"cos {m['cosine']:.4f}, max abs err {m['max_abs_error']:.3g} (float max "

@@ -367,7 +367,7 @@ MODELS = {
         OCR_LICENCE) | {"binary_threshold": 0.3},          # rapidocr's Det.thresh
     "ocr_rec_paddle12": lambda out: shipped(
         "ocr_rec_paddle12", out, RAPID, "models/ch_PP-OCRv4_rec_infer.onnx", PADDLE, "dense",
-        lambda: ocr_lines((48, 320), rotate=False)[:2], OCR_LICENCE),
+        lambda: ocr_lines((48, 320), rotate=False)[:2], OCR_LICENCE) | {"ctc": True},  # [N, steps, classes], blank 0
     "yolov8n_nudenet17": lambda out: shipped(
         "yolov8n_nudenet17", out, "nudenet", "320n.onnx", "torch.onnx 2.3.1 TorchScript (ultralytics export, "
         "shipped in nudenet)", "dense", lambda: (photos01(160, "calib")[0], photos01(160, "eval")[0]),

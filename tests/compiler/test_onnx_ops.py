@@ -95,21 +95,6 @@ def test_where_between_activations_by_a_token_mask():
     assert np.abs(out[valid] - want[valid]).max() <= 0.05 * np.abs(want[valid]).max()
 
 
-def test_reshape_merging_the_batch_axis_is_one_frontend_error():
-    """The dynamo exporter's SDPA reshapes [batch, heads, seq, dim] to [batch x heads, seq, dim] (found on
-    MiniLM-L6, dynamo=True, sdpa): refused in one line naming the node and why."""
-    shape = helper.make_tensor("shape", TensorProto.INT64, [3], [-1, S, 4])
-    graph = helper.make_graph(
-        [helper.make_node("Reshape", ["x", "shape"], ["y"], name="merge_heads"), helper.make_node("Relu", ["y"], ["z"])],
-        "merge", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 2, S, 4])],
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch_x_2", S, 4])], [shape])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)], ir_version=8)
-    x = np.random.default_rng(0).standard_normal((4, 2, S, 4)).astype(np.float32)
-    with pytest.raises(FrontendError, match=r"^node merge_heads \(Reshape\): target shape \[-1, 8, 4\] merges the "
-                                            r"batch axis with the sample's axes \(\[2, 8, 4\] per sample\)"):
-        compile_model(m, "isaac", x)
-
-
 def prelu_cnn(slopes: np.ndarray, scalar: float) -> onnx.ModelProto:
     """x [batch, 3, 10, 10] -> conv 3x3 (8 channels) -> PRelu(per-channel `slopes`) -> conv 1x1 (4) -> PRelu(one
     slope `scalar`), the layer pattern of MTCNN's networks."""

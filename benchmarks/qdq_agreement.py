@@ -5,7 +5,8 @@
 Every point of per_channel x weights (int8 symmetric, int8 asymmetric, uint8) x activations (uint8, int8) x
 format (QDQ, QOperator) x reduce_range runs quantize_static on the digits CNN (16 calibration images), on a
 small self-attention block and on a feed-forward block with GELU and a residual add
-(tests/compiler/transformer_blocks.py, 16 calibration samples each), compiles the quantised model for isaac
+(tests/compiler/transformer_blocks.py, 16 calibration samples each) and on a ResNet basic-block network with
+its BatchNormalizations unfolded (tests/compiler/cnn_blocks.py), compiles the quantised model for isaac
 (the blocks with --vector int8 --attention digital, which keep every intermediate tensor on an 8-bit grid), runs the ideal machine on the program text and onnxruntime on the same
 quantised model, and compares the output codes (the model's final QuantizeLinear: round(y / scale) + zero).
 onnxruntime refuses uint8 weights with int8 activations: those points are left out.
@@ -128,6 +129,21 @@ def ffn_feeds(n: int) -> dict[str, np.ndarray]:
     return {"X": np.random.default_rng(2).normal(0, 1, (n, *FFN_SHAPE)).astype(np.float32)}
 
 
+def resnet_model(tmp: Path):
+    """A ResNet basic-block network whose BatchNormalizations quantize_static leaves in float between the
+    quantised convs (no pre-processing): pimc folds each BN into its conv, so those weights are its own."""
+    sys.path.insert(0, str(ROOT / "tests" / "compiler"))
+    import cnn_blocks as cb
+    onnx.save(cb.resnet_basic(), tmp / "resnet.onnx")
+    return tmp / "resnet.onnx", {"x": cb.images(16, (3, 16, 16), 1)}, "isaac", {}
+
+
+def resnet_feeds(n: int) -> dict[str, np.ndarray]:
+    sys.path.insert(0, str(ROOT / "tests" / "compiler"))
+    import cnn_blocks as cb
+    return {"x": cb.images(n, (3, 16, 16), 2)}
+
+
 def block_feeds(n: int) -> dict[str, np.ndarray]:
     sys.path.insert(0, str(ROOT / "tests" / "compiler"))
     import transformer_blocks as tb
@@ -158,21 +174,25 @@ def measure(samples: int = 64) -> list[dict]:
         digits_x = {"image": np.load(DIGITS / "digits_test.npz")["x"][:samples]}
         for model, (src, calib, target, options), feeds in (
                 ("digits CNN", digits_model(), digits_x), ("attention block", block_model(tmp), block_feeds(samples)),
-                ("FFN block", ffn_model(tmp), ffn_feeds(samples))):
+                ("FFN block", ffn_model(tmp), ffn_feeds(samples)),
+                ("ResNet block, BN unfolded", resnet_model(tmp), resnet_feeds(samples))):
             for p in grid():
                 t0 = time.perf_counter()
-                _, _, ours, theirs = compare(src, calib, target, options, p, feeds, tmp)
+                c, _, ours, theirs = compare(src, calib, target, options, p, feeds, tmp)
                 diff = np.abs(ours - theirs)
-                rows.append({"model": model, "point": p.name, "codes": int(diff.size),
+                kept = next(r.report for r in c.records if r.name == "quantize").model_weights
+                layers = sum(op.kind in ("conv", "linear") for op in c.graph.topo())
+                rows.append({"model": model, "point": p.name, "codes": int(diff.size), "kept": f"{len(kept)}/{layers}",
                              "equal": float((diff == 0).mean()), "max_diff": int(diff.max()),
                              "seconds": time.perf_counter() - t0})
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | grid point | output codes | equal | max difference |", "|---|---|---:|---:|---:|"]
+    lines = ["| model | grid point | layers with the model's codes | output codes | equal | max difference |",
+             "|---|---|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['point']} | {r['codes']} | {r['equal']:.4f} | {r['max_diff']} |")
+        lines.append(f"| {r['model']} | {r['point']} | {r['kept']} | {r['codes']} | {r['equal']:.4f} | {r['max_diff']} |")
     return "\n".join(lines)
 
 

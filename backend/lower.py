@@ -234,8 +234,10 @@ def _pad(L, op):
 
 @lower("softmax")
 def _softmax(L, op):
+    q = op.attrs["q"]
+    grid = {"mult": q["mult"], "zero": q["zero"]} if "mult" in q else {}    # a quantised model's own output grid
     L.p.emit("softmax", L.b(op.outputs[0]), L.b(op.inputs[0]), axis=op.attrs["axis"],
-             table=L.const(op, "table", op.attrs["q"]["table"]), layer=op.name)
+             table=L.const(op, "table", q["table"]), **grid, layer=op.name)
 
 
 @lower("lrn")

@@ -20,6 +20,7 @@ from ir import FrontendError, Graph, Tensor
 from ir.float_eval import run_op
 
 from . import batch_layout, masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_layout, onnx_norm, onnx_ops, onnx_reduce, onnx_select  # noqa: F401  (each registers converters)
+from . import onnx_qdq
 from .onnx_ops import label
 
 PROBE_BATCH = 7
@@ -36,6 +37,7 @@ class Frontend:
         self.probe: dict[str, np.ndarray] = {}      # activation probe values (see the module doc)
         self.alias: dict[str, str] = {}             # onnx name -> IR tensor name
         self.qhint: dict[str, dict] = {}            # IR tensor -> quantisation given by the model
+        self.origin: dict[str, str] = {}            # IR constant -> the onnx tensor it was made from
         self.static_batch: int | None = None
         self.batchnorms: list[tuple[str, str]] = []  # (scaled, shifted) IR tensors of each BatchNormalization
         self.layouts: dict[str, batch_layout.Layout] = {}   # IR tensor -> where the model has its batch axis
@@ -142,6 +144,7 @@ class Frontend:
         for n, h in self.qhint.items():
             if n in self.g.tensors:
                 self.g.tensors[n].qhint = h
+        onnx_qdq.attach(self)
         onnx_ops.fold_batchnorms(self)
         onnx_ops.fold_bias_adds(self)
         self.g.prune()

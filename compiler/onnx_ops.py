@@ -104,6 +104,7 @@ def _new_const(fe, base, value):
     while name in fe.consts:
         name = fe.g.unique(name + "_")
     fe.set_const(name, value)
+    fe.origin[name] = fe.name(base)
     return name
 
 
@@ -217,6 +218,8 @@ def fold_bias_adds(fe):
         src = next(i for i in add.inputs if i != consts[0])
         prod, c = g.producer(src), g.tensors[consts[0]].data
         if prod is None or prod.kind not in ("conv", "linear") or src in g.outputs or len(g.consumers(src)) != 1:
+            continue
+        if g.tensors[src].qhint:    # a quantised model rounds the product to its codes before adding the bias
             continue
         full = (1,) + tuple(g.tensors[src].shape)
         n = full[1] if prod.kind == "conv" else full[-1]
@@ -642,6 +645,11 @@ def qlinear_conv(fe, node):
 @converts("QLinearMatMul")
 def qlinear_matmul(fe, node):
     a, as_, az, b, bs, bz, ys, yz = node.input
+    if not fe.is_const(a) and not fe.is_const(b):      # activation x activation (attention's Q K^T, S V)
+        _hint_in(fe, node, a, as_, az)
+        _hint_in(fe, node, b, bs, bz)
+        matmul(fe, onnx.helper.make_node("MatMul", [a, b], [node.output[0]], name=node.name))
+        return _hint_out(fe, node, fe.name(node.output[0]), ys, yz)
     if not fe.is_const(b) or fe.value(b).ndim != 2:
         raise FrontendError(f"node {label(node)} (QLinearMatMul): only constant 2-D weights are supported")
     _hint_in(fe, node, a, as_, az)

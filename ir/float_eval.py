@@ -94,6 +94,8 @@ def _clip(op, x):
 
 @kernel("unary")
 def _unary(op, x):
+    if "prescale" in op.attrs:     # a scalar product folded in (passes/quantize.py fold_prescales)
+        x = x * op.attrs["prescale"]
     return UNARY[op.attrs["fn"]](x, **op.attrs.get("params", {}))
 
 

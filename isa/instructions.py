@@ -67,8 +67,9 @@ SPECS: dict[str, Spec] = {
                   "per-sample strided slice: one start, end and positive step per axis after the batch"),
     "upsample": Spec(("buf", "buf"), {"factors": "ints"}, _LAYER,
                      "nearest-neighbour upsampling: each element repeated factors[k] times along axis k after the batch"),
-    "softmax": Spec(("buf", "buf"), {"axis": "int", "table": "const"}, _LAYER,
-                    "integer softmax through an exp table; output scale 1/255"),
+    "softmax": Spec(("buf", "buf"), {"axis": "int", "table": "const"}, {"mult": "int", "zero": "int", **_LAYER},
+                    "integer softmax through an exp table; output codes round(mult x e / sum e) + zero, by default "
+                    "scale 1/255, zero 0"),
     "lrn": Spec(("buf", "buf"), {"size": "int", "alpha": "float", "beta": "float", "bias": "float", "zx": "int",
                                  "sx": "float", "sy": "float", "zero": "int"}, _LAYER,
                 "local response normalisation across channels (float64 inside)"),

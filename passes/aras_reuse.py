@@ -268,8 +268,8 @@ class WeightReuse:
                 if (name, d) not in cache:
                     op = by_name[name]
                     wm = effective_weights(op.attrs["wm"], d)
-                    cache[name, d] = [image(encode(op, i, wm, -128 - d, flip[name]))
-                                      for i in range(len(op.attrs["xbars"]))]
+                    cache[name, d] = [image(encode(op, i, wm, -128 - d if d else op.attrs["enc"]["xbars"][i]["center"],
+                                                   flip[name])) for i in range(len(op.attrs["xbars"]))]
                 return cache[name, d][j]
             return steady_costs(plan, images, (t.rows, t.cols))
 
@@ -285,6 +285,8 @@ class WeightReuse:
         for k, c in enumerate((None,) + self.centers):
             choice = {}
             for op in ops[1:] if c is not None else []:
+                if not narrow(op):
+                    continue
                 codes = op.attrs["q"]["w"].astype(np.int64) + 128
                 d = delta_for(codes, c)
                 clipped = shift_codes(codes, d)[1]
@@ -388,6 +390,13 @@ class Losses:
         err = grouped_matmul(x, diff, groups)
         n = float(np.linalg.norm(exact))
         return float(np.linalg.norm(err)) / n if n else 0.0
+
+
+def narrow(op) -> bool:
+    """Weights that fit W + 128 in 0..255. An already-quantised model's weights with a zero point (code - zero,
+    up to 9 bits) do not: such a layer keeps its own encoding centers and is never shifted."""
+    w = op.attrs["q"]["w"]
+    return bool(w.min(initial=0) >= -128 and w.max(initial=0) <= 127)
 
 
 def apply_shift(op, delta: int, flip: bool) -> None:

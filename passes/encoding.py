@@ -1,7 +1,10 @@
 """Weight encoding per crossbar: Center+Offset and Zero+Offset (RAELLA thesis sec. 4.1), ISAAC's offset binary.
 
 Every filter column stores offsets O = W - phi from a per-filter center phi; the digital side adds
-phi * sum(inputs). unsigned (ISAAC): phi = -128, O in [1, 255] on one device per cell; with `flip`, a
+phi * sum(inputs). The same term carries an already-quantised model's weight zero point: its weights
+W = code - zero (passes/quantize.py model_weights) span at most 255 per filter, so centers inside that span
+keep every offset within 8 bits. unsigned (ISAAC): phi = -128 (per filter, the nearest center that fits
+for weights with a zero point), O in [0, 255] on one device per cell; with `flip`, a
 physical column whose slice values would sum above half their maximum stores the complements, and the
 digital side recovers (2^b - 1) * sum(input slice) - column sum. differential (Zero+Offset): phi = 0,
 O+ and O- on the two devices of a 2T2R pair. center_offset (RAELLA): the same pair around each filter's
@@ -27,12 +30,27 @@ def encode_block(w: np.ndarray, mask: np.ndarray, slices, encoding: str, flip: b
     """Center(s) and flip flags of one crossbar block: (center int or (n,) array, flips or None)."""
     if encoding == "center_offset":
         phi = optimal_centers(w, mask, slices, hist, terms)
+    elif encoding == "unsigned":
+        phi = unsigned_centers(w, mask)
     else:
-        phi = -128 if encoding == "unsigned" else 0
+        phi = 0
     flips = None
     if encoding == "unsigned" and flip:
         flips = flip_flags(np.where(mask, w - phi, 0), mask, slices)
     return phi, flips
+
+
+def unsigned_centers(w: np.ndarray, mask: np.ndarray):
+    """ISAAC's offset binary: -128, so symmetric int8 weights are stored as W + 128 in 0..255. Weights with a
+    zero point (code - zero: up to 9 bits, spanning at most 255 per filter) take, per filter, the center
+    nearest -128 that keeps W - center in 0..255."""
+    if w.min(initial=0) >= -128 and w.max(initial=0) <= 127:
+        return -128
+    big = 1 << 30
+    lo = np.where(mask, w, big).min(axis=0)
+    hi = np.where(mask, w, -big).max(axis=0)
+    empty = lo > hi
+    return np.where(empty, -128, np.clip(-128, hi - 255, lo)).astype(np.int64)
 
 
 @dataclass

@@ -2,9 +2,11 @@
 
 Contract: every activation becomes u8 codes with a per-tensor (scale, zero) from the calibration range (or
 from the model's own Q/DQ parameters); crossbar weights become symmetric per-output-channel int8 in
-[-127, 127] (coarser for a channel whose bias would not fit the accumulator otherwise); each op gets the integer parameters of its digital arithmetic in op.attrs["q"] (fixed-point
-multipliers as mult / 2^shift with mult in [2^30, 2^31)). A graph output produced directly by a crossbar op
-without activation stays a 32-bit accumulator with a per-channel scale, so logits are not rounded to 8 bits.
+[-127, 127] (coarser for a channel whose bias would not fit the accumulator otherwise), except that an
+already-quantised model's weights keep their own codes, scales and zero points (model_weights); each op
+gets the integer parameters of its digital arithmetic in op.attrs["q"] (fixed-point multipliers as
+mult / 2^shift with mult in [2^30, 2^31)). A graph output produced directly by a crossbar op without
+activation stays a 32-bit accumulator with a per-channel scale, so logits are not rounded to 8 bits.
 """
 from __future__ import annotations
 
@@ -74,6 +76,9 @@ class QuantizeReport:
     # per layer, the channels whose bias did not fit at their weight scale: the coarser scale they got (factor),
     # their weight rms error relative to their own max |w|, and the bound on their pre-activation change
     raised_scales: dict = field(default_factory=dict)
+    # per layer whose codes an already-quantised model gave (kept as they are): their type, granularity,
+    # how many channels have a nonzero zero point, the integer weight range (code - zero), where the bias is from
+    model_weights: dict = field(default_factory=dict)
 
 
 class Quantize:
@@ -93,6 +98,7 @@ class Quantize:
             return rep
         for name in g.inputs:
             self._set_from_range(g, ctx, name)
+        fold_prescales(g)
         for op in g.topo():
             if op.kind not in QUANTISERS:
                 raise CompileError(f"node {op.name}: no quantised form for op '{op.kind}'")
@@ -133,11 +139,40 @@ class Quantize:
     def _operand(self, g, name):
         """(codes, scale, zero) of an input; constants get quantised on the spot."""
         t = g.tensors[name]
+        h = t.qhint
+        if t.is_const and t.dtype != "u8" and h and "codes" in h and np.ndim(h["scale"]) == 0 \
+                and h["codes"].shape == t.data.shape:     # the model's own codes (compiler/onnx_qdq.py)
+            shift = 128 if h["dtype"] == "int8" else 0
+            t.scale, t.zero = h["scale"], h["zero"] + shift
+            t.data, t.dtype = (h["codes"] + shift).astype(np.uint8), "u8"
         if t.is_const and t.dtype != "u8":
             t.scale, t.zero = qparams(float(t.data.min()), float(t.data.max()))
             t.data = np.clip(np.rint(t.data / t.scale) + t.zero, 0, 255).astype(np.uint8)
             t.dtype = "u8"
         return t.scale, t.zero
+
+
+def fold_prescales(g: Graph) -> None:
+    """mul(x, scalar c) -> unary f, where a quantised model states x's and f's quantisation but leaves the
+    product in float (onnxruntime's quantiser leaves GELU's Div by sqrt 2 before Erf unquantised): one table
+    f(c * x) over x's codes, as the model computes it, instead of rounding the product to a grid of its own."""
+    for op in g.topo():
+        if op.kind != "unary" or "prescale" in op.attrs:
+            continue
+        mid = op.inputs[0]
+        p = g.producer(mid)
+        if p is None or p.kind != "mul" or mid in g.outputs or len(g.consumers(mid)) != 1:
+            continue
+        consts = [i for i in p.inputs if g.tensors[i].is_const]
+        if len(consts) != 1 or g.tensors[consts[0]].data.size != 1:
+            continue
+        x = next(i for i in p.inputs if i != consts[0])
+        if g.tensors[mid].qhint or not g.tensors[x].qhint or not g.tensors[op.outputs[0]].qhint:
+            continue
+        op.attrs["prescale"] = float(g.tensors[consts[0]].data.reshape(()))
+        op.inputs = [x]
+        g.remove_op(p.name)
+        del g.tensors[mid]
 
 
 QUANTISERS = {}
@@ -174,6 +209,9 @@ def quantise_weights(op: Op, g: Graph, x_scale: float, rep: QuantizeReport):
         if np.abs(v).max(initial=0) > F32_MAX:
             raise CompileError(f"node {op.name}: {what} {name} hold {np.abs(v).max():.3g}, beyond float32")
     axes = tuple(range(1, W.ndim)) if op.kind == "conv" else (0,)
+    kept = model_weights(op, g, W, b, x_scale, rep)
+    if kept is not None:
+        return kept
     amax = np.abs(W).max(axis=axes)
     sw0 = np.where(amax > 0, amax / 127.0, 1.0)
     need = np.abs(b) / (x_scale * (BIAS_LIMIT - 1))
@@ -201,6 +239,41 @@ def quantise_weights(op: Op, g: Graph, x_scale: float, rep: QuantizeReport):
             "weight_rms_error": (ch_rms / amax[raised]).tolist(),
             "output_error_bound": (sw[raised] / 2 * rows * 255 * x_scale).tolist()}
     return wi, sw, bias
+
+
+def model_weights(op: Op, g: Graph, W: np.ndarray, b: np.ndarray, x_scale: float, rep: QuantizeReport):
+    """The codes, scales and zero points of an already-quantised model's weights (compiler/onnx_qdq.py), where
+    the weights still equal them dequantised: (codes - zero, scale, bias codes), else None. The integer weight
+    is code - zero, so a nonzero zero point (uint8 or asymmetric int8 weights) gives weights of up to 9 bits
+    that span at most 255 per filter; the encoding stores them as 8-bit offsets from a center and the digital
+    side adds center * sum(x) (passes/encoding.py). The model's int32 bias codes are kept where they are on
+    the accumulator's scale x_scale * scale (else rounded from the real bias, as for a float model)."""
+    h = g.tensors[op.inputs[1]].qhint
+    if not h or "codes" not in h:
+        return None
+    s, z = h["scale"], h["zero"]
+    shaped = (-1,) + (1,) * (W.ndim - 1) if op.kind == "conv" else (1, -1)
+    wi = h["codes"] - z.reshape(shaped)
+    if W.shape != wi.shape or np.any(np.abs(W / s.reshape(shaped) - wi) > 1e-3):
+        return None
+    acc = x_scale * s
+    hb = g.tensors[op.inputs[2]].qhint if len(op.inputs) > 2 else None
+    with np.errstate(all="ignore"):
+        codes = np.rint(b / acc)
+    from_model = bool(hb and "codes" in hb
+                      and np.all(np.abs(b / acc - hb["codes"]) <= 1e-3 * np.maximum(1.0, np.abs(hb["codes"]))))
+    if from_model:
+        codes = hb["codes"].astype(np.float64)
+    if not np.all(np.abs(codes) <= BIAS_LIMIT):
+        raise CompileError(f"node {op.name}: bias {op.inputs[2] if len(op.inputs) > 2 else ''} does not fit 32 "
+                           "bits after quantisation")
+    rep.weights_quantised += wi.size
+    rep.weight_rms_error[op.name] = 0.0
+    rep.model_weights[op.name] = {
+        "dtype": h["dtype"], "per_channel": bool(h["per_channel"]), "nonzero_zero_points": int(np.count_nonzero(z)),
+        "weight_range": [int(wi.min()), int(wi.max())],
+        "bias_codes": "model" if from_model else ("rounded" if len(op.inputs) > 2 else "none")}
+    return wi.astype(np.int16), s.astype(np.float64), codes.astype(np.int64)
 
 
 @quantiser("conv", "linear")
@@ -254,7 +327,7 @@ def _lut(self, g, ctx, op, rep):
         f = np.clip(v, op.attrs["lo"], op.attrs["hi"])
     else:
         with np.errstate(all="ignore"):
-            f = UNARY[op.attrs["fn"]](v, **op.attrs.get("params", {}))
+            f = UNARY[op.attrs["fn"]](v * op.attrs.get("prescale", 1.0), **op.attrs.get("params", {}))
     op.attrs["q"] = {"table": np.clip(np.rint(f / out.scale) + out.zero, 0, 255).astype(np.uint8)}
 
 
@@ -319,8 +392,17 @@ def _keeps_parts(self, g, op) -> bool:
 @quantiser("softmax")
 def _softmax(self, g, ctx, op, rep):
     x, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
-    out.scale, out.zero, out.dtype = 1 / 255, 0, "u8"
     op.attrs["q"] = {"table": softmax_table(x.scale)}
+    h = out.qhint
+    if h and (h["scale"], h["zero"]) != (1 / 255, 0):
+        # the model's own grid, at onnxruntime's QLinearSoftmax rule (it also stands in for a QDQ Softmax):
+        # codes round(floor(1 / scale) * p) + zero, 1 / scale taken in float32 (254 for a float32 1/255)
+        mult = int(np.floor(np.float32(1.0) / np.float32(h["scale"])))
+        if 1 <= mult <= 1 << 16:
+            out.scale, out.zero, out.dtype = h["scale"], h["zero"], "u8"
+            op.attrs["q"].update(mult=mult, zero=h["zero"])
+            return
+    out.scale, out.zero, out.dtype = 1 / 255, 0, "u8"
 
 
 @quantiser("lrn")

@@ -136,7 +136,8 @@ def _pad(op, g, x):
 
 @ref("softmax")
 def _softmax(op, g, x):
-    return K.softmax(x, op.attrs["q"]["table"], op.attrs["axis"])
+    q = op.attrs["q"]
+    return K.softmax(x, q["table"], op.attrs["axis"], q.get("mult", 255), q.get("zero", 0))
 
 
 @ref("lrn")

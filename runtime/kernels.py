@@ -254,12 +254,16 @@ def softmax_table(scale) -> np.ndarray:
     return np.round(np.exp(-scale * np.arange(256)) * (1 << SOFTMAX_FRAC_BITS)).astype(np.int64)
 
 
-def softmax(x, table, axis) -> np.ndarray:
-    """Output codes with scale 1/255, zero 0: round(255 * e / sum(e)), e from the exp table."""
+def softmax(x, table, axis, mult: int = 255, zero: int = 0) -> np.ndarray:
+    """Output codes round(mult * e / sum(e)) + zero (half up, clamped to 0..255), e from the exp table: scale
+    1/255, zero 0 by default; a quantised model's own output grid takes mult = floor(1 / its scale) and its zero
+    point (onnxruntime's QLinearSoftmax rule, passes/quantize.py)."""
     d = x.max(axis=axis, keepdims=True).astype(np.int64) - x
     e = table[d]
     s = e.sum(axis=axis, keepdims=True)
-    return ((2 * 255 * e + s) // (2 * s)).astype(np.uint8)
+    if mult == 255 and zero == 0:
+        return ((2 * 255 * e + s) // (2 * s)).astype(np.uint8)
+    return np.clip((2 * mult * e + s) // (2 * s) + zero, 0, 255).astype(np.uint8)
 
 
 def lrn(x, zx, sx, size, alpha, beta, bias, sy, zy) -> np.ndarray:

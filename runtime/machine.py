@@ -649,7 +649,8 @@ def _pad(m: Machine, ins: Instr):
 
 @handler("softmax")
 def _softmax(m: Machine, ins: Instr):
-    m.digital(ins, K.softmax(m.val(ins.args[1]), m.val(ins.attr("table")), ins.attr("axis")), 4)
+    m.digital(ins, K.softmax(m.val(ins.args[1]), m.val(ins.attr("table")), ins.attr("axis"), ins.attr("mult", 255),
+                             ins.attr("zero", 0)), 4)
 
 
 @handler("lrn")

@@ -259,3 +259,22 @@ def block_feeds(p: dict, n: int, seed: int) -> dict[str, np.ndarray]:
         lengths = rng.integers(1, p["S"] + 1, n)
         feeds["attention_mask"] = (np.arange(p["S"])[None, :] < lengths[:, None]).astype(np.int64)
     return feeds
+
+
+def ffn_block(seed: int, S: int = 6, D: int = 16, F: int = 32) -> onnx.ModelProto:
+    """A transformer feed-forward block on a float input X [batch, S, D]: linear (MatMul + Add), exact GELU as
+    exporters write it (Div by sqrt 2, Erf, Add 1, Mul, Mul 0.5), linear, residual Add -> y."""
+    b = Builder(seed)
+
+    def lin(x, fin, fout):
+        return b.node("Add", [b.node("MatMul", [x, b.weight(fin, fout)]), b.f32(b.rng.normal(0, 0.3, fout))])
+
+    h = lin("X", D, F)
+    erf = b.node("Erf", [b.node("Div", [h, b.f32(np.sqrt(2.0))])])
+    g = b.node("Mul", [b.node("Mul", [h, b.node("Add", [erf, b.f32(1.0)])]), b.f32(0.5)])
+    b.nodes.append(helper.make_node("Identity", [b.node("Add", [lin(g, F, D), "X"])], ["y"], name="output"))
+    graph = helper.make_graph(b.nodes, f"ffn_{seed}", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", S, D])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", S, D])], b.inits)
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(m, full_check=True)
+    return m

@@ -29,10 +29,16 @@ def test_eq_4_1_center_plus_offset_identity():
     assert np.array_equal(x @ w, phi[None] * x.sum(1, keepdims=True) + x @ (wp - wn))
 
 
+@pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("slices", [(4, 2, 2), (2, 2, 2, 2), (1,) * 8, (3, 3, 2)])
-def test_eq_4_2_matches_brute_force(slices):
+def test_eq_4_2_matches_brute_force(slices, wide):
+    """wide: uint8 codes minus a zero point per filter (an already-quantised model's weights), -255..255 over
+    the block, each filter spanning at most 255: the centers search the wider grid."""
     rng = np.random.default_rng(sum(slices) * len(slices))
     w = np.clip(np.rint(rng.normal(rng.integers(-30, 30), 25, (40, 6))), -127, 127).astype(np.int64)
+    if wide:
+        w = rng.integers(0, 256, (40, 6)) - np.array([0, 255, 30, 200, 128, 5])[None, :]
+        assert w.min() < -127 and w.max() > 127
     mask = np.ones_like(w, bool)
     mask[30:, 3] = False                                     # one filter with fewer devices in this crossbar
     got = optimal_centers(w, mask, slices)

@@ -41,6 +41,8 @@ def _options(args) -> dict:
     opts |= {"attention": args.attention, "vector": args.vector, "smooth": args.smooth}
     if args.sparse_attention:
         opts["sparse_attention"] = args.sparse_attention
+    if args.outputs:
+        opts["outputs"] = args.outputs
     if args.slicing:
         if args.slicing == "adaptive":
             opts["slicing"] = "adaptive"
@@ -104,6 +106,7 @@ def main(argv=None) -> int:
     ap.add_argument("--shape", action="append", metavar="NAME=D1,D2,...",
                     help="sizes of an input's dimensions after the batch, for a model that leaves them symbolic "
                          "(repeatable; default: the calibration data's)")
+    ap.add_argument("--outputs", metavar="NAME,...", help="compile only these outputs of the model (default all)")
     ap.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress)")
     args = ap.parse_args(argv)
     bar = Progress("pimc", enabled=not args.quiet)

@@ -131,9 +131,13 @@ class Frontend:
             n = self.name(vo.name)
             if n in self.consts:
                 raise FrontendError(f"output {vo.name} is a constant; nothing to compile")
-            if n in self.g.inputs or vo.name in self.region:
+            if n in self.g.inputs:
+                raise FrontendError(f"output {vo.name} is the input {n} passed through (an exporter's echo); a "
+                                    "program's outputs are values it computes (leave it out: --outputs)")
+            if vo.name in self.region:
                 raise FrontendError(f"output {vo.name} is computed from the integer inputs alone (an exporter's echo "
-                                    "of its token ids or mask); a program's outputs come from its float part")
+                                    "of its token ids or mask); a program's outputs come from its float part (leave "
+                                    "it out: --outputs)")
             if n not in self.g.tensors:
                 raise FrontendError(f"output {vo.name} is not computed by any node")
             if n in self.layouts:

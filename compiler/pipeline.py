@@ -99,6 +99,22 @@ def check_calib(g: Graph, calib: dict[str, np.ndarray] | None) -> None:
                            + ", ".join(f"'{k}' has {v} samples" for k, v in sizes.items()))
 
 
+def select_outputs(model, names: str):
+    """A copy of the model with only the named outputs (in the model's order)."""
+    want = [n.strip() for n in names.split(",") if n.strip()]
+    have = [o.name for o in model.graph.output]
+    unknown = [n for n in want if n not in have]
+    if unknown or not want:
+        raise CompileError(f"outputs {names!r}: {', '.join(unknown) or 'none named'} not among the model's outputs "
+                           f"({', '.join(have)})")
+    m = type(model)()
+    m.CopyFrom(model)
+    keep = [o for o in m.graph.output if o.name in want]
+    del m.graph.output[:]
+    m.graph.output.extend(keep)
+    return m
+
+
 def compile_model(model, target: Target | str = "raella", calib=None, options=None, progress=None,
                   shapes: dict | None = None) -> Compiled:
     """shapes: per-sample sizes (batch left out) of inputs whose dimensions the model leaves symbolic; by
@@ -117,9 +133,11 @@ def _compile(model, target, calib, options, progress, shapes) -> Compiled:
                                f"{', '.join(names)}")
         calib = {names[0]: calib}
     check_calib_data(model, calib)
+    opts = Options.make(options)
+    if opts.outputs is not None:
+        model = select_outputs(model, opts.outputs)
     g = import_onnx(model, shapes, {k: v.shape[1:] for k, v in (calib or {}).items()})
     check_calib(g, calib)
-    opts = Options.make(options)
     t, sched = rewriting.prepare(t, opts)      # sched: None on a program-once target
     ctx = Context(target=t, calib=calib, options=opts)
     records = run_passes(g, default_passes(), ctx, progress)

@@ -41,7 +41,7 @@ _CHOICES = {"schedule": ("naive", "overlap", "aras"), "attention": ("retransform
 OPTIONS = {"slicing": "slicing", "error_budget": "float", "no_speculation": "bool", "schedule": "str",
            "bank_select": "bool", "replication": "bool", "weight_reuse": "bool", "reuse_max_clip": "float", "reuse_loss_budget": "float",
            "attention": "str", "vector": "str", "smooth": "str", "sparse_attention": "str",
-           "slicing_last_layer": "bool"}
+           "slicing_last_layer": "bool", "outputs": "str"}
 RUN = {"noise": "float", "seed": "int", "ideal": "bool"}
 KEYS = {"target": "str"} | _TYPES | OPTIONS | RUN          # what a point may set
 MODEL_KEYS = {"name": "str", "onnx": "path", "calib": "path", "data": "path", "metric": "str", "samples": "int",

@@ -3,7 +3,8 @@
     python examples/corpus/corpus_table.py OUT_DIR [--targets isaac raella] [--cnn-samples 6] [--only NAME ...]
                                            [--table docs/corpus.md] [--no-run]
 
-For each model and target, a child process compiles it with pimc's defaults (`--calib NAME_calib`), runs the
+For each model and target, a child process compiles it with pimc's defaults (`--calib NAME_calib`; plus the
+options NAME.json names, shown beside the target: --outputs where a model echoes its inputs), runs the
 first eval samples on the ideal machine and on the target, and evaluates the quantised integer reference;
 results land in OUT_DIR/results/NAME@TARGET.json (kept: a later call only runs what is missing, --no-run runs
 nothing). The table is regenerated above a marker line; notes below it are kept. Peak MB is the child's own ru_maxrss (compile and runs together). A model pimc refuses,
@@ -100,7 +101,7 @@ def evaluate(out: Path, name: str, target: str, n: int | None) -> dict:
     group = ev.pop("group", None) if isinstance(ev, dict) else None
     ref_float = np.load(out / f"{name}_reference.npy")[:n] if n else np.load(out / f"{name}_reference.npy")
     t = time.perf_counter()
-    prog = pimc.compile(str(out / f"{name}.onnx"), target=target, calib=calib)
+    prog = pimc.compile(str(out / f"{name}.onnx"), target=target, calib=calib, **info.get("options", {}))
     res = {"compile_s": time.perf_counter() - t, "samples": len(ref_float)}
     quant = dequantize_outputs(prog._compiled.graph, run_reference(prog._compiled.graph, _feeds(prog, ev)))
     key = info.get("measured_output") or next(iter(quant))      # the output NAME_reference.npy holds
@@ -173,8 +174,10 @@ def table(out: Path, targets: list[str]) -> str:
             lines.append(head + f"- | - | - | - | - | - | - | export failed | {info['error'].replace('|', '/')} |")
             continue
         head += f"{info['export_s']:.0f} | {len(info['ops'])} | {info['params'] / 1e6:.2f} M | "
+        flags = "".join(f" (--{k.replace('_', '-')} {v})" for k, v in info.get("options", {}).items())
         for t in targets:
             p = out / "results" / f"{name}@{t}.json"
+            t += flags
             if not p.exists():
                 lines.append(head + f"{t} | - | - | - | not measured | (no result in {p.parent.name}/) |")
                 continue

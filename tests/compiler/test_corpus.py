@@ -40,15 +40,7 @@ def _data(name: str, kind: str, n: int):
 # models pimc refuses, and the one-line reason it must give (a FrontendError or CompileError, never an
 # internal error)
 # (the dynamo SDPA MiniLM and PP-OCRv4's recogniser, refused until compiler/batch_layout.py, compile)
-REFUSED = {# token_type_ids built as zeros expanded to the batch size read by Shape: folded on the probe batch
-           "minilm_l3_paraphrase_ts17": r"^node /model/model\.0/auto_model/embeddings/Add \(Add\): constant "
-                                        r"\S+token_type_embeddings\S+ of shape \[\d+, 32, 384\] reaches the batch axis",
-           # the class token expanded to the batch size read by Shape, the same fold
-           "vit_s_focus_ts14": r"^node /backbone/embeddings/Concat_1 \(Concat\): constant /backbone/embeddings/"
-                               r"Expand_output_0 of shape \[\d+, 1, 384\] reaches the batch axis",
-           # Keras' ZeroPadding2D as a Pad, in a graph that needs the float32 vector unit (which has no pad)
-           "resnet50_nsfw_keras3torch17": r"^node /Pad: no float32 vector form for op 'pad'$",
-           # 4-bit weights in onnxruntime's contrib op
+REFUSED = {# 4-bit weights in onnxruntime's contrib op
            "bert_ner_rampart_q4": r"^unsupported op\(s\) com\.microsoft\.MatMulNBits at node\(s\) "
                                   r"/bert/encoder/layer\.0/attention/self/query/MatMul_Q4 "}
 
@@ -62,7 +54,7 @@ def _run(name: str):
     ev = _data(name, "eval", CNN_EVAL if few else TEXT_EVAL)
     group = None if few else ev.pop("group")
     want = np.load(CORPUS / f"{name}_reference.npy")[:CNN_EVAL if few else len(group)]
-    prog = pimc.compile(str(CORPUS / f"{name}.onnx"), target="isaac", calib=calib)
+    prog = pimc.compile(str(CORPUS / f"{name}.onnx"), target="isaac", calib=calib, **info.get("options", {}))
     g = prog._compiled.graph
     feeds = ev if isinstance(ev, dict) else {g.inputs[0]: ev}       # token inputs come as a dict
     ref = dequantize_outputs(g, run_reference(g, feeds))

@@ -131,10 +131,7 @@ class Frontend:
             n = self.name(vo.name)
             if n in self.consts:
                 raise FrontendError(f"output {vo.name} is a constant; nothing to compile")
-            if n in self.g.inputs:
-                raise FrontendError(f"output {vo.name} is the input {n} passed through (an exporter's echo); a "
-                                    "program's outputs are values it computes (leave it out: --outputs)")
-            if vo.name in self.region:
+            if vo.name in self.region or n in self.g.inputs and self.g.tensors[n].dtype == "i64":
                 raise FrontendError(f"output {vo.name} is computed from the integer inputs alone (an exporter's echo "
                                     "of its token ids or mask); a program's outputs come from its float part (leave "
                                     "it out: --outputs)")

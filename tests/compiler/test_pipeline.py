@@ -111,18 +111,19 @@ def test_an_error_budget_out_of_range_is_refused(budget):
 
 
 def test_outputs_option_compiles_the_named_outputs_only():
-    """--outputs: an exporter's echo of its inputs (refused: a program cannot compute it) left out by name; an
-    unknown name is one CompileError listing the model's outputs."""
-    w = numpy_helper.from_array(np.eye(3, dtype=np.float32), "w")
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Identity", ["x"], ["echo"])],
-                          "echo", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
-                          [helper.make_tensor_value_info("echo", TensorProto.FLOAT, ["N", 3]),
-                           helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], [w])
+    """--outputs: an exporter's echo of its int64 token ids (refused: a program cannot compute it) left out by
+    name; an unknown name is one CompileError listing the model's outputs."""
+    w = numpy_helper.from_array(np.random.default_rng(1).standard_normal((10, 3)).astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("Gather", ["w", "ids"], ["y"]), helper.make_node("Identity", ["ids"], ["echo"])],
+                          "echo", [helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 4])],
+                          [helper.make_tensor_value_info("echo", TensorProto.INT64, ["N", 4]),
+                           helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 3])], [w])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    x = np.random.default_rng(0).standard_normal((8, 3)).astype(np.float32)
-    with pytest.raises(FrontendError, match=r"^output echo is the input x passed through .* \(leave it out: --outputs\)"):
-        compile_model(m, "isaac", x)
-    c = compile_model(m, "isaac", x, {"outputs": "y"})
+    ids = np.random.default_rng(0).integers(0, 10, (8, 4))
+    with pytest.raises(FrontendError, match=r"^output echo is computed from the integer inputs alone .* \(leave it "
+                                            r"out: --outputs\)"):
+        compile_model(m, "isaac", ids)
+    c = compile_model(m, "isaac", ids, {"outputs": "y"})
     assert c.graph.output_names == ["y"] and [o.name for o in m.graph.output] == ["echo", "y"]
     with pytest.raises(CompileError, match=r"^outputs 'z': z not among the model's outputs \(echo, y\)"):
-        compile_model(m, "isaac", x, {"outputs": "z"})
+        compile_model(m, "isaac", ids, {"outputs": "z"})

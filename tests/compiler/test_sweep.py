@@ -174,7 +174,7 @@ def test_a_float_metric_sweep_judges_against_onnxruntime_and_keeps_layers(tmp_pa
     f = tmp_path / "s.toml"
     f.write_text(SWEEP.split("[base]")[0].replace('metric = "top1"', 'metric = "agreement"').replace(
         f"samples = {N}", "samples = 6") + '[base]\ntarget = "isaac"\n')
-    out = tmp_path / "new" / "res"
+    out = tmp_path / "res"              # pimsweep creates RESULTS_DIR (not the folders above it)
     sweep(f, out, report=lambda line: None)
     (r,) = rows(out)
     from compiler.verify import onnx_float

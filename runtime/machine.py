@@ -177,7 +177,8 @@ class Machine:
                 EXEC[ins.op](self, ins)
             except RuntimeFault:
                 raise
-            except (ValueError, IndexError, KeyError, TypeError, MemoryError, OverflowError, FloatingPointError) as e:
+            except (ValueError, IndexError, KeyError, TypeError, MemoryError, OverflowError, FloatingPointError,
+                    RuntimeWarning) as e:       # NumPy's overflow or invalid value, as the CLIs raise them
                 raise RuntimeFault(f"{self.file}:{ins.line}: {ins.op}: {e}") from None
         return self.results
 

@@ -52,11 +52,13 @@ class Calibrate:
         for start in range(0, n, 64):
             with np.errstate(all="ignore"):     # a NaN is named below; an infinity by Quantize's range check
                 env = evaluate(g, {k: v[start:start + 64] for k, v in ctx.calib.items()}, keep_all=True)
-            check_nan(g, env)
             for name, v in env.items():
                 if name in g.tensors and not g.tensors[name].is_const and v.size:
-                    lo[name] = min(lo.get(name, np.inf), float(v.min()))
-                    hi[name] = max(hi.get(name, -np.inf), float(v.max()))
+                    vlo, vhi = float(v.min()), float(v.max())
+                    if np.isnan(vlo) or np.isnan(vhi):      # min and max carry a NaN: name where it began
+                        check_nan(g, env)
+                    lo[name] = min(lo.get(name, np.inf), vlo)
+                    hi[name] = max(hi.get(name, -np.inf), vhi)
                     if v.ndim >= 2:      # per channel of the last axis (for smoothing, quantize_vector.py)
                         rows = v.reshape(-1, v.shape[-1])
                         clo[name] = np.minimum(clo.get(name, np.inf), rows.min(axis=0))

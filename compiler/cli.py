@@ -127,8 +127,9 @@ def _run(args, bar) -> int:
     plots = {}
     if args.plots:
         from .plots import PLOT_FILES
-        plots = {f"--plots' {f}": Path(args.plots) / f for f in PLOT_FILES} if Path(args.plots).is_dir() else {
-            "--plots": args.plots}      # a folder pimc creates: only its parent must exist
+        if not Path(args.plots).is_dir():       # the CLIs create no folders
+            raise CompileError(f"--plots {args.plots}: no such folder (create it first)")
+        plots = {f"--plots' {f}": Path(args.plots) / f for f in PLOT_FILES}
     target_file = args.target if str(args.target).endswith(".toml") else None
     check_paths({"-o": args.output, "--report": args.report} | plots,
                 {"the model": args.model, "--calib": args.calib, "--verify": args.verify, "--target": target_file},

@@ -122,7 +122,7 @@ class Frontend:
         for node in graph.node:
             try:
                 self._node(node)
-            except FrontendError:
+            except (FrontendError, MemoryError):
                 raise
             except Exception:  # a converter met a form it does not handle: say so in the model's terms
                 raise FrontendError(f"node {label(node)} ({node.op_type}): this form is not supported (inputs "

@@ -76,6 +76,10 @@ def conv(fe, node):
         from .onnx_windows1d import lift
         return lift(fe, node, conv)
     geo, _ = _spatial(fe, node, fe.shape(x), W.shape[2:], a)
+    g, c = a.get("group", 1), (fe.shape(x) or (None,))[0]
+    if g < 1 or W.shape[0] % g or W.shape[1] * g != c:      # the float probe would broadcast past a mismatch
+        raise FrontendError(f"node {label(node)} (Conv): weights {list(W.shape)} with group {g} do not fit an input "
+                            f"of {c} channels")
     ins = [x, _new_const(fe, w, W)]      # a copy of its own: folding a BatchNormalization rewrites it
     if len(node.input) > 2 and node.input[2]:
         ins.append(_new_const(fe, node.input[2], fe.value(node.input[2]).astype(np.float64)))

@@ -18,8 +18,7 @@ PLOT_FILES = ("converts_saturation.png", "column_sums.png", "energy.png")
 
 def write_plots(stats: dict, hist: dict | None, adc_range, outdir: str | Path) -> list[str]:
     """PLOT_FILES (column_sums.png only with a histogram) in `outdir`, each written atomically."""
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    outdir = Path(outdir)       # an existing folder: the CLIs create none
     layers = [r for r in stats["layers"] if r["macs"]]
     names = [r["layer"] for r in layers]
     written = []

@@ -3,9 +3,8 @@ and points over target keys, pimc options and run options; every point is compil
 program), run on its model's data, locally or on a Dask cluster, and judged. RESULTS_DIR gets points.jsonl
 (one JSON line appended per finished point, with its per-layer stats: what survives an interruption),
 results.csv (one row per point: settings, every scalar stat, the metric, compile and run seconds, the error of
-a point that failed),
-programs/ (the compiled programs, keyed by a content hash of model, calibration, target and options) and PNG
-plots. The file format is in docs/sweeps.md.
+a point that failed) and PNG plots, written together once every point has finished (or none of them),
+programs/ (the compiled programs, keyed by a content hash of model, calibration, target and options). The file format is in docs/sweeps.md.
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from ir import CompileError, FrontendError
 from isa import AsmError, Target, load_target, print_program, read_program
 from runtime.errors import RuntimeFault
 from runtime.guard import guarded, one_line
-from runtime.io import LABEL_KEYS, atomic_write, load_arrays, write_json, write_text
+from runtime.io import LABEL_KEYS, atomic_write, check_paths, committed_together, load_arrays, write_json, write_text
 from runtime.machine import Machine
 from runtime.progress import Progress
 from runtime.results import stats_json
@@ -46,6 +45,7 @@ RUN = {"noise": "float", "seed": "int", "ideal": "bool"}
 KEYS = {"target": "str"} | _TYPES | OPTIONS | RUN          # what a point may set
 MODEL_KEYS = {"name": "str", "onnx": "path", "calib": "path", "data": "path", "metric": "str", "samples": "int",
               "reference": "path", "labels": "str"}
+PLOTS = ("accuracy_energy.png", "accuracy_noise.png", "converts_adc_bits.png")
 HEAD = ("point_id", "model", "name", "label", "metric", "score", "compile_s", "run_s", "error")
 
 
@@ -442,7 +442,7 @@ class Results:
                     continue
                 if not row.get("error"):            # failed points run again
                     self.rows.append(row)
-        outdir.mkdir(parents=True, exist_ok=True)
+        outdir.mkdir(exist_ok=True)         # RESULTS_DIR only: its parent must exist (checked by sweep())
         write_text(self.log, "".join(json.dumps(r) + "\n" for r in self.rows))
         self.done = {r["point_id"] for r in self.rows}
 
@@ -452,7 +452,6 @@ class Results:
             f.flush()
             os.fsync(f.fileno())
         self.rows.append(row)
-        self.write_csv()
 
     def write_csv(self) -> None:
         rows = sorted(self.rows, key=lambda r: self.order.get(r["point_id"], len(self.order)))
@@ -470,6 +469,16 @@ def sweep(path, outdir, workers=None, scheduler=None, resume=False, report=print
     """Run the sweep file `path` into `outdir`; report(line) for every finished point."""
     points = load_sweep(path)
     outdir = Path(outdir)
+    if not outdir.parent.is_dir():
+        raise CompileError(f"-o {outdir}: folder {outdir.parent} does not exist (pimsweep creates RESULTS_DIR, "
+                           "not the folders above it)")
+    if outdir.exists() and not outdir.is_dir():
+        raise CompileError(f"-o {outdir} is a file, not a folder")
+    if outdir.is_dir():     # a folder pimsweep creates holds neither an input nor a folder in an output's place
+        inputs = {f"model {m.name}'s {k}": getattr(m, k) for m in {p.model.name: p.model for p in points}.values()
+                  for k in ("onnx", "calib", "data", "reference")}
+        check_paths({"results.csv": outdir / "results.csv"} | {n: outdir / n for n in PLOTS},
+                    inputs | {"the sweep file": path}, CompileError)
     res = Results(outdir, points, resume)
     todo = [p for p in points if p.id not in res.done]
     cache = outdir / "programs"
@@ -503,7 +512,9 @@ def sweep(path, outdir, workers=None, scheduler=None, resume=False, report=print
             runs = [c.submit(run_point, p, comp[p.program], refs.get(p.model.name), pure=False) for p in todo]
             for f in as_completed(runs):
                 finish(f.result())
-    plot(res.rows, outdir)
+    with committed_together():          # results.csv and the plots, or none of them
+        res.write_csv()
+        plot(res.rows, outdir)
     return res
 
 

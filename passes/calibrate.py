@@ -18,6 +18,24 @@ class CalibrationReport:
     from_model: int
 
 
+def check_nan(g: Graph, env: dict[str, np.ndarray]) -> None:
+    """Name the first node (in order) whose float result holds NaN, and why: a constant input that is not
+    finite, an input that overflowed to infinity, or an operation undefined on these values."""
+    for op in g.topo():
+        y = env.get(op.outputs[0])
+        if y is None or y.dtype.kind != "f" or not np.isnan(y).any():
+            continue
+        where = f"node {op.name} ({op.attrs.get('fn', op.kind)}) gives NaN on the calibration data"
+        for name in op.inputs:
+            t = g.tensors.get(name)
+            x = env[name] if name in env else t.data if t is not None else None
+            if x is not None and np.asarray(x).dtype.kind == "f" and not np.isfinite(x).all():
+                raise CompileError(f"{where}: its constant {name} holds NaN or infinity" if t is not None and t.is_const
+                                   else f"{where}: its input {name} holds infinity (an overflow before this node)")
+        raise CompileError(f"{where}: an operation undefined on these values (a log or square root of a negative, "
+                           "0/0, an inverse sine beyond 1)")
+
+
 class Calibrate:
     name = "calibrate"
 
@@ -32,11 +50,15 @@ class Calibrate:
         n = len(next(iter(ctx.calib.values())))
         lo, hi, clo, chi = {}, {}, {}, {}
         for start in range(0, n, 64):
-            env = evaluate(g, {k: v[start:start + 64] for k, v in ctx.calib.items()}, keep_all=True)
+            with np.errstate(all="ignore"):     # a NaN is named below; an infinity by Quantize's range check
+                env = evaluate(g, {k: v[start:start + 64] for k, v in ctx.calib.items()}, keep_all=True)
             for name, v in env.items():
                 if name in g.tensors and not g.tensors[name].is_const and v.size:
-                    lo[name] = min(lo.get(name, np.inf), float(v.min()))
-                    hi[name] = max(hi.get(name, -np.inf), float(v.max()))
+                    vlo, vhi = float(v.min()), float(v.max())
+                    if np.isnan(vlo) or np.isnan(vhi):      # min and max carry a NaN: name where it began
+                        check_nan(g, env)
+                    lo[name] = min(lo.get(name, np.inf), vlo)
+                    hi[name] = max(hi.get(name, -np.inf), vhi)
                     if v.ndim >= 2:      # per channel of the last axis (for smoothing, quantize_vector.py)
                         rows = v.reshape(-1, v.shape[-1])
                         clo[name] = np.minimum(clo.get(name, np.inf), rows.min(axis=0))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ir import Graph
+from ir import CompileError, Graph
 from ir.float_eval import grouped_matmul
 from runtime import kernels as K
 from runtime import vector as V
@@ -317,7 +317,11 @@ def run_reference(g: Graph, feeds: dict[str, np.ndarray], keep_all: bool = False
     for op in g.topo():
         args = [env[t] if t in env else g.tensors[t].data for t in op.inputs]
         vec = g.tensors[op.outputs[0]].dtype == "f32" or op.kind == "quant"
-        env[op.outputs[0]] = (VREF if vec else REF)[op.kind](op, g, *args)
+        try:
+            env[op.outputs[0]] = (VREF if vec else REF)[op.kind](op, g, *args)
+        except (FloatingPointError, RuntimeWarning) as e:      # NumPy's warnings, as the CLIs raise them
+            raise CompileError(f"node {op.name} ({op.kind}): {e} when its compiled form (float32 vector unit or "
+                               "integer codes) runs on these inputs") from None
     return env if keep_all else {n: env[n] for n in g.outputs}
 
 

@@ -84,6 +84,10 @@ def load_reference(path) -> np.ndarray:
         if len(data.files) != 1:
             raise RuntimeFault(f"--reference {path}: holds {len(data.files)} arrays, give one")
         data = data[data.files[0]]
+    if data.dtype.kind not in "biuf":
+        raise RuntimeFault(f"--reference {path}: holds {data.dtype} values, not real numbers")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():      # a cosine to them would be NaN
+        raise RuntimeFault(f"--reference {path}: holds {int(np.sum(~np.isfinite(data)))} NaN or infinite values")
     return data
 
 

@@ -35,7 +35,8 @@ def guarded(prog: str, user_errors: tuple, bar, body) -> int:
         return 1
     except MemoryError as e:      # a program or batch too large for this host
         bar.close()
-        print(f"{prog}: error: out of memory ({one_line(e)}); try a smaller --chunk", file=sys.stderr)
+        advice = "; try a smaller --chunk" if prog == "pimrun" else ""
+        print(f"{prog}: error: out of memory ({one_line(e)}){advice}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -102,9 +102,18 @@ def _member(data, key: str, path, error) -> np.ndarray:
     return _numbers(x, path, key, error)
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+
+
 def _numbers(x: np.ndarray, path, key: str, error) -> np.ndarray:
+    """Plain real numbers; wider floats no larger than float32's range (the programs and onnxruntime take
+    float32: a cast would overflow). NaN and infinity are left to the caller, which counts them."""
     if x.dtype.kind not in "biuf":
         raise error(f"{path}: array '{key}' holds {x.dtype} values, not real numbers")
+    if x.dtype.kind == "f" and x.dtype.itemsize > 4:
+        big = np.abs(np.where(np.isfinite(x), x, 0)).max(initial=0)
+        if big > F32_MAX:
+            raise error(f"{path}: array '{key}' holds values up to {big:.3g}, beyond float32")
     return x
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from isa import Buf, ConstRef, Instr, Program
+from isa.host import memory_budget
 
 from . import banks as BK
 from . import crossbar as X
@@ -32,6 +33,13 @@ def handler(*ops):
 
 
 CHUNK_BYTES = 1 << 30        # buffers of one chunk, as the automatic chunk size plans them
+
+
+def _mib(nbytes: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if nbytes >= 1 << shift:
+            return f"{nbytes / (1 << shift):.1f} {unit}"
+    return f"{nbytes} B"
 
 
 MAX_NOISE = 100.0          # E = 100: each column sum's spread 100 times its own magnitude, far past any study
@@ -76,9 +84,11 @@ class Machine:
     def run(self, feeds: dict[str, np.ndarray], chunk: int | None = None, progress=None, sample_offset: int = 0,
             previous: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Run the program on every sample of `feeds`, `chunk` samples at a time. chunk None: as many per chunk
-        as fit in CHUNK_BYTES of buffers, measured on the machine's first run, whose first chunk is its first
-        sample alone. Later runs reuse the measure: a chunk size that changes from run to run would have the
-        allocator hand back and fault in its memory every run. Outputs and stats do not depend on the chunking.
+        as fit in CHUNK_BYTES of buffers (or in the memory this host can still give, if less), measured on the
+        machine's first run, whose first chunk is its first sample alone. Later runs reuse the measure: a chunk
+        size that changes from run to run would have the allocator hand back and fault in its memory every
+        run. Before the rest of the batch runs, its outputs and one chunk's buffers are checked against that
+        memory (fit_chunk). Outputs and stats do not depend on the chunking.
 
         Shards: `feeds` may be samples [a, b) of a larger batch, run with sample_offset=a; noise is keyed by
         the global sample index, so each sample's outputs are those of one run over the whole batch. Stats of
@@ -91,7 +101,7 @@ class Machine:
         if previous is not None and sample_offset > 0:
             self._prime({k: v[-1:] for k, v in previous.items()}, sample_offset - 1)
         per_sample = self.__dict__.get("per_sample")
-        size = chunk or (max(1, CHUNK_BYTES // per_sample) if per_sample else 1)
+        size = self.fit_chunk(n, chunk) if per_sample else 1
         start = 0
         while start < n:
             part = {k: v[start:start + size] for k, v in feeds.items()}
@@ -103,12 +113,35 @@ class Machine:
             start += size
             if progress:
                 progress(min(n, start), n)
-            if chunk is None and not per_sample:
-                per_sample = self.per_sample = max(1, sum(a.nbytes for a in self.env.values()
-                                                          if isinstance(a, np.ndarray)))
-                size = max(1, CHUNK_BYTES // per_sample)
+            if not per_sample:      # the first sample alone: what one needs, before the rest runs
+                per_sample = self.per_sample = max(1, self._env_bytes())
+                self.out_per_sample = sum(v.nbytes for v in self.results.values())
+                size = self.fit_chunk(n, chunk)
         self.stats.samples += n
         return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def _env_bytes(self) -> int:
+        return sum(a.nbytes for a in self.env.values() if isinstance(a, np.ndarray))
+
+    def fit_chunk(self, n: int, chunk: int | None) -> int:
+        """Samples per chunk for a batch of n, from the measured bytes per sample: the batch's outputs (held
+        until they are joined, then joined: twice) and one chunk's buffers must fit in the memory this host
+        can still give (isa/host.py: free memory, ulimit -v / -d), with the buffers held now, which the next
+        chunk replaces. A chunk given that does not fit, or a batch where not even one sample does, is one
+        RuntimeFault naming the input and the figures, before the rest of the batch runs."""
+        budget = memory_budget() + self._env_bytes()
+        outs = 2 * n * getattr(self, "out_per_sample", 0)
+        room = budget - outs
+        size = chunk or max(1, min(CHUNK_BYTES, room // 2) // self.per_sample)   # half: kernels' temporaries
+        if size * self.per_sample <= room:
+            return size
+        name = self.inputs[0].attr("name") if self.inputs else "the batch"
+        advice = (f"use --chunk {room // self.per_sample} or less" if chunk and room >= self.per_sample
+                  else "run fewer samples at a time")
+        raise RuntimeFault(f"input '{name}': {n} samples need {_mib(outs)} for their outputs "
+                           f"({self.out_per_sample} B per sample) and {_mib(size * self.per_sample)} of buffers for "
+                           f"a chunk of {size} ({self.per_sample} B per sample), more than the {_mib(budget)} this "
+                           f"host can still give (free memory, ulimit -v / -d); {advice}")
 
     def _prime(self, sample: dict[str, np.ndarray], index: int):
         """Run one sample only for what the run-time-written crossbars hold after it; its stats, weight writes
@@ -144,7 +177,8 @@ class Machine:
                 EXEC[ins.op](self, ins)
             except RuntimeFault:
                 raise
-            except (ValueError, IndexError, KeyError, TypeError, MemoryError, OverflowError, FloatingPointError) as e:
+            except (ValueError, IndexError, KeyError, TypeError, MemoryError, OverflowError, FloatingPointError,
+                    RuntimeWarning) as e:       # NumPy's overflow or invalid value, as the CLIs raise them
                 raise RuntimeFault(f"{self.file}:{ins.line}: {ins.op}: {e}") from None
         return self.results
 

@@ -137,6 +137,9 @@ def validate(p: Program, filename: str = "<program>") -> None:
                 fail(f"input of {size} B per sample exceeds the target's buffers ({cap} B)")
         if spec.args and spec.args[0] == "buf" and ins.op not in ("mvm", "output"):
             written.add(ins.args[0].name)
+    for op in ("input", "output"):      # a truncated program can validate line by line with nothing to run
+        if not any(ins.op == op for ins in p.code):
+            raise RuntimeFault(f"{filename}: the program has no '{op}' instruction (is it cut short?)")
     _check_schedule(p, filename)
     _check_coverage(p, filename)
 

@@ -90,3 +90,85 @@ def test_int64_weights_on_a_float_model_are_one_frontend_error(tmp_path):
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(FrontendError, match=r"node mm \(MatMul\): inputs of different types \(x float32, w int64\)"):
         compile_model(m, "isaac", np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.sampled_from([np.nan, np.inf, -np.inf]), at=st.integers(0, 19),
+       dtype=st.sampled_from([np.float32, np.float64, np.float16]))
+def test_a_reference_that_is_not_finite_is_one_line_before_the_run(run_files, capsys, value, at, dtype):
+    """--reference values that are NaN or infinite would make the mean cosine NaN (NumPy's invalid-value
+    warning): refused, naming the file, before any work."""
+    ref = np.ones((2, 10), dtype)
+    ref.flat[at] = value
+    np.save(run_files / "ref.npy", ref)
+    out = run_files / "o.npy"
+    code = pimrun_cli.main([str(run_files / "p.pimasm"), "--input", str(run_files / "x.npy"), "-o", str(out),
+                            "--reference", str(run_files / "ref.npy"), "--quiet"])
+    one_error(capsys, code, "pimrun", "--reference", "1 NaN or infinite")
+    assert not out.exists()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(["--input", "--verify", "--calib"]), value=st.sampled_from([4e38, -1e39, 1e300]),
+       at=st.integers(0, 2 * 256 - 1))
+def test_float64_data_beyond_float32_is_one_line(run_files, capsys, where, value, at):
+    """A value no float32 holds, in a float64 data file: the cast for the program or onnxruntime would
+    overflow (NumPy's warning, or onnxruntime's error blamed on the model); refused naming the file."""
+    x = np.load(run_files / "x.npy").astype(np.float64)
+    x.flat[at] = value
+    np.save(run_files / "wide.npy", x)
+    out = run_files / "o.out"
+    if where == "--input":
+        code, prog = pimrun_cli.main([str(run_files / "p.pimasm"), "--input", str(run_files / "wide.npy"), "-o",
+                                      str(out), "--quiet"]), "pimrun"
+    else:
+        data = {"--calib": str(CALIB), "--verify": None} | {where: str(run_files / "wide.npy")}
+        code, prog = pimc_cli.main([str(MODEL), "-o", str(out), "--target", "isaac", "--quiet"]
+                                   + [v for k, p in data.items() if p for v in (k, p)]), "pimc"
+    one_error(capsys, code, prog, "wide.npy", "beyond float32")
+    assert not out.exists()
+
+
+def _layernorm_model(path, scale: float):
+    """x [N, 4, 16] -> MatMul (weights of size `scale`) -> LayerNormalization: float32 in the vector unit."""
+    rng = np.random.default_rng(0)
+    w = (rng.normal(size=(16, 16)) * scale).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("LayerNormalization", ["h", "g", "b"],
+                                                                         ["y"], axis=-1, name="ln")],
+        "ln", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 16])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.ones(16, np.float32), "g"),
+         numpy_helper.from_array(np.zeros(16, np.float32), "b")])
+    import onnx
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+    np.save(path.with_suffix(".npy"), rng.normal(size=(4, 4, 16)).astype(np.float32))
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e25])
+def test_float32_overflow_of_the_compiled_form_is_one_line_naming_the_node(tmp_path, capsys, scale):
+    """Calibration runs in float64 (no overflow there); the vector unit's float32 variance of values near 1e20
+    overflows: one CompileError naming the node, not NumPy's warning as an internal error."""
+    _layernorm_model(tmp_path / "m.onnx", scale)
+    code = pimc_cli.main([str(tmp_path / "m.onnx"), "-o", str(tmp_path / "p.pimasm"), "--target", "raella",
+                          "--calib", str(tmp_path / "m.npy"), "--quiet"])
+    one_error(capsys, code, "pimc", "node ln (layernorm): overflow encountered")
+    assert not (tmp_path / "p.pimasm").exists()
+
+
+@pytest.mark.parametrize("factor", [1e19, 1e30, 1e300])
+def test_float32_overflow_at_run_time_is_one_line_naming_the_instruction(tmp_path, capsys, factor):
+    """A program whose accumulator scales were edited to huge values: the float32 results overflow when it
+    runs; one RuntimeFault naming the line."""
+    from isa import print_program, read_program
+    _layernorm_model(tmp_path / "m.onnx", 1.0)
+    assert pimc_cli.main([str(tmp_path / "m.onnx"), "-o", str(tmp_path / "p.pimasm"), "--target", "raella",
+                          "--calib", str(tmp_path / "m.npy"), "--quiet"]) == 0
+    prog = read_program(tmp_path / "p.pimasm")
+    scale = next(c for name, c in prog.consts.items() if name.endswith(".scale"))
+    scale.data[...] = factor
+    (tmp_path / "q.pimasm").write_text(print_program(prog))
+    code = pimrun_cli.main([str(tmp_path / "q.pimasm"), "--input", str(tmp_path / "m.npy"), "-o",
+                            str(tmp_path / "y.npy"), "--quiet"])
+    line = one_error(capsys, code, "pimrun", "q.pimasm:", "overflow encountered")
+    assert line.split(": ")[3] in ("accf", "vlayernorm") and not (tmp_path / "y.npy").exists()

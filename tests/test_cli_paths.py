@@ -129,3 +129,15 @@ def test_a_preset_name_pointing_at_a_real_toml_outside_is_refused(tmp_path):
     with pytest.raises(AsmError, match="unknown target"):
         load_target(rel)
     assert load_target(tmp_path / "x.toml").name == "isaac"         # the same file given as a path loads
+
+
+@pytest.mark.parametrize("plots", ["missing", "missing/deeper", "o.pimasm"])
+def test_pimc_plots_into_a_folder_that_is_not_there_is_refused_before_any_work(tmp_path, capsys, plots):
+    """--plots names an existing folder (the CLIs create none): a missing one, or a file, is one line and
+    nothing is written or created."""
+    (tmp_path / "o.pimasm").write_text("old")
+    before = snapshot(tmp_path)
+    code = pimc_cli.main([str(MODEL), "-o", str(tmp_path / "p.pimasm"), "--target", "isaac", "--calib", str(CALIB),
+                          "--plots", str(tmp_path / plots), "--quiet"])
+    one_error(capsys, code, "pimc", "--plots", "no such folder")
+    assert snapshot(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["o.pimasm"]

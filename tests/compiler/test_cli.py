@@ -12,6 +12,7 @@ from tests.conftest import DIGITS
 
 def test_compile_verify_report_plots_then_run(tmp_path, capsys):
     prog, rep, plots = tmp_path / "d.pimasm", tmp_path / "r.json", tmp_path / "plots"
+    plots.mkdir()
     test = DIGITS / "digits_test.npz"
     assert pimc([str(DIGITS / "digits_cnn.onnx"), "-o", str(prog), "--target", "raella", "--calib",
                  str(DIGITS / "digits_calib.npy"), "--report", str(rep), "--plots", str(plots),

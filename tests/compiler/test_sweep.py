@@ -174,7 +174,7 @@ def test_a_float_metric_sweep_judges_against_onnxruntime_and_keeps_layers(tmp_pa
     f = tmp_path / "s.toml"
     f.write_text(SWEEP.split("[base]")[0].replace('metric = "top1"', 'metric = "agreement"').replace(
         f"samples = {N}", "samples = 6") + '[base]\ntarget = "isaac"\n')
-    out = tmp_path / "new" / "res"
+    out = tmp_path / "res"              # pimsweep creates RESULTS_DIR (not the folders above it)
     sweep(f, out, report=lambda line: None)
     (r,) = rows(out)
     from compiler.verify import onnx_float
@@ -193,3 +193,46 @@ def test_a_float_metric_sweep_judges_against_onnxruntime_and_keeps_layers(tmp_pa
     assert len(summary) == 3 and f"| {float(r['score']):.4f} (" in summary[2]
     converting = [layer for layer in line["layers"] if layer.get("adc_converts")]
     assert converting and len(layers) == 2 + len(converting) and all(row.count("|") == 3 for row in layers)
+
+
+def test_results_and_plots_are_replaced_together_or_not_at_all(tmp_path, monkeypatch, capsys):
+    """A failure while writing the last plot leaves results.csv and the other plots as the earlier run left
+    them (same files, no temp file); outputs are checked before any point runs; no folder above
+    RESULTS_DIR is created."""
+    import matplotlib.figure
+    f = tmp_path / "s.toml"
+    f.write_text(SWEEP.split("[[point]]")[0].replace(f"samples = {N}", "samples = 4")
+                 + '[[point]]\nname = "C+O"\n[grid]\nadc_bits = [7]\n')
+    out = tmp_path / "res"
+    sweep(f, out, report=lambda line: None)
+    files = ["results.csv", "accuracy_energy.png", "accuracy_noise.png", "converts_adc_bits.png"]
+    before = {n: ((out / n).stat().st_ino, (out / n).read_bytes()) for n in files}
+    (out / "points.jsonl").write_text("")           # the resumed sweep runs the point again
+    real, calls = matplotlib.figure.Figure.savefig, []
+
+    def failing(fig, *a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError("no space left on device")
+        return real(fig, *a, **k)
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", failing)
+    capsys.readouterr()
+    assert pimsweep([str(f), "-o", str(out), "--resume", "--quiet"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "no space left" in err[0]
+    assert len(calls) == 3
+    assert {n: ((out / n).stat().st_ino, (out / n).read_bytes()) for n in files} == before
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    monkeypatch.undo()
+
+    (out / "results.csv").unlink()
+    (out / "results.csv").mkdir()                   # an output that is a folder: refused before any work
+    (out / "points.jsonl").write_text("")
+    assert pimsweep([str(f), "-o", str(out), "--resume", "--quiet"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "is a folder" in err[0] and (out / "points.jsonl").read_text() == ""
+
+    missing = tmp_path / "no" / "such" / "res"
+    assert pimsweep([str(f), "-o", str(missing), "--quiet"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "does not exist" in err[0] and not (tmp_path / "no").exists()

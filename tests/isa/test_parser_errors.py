@@ -555,3 +555,22 @@ def test_window_attributes_out_of_range_are_faults(op, attr, value):
     bad = line.replace(re.search(rf" {attr}=\[[^\]]*\]", line).group(0), f" {attr}={value}")
     with pytest.raises(RuntimeFault, match=rf"attribute '{attr}' must lie in"):
         Machine(parse_program(text.replace(line, bad), "f.pimasm"), filename="f.pimasm")
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(mutants(), number_mutants()))
+def test_pimrun_on_a_mutated_program_prints_one_line_or_runs(tmp_path, capsys, text):
+    """pimrun's own main (NumPy warnings raised, as the CLI does): exit 0 with nothing on stderr, or exit 1
+    with exactly one error line; never an internal error (2) or a warning's extra line."""
+    from runtime.cli import main as pimrun
+    prog, x = tmp_path / "f.pimasm", tmp_path / "x.npy"
+    prog.write_text(text)
+    np.save(x, few_images())
+    capsys.readouterr()
+    code = pimrun([str(prog), "--input", str(x), "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    if code == 0:
+        assert err == [], err
+    else:
+        assert code == 1 and len(err) == 1 and err[0].startswith("pimrun: error: "), (code, err)

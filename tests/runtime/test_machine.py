@@ -14,14 +14,19 @@ def test_dac_pulses_equal_a_direct_count_on_the_windows(target, digits_test):
     x, _ = digits_test
     prog = digits_compiled(target).program
     m = Machine(prog, ideal=True)
+    direct, run_chunk = [], m._run_chunk
+
+    def counted(feeds):         # the windows of every chunk (the first sample runs alone, to be measured)
+        out = run_chunk(feeds)
+        for ins in prog.code:
+            if ins.op == "mvm":
+                r0, r1 = m.xbars[ins.attr("xb")].rows
+                win = m.env[ins.args[1].name]
+                direct.append(int(X.row_pulses(win.reshape(-1, win.shape[-1])[:, r0:r1], ins.attr("islices")).sum()))
+        return out
+    m._run_chunk = counted
     m.run({"image": x[:20]}, chunk=20)
-    direct = 0
-    for ins in prog.code:
-        if ins.op == "mvm":
-            r0, r1 = m.xbars[ins.attr("xb")].rows
-            win = m.env[ins.args[1].name]
-            direct += int(X.row_pulses(win.reshape(-1, win.shape[-1])[:, r0:r1], ins.attr("islices")).sum())
-    assert m.stats.to_json()["dac_pulses"] == direct > 0
+    assert m.stats.to_json()["dac_pulses"] == sum(direct) > 0
 
 
 def test_chunks_change_nothing(digits_test):

@@ -1,0 +1,124 @@
+"""Energy and area with the presets' derived figures (isa/energy.py): raella against isaac on the digits CNN per
+component, with the figures the presets held before (project assumptions) beside them; ARAS's energy steps from
+benchmarks/aras.py's results; and each headline's sensitivity to every per-event figure scaled by 2 and by 1/2
+(energy is linear in each figure, so a scaled component is its energy times the factor).
+
+    python benchmarks/energy.py [--aras benchmarks/results/aras/aras.json] [--out benchmarks/results/energy]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pimc  # noqa: E402
+
+# the presets' [energy] figures before they were derived (git show 6dcce1c:isa/targets/*.toml), pJ / mW per tile
+BEFORE = {
+    "isaac": {"adc": 2.6, "dac": 0.002, "crossbar": 0.003, "buffers": 0.5, "digital": 0.05, "weight_writes": 10.0,
+              "runtime_writes": 10.0, "static": 10.0},
+    "raella": {"adc": 1.3, "dac": 0.002, "crossbar": 0.003, "buffers": 0.5, "digital": 0.05, "weight_writes": 10.0,
+               "runtime_writes": 10.0, "static": 10.0},
+}
+KEY = {"adc": "e_adc_convert", "dac": "e_dac_pulse", "crossbar": "e_cell_read", "buffers": "e_buffer_byte",
+       "digital": "e_digital_op", "weight_writes": "e_write_pulse", "runtime_writes": "e_write_pulse",
+       "static": "static_mw_per_tile"}
+COMPUTE = ("adc", "dac", "crossbar", "buffers", "digital", "static")   # per inference, without the weight load
+
+
+def digits(target: str) -> dict:
+    d = ROOT / "examples" / "digits"
+    test = np.load(d / "digits_test.npz")
+    prog = pimc.compile(str(d / "digits_cnn.onnx"), target=target, calib=np.load(d / "digits_calib.npy"))
+    _, stats = pimc.run(prog, test["x"])
+    s = stats.to_json()
+    t = prog.target
+    n = s["samples"]
+    now = {c: v / n for c, v in s["energy_pj"].items()}
+    before = {c: now[c] * BEFORE[target][c] / getattr(t, KEY[c]) if getattr(t, KEY[c]) else 0.0 for c in now}
+    return {"now_pj": now, "before_pj": before, "area_mm2": s["area_mm2"], "area_mm2_total": s["area_mm2_total"],
+            "converts_per_mac": s["converts_per_mac"], "samples": n}
+
+
+def total(e: dict, scale: dict | None = None) -> float:
+    return sum(e[c] * (scale or {}).get(c, 1.0) for c in COMPUTE)
+
+
+def digits_tables(r: dict) -> list[str]:
+    i, ra = r["isaac"], r["raella"]
+    out = ["| component | isaac uJ | raella uJ | isaac share | raella share | isaac / raella | before: isaac uJ | "
+           "before: raella uJ |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ti, tr = total(i["now_pj"]), total(ra["now_pj"])
+    for c in COMPUTE:
+        a, b = i["now_pj"][c], ra["now_pj"][c]
+        out.append(f"| {c} | {a / 1e6:.4f} | {b / 1e6:.4f} | {100 * a / ti:.1f}% | {100 * b / tr:.1f}% | "
+                   f"{a / b if b else float('inf'):.2f}x | {i['before_pj'][c] / 1e6:.4f} | {ra['before_pj'][c] / 1e6:.4f} |")
+    bi, br = total(i["before_pj"]), total(ra["before_pj"])
+    out.append(f"| **total** (no weight load) | **{ti / 1e6:.4f}** | **{tr / 1e6:.4f}** | | | **{ti / tr:.2f}x** | "
+               f"{bi / 1e6:.4f} | {br / 1e6:.4f} ({bi / br:.2f}x) |")
+    load = {t: {k: r[t][k]["weight_writes"] * r[t]["samples"] / 1e6 for k in ("now_pj", "before_pj")} for t in r}
+    out.append(f"| weight load (once, not per inference) | {load['isaac']['now_pj']:.4f} | {load['raella']['now_pj']:.4f} "
+               f"| | | | {load['isaac']['before_pj']:.4f} | {load['raella']['before_pj']:.4f} |")
+    out += ["", "| chip area mm2 | " + " | ".join(i["area_mm2"]) + " | total |",
+            "|---|" + "---:|" * (len(i["area_mm2"]) + 1)]
+    for t in ("isaac", "raella"):
+        a = r[t]["area_mm2"]
+        out.append(f"| {t} | " + " | ".join(f"{v:.1f}" for v in a.values()) + f" | {r[t]['area_mm2_total']:.1f} |")
+    out += ["", "Sensitivity of isaac / raella (energy per inference without the weight load) to each figure, "
+            "scaled on both targets:", "", "| figure | x 1/2 | x 2 |", "|---|---:|---:|"]
+    for c in COMPUTE:
+        cells = [total(i["now_pj"], {c: f}) / total(ra["now_pj"], {c: f}) for f in (0.5, 2.0)]
+        out.append(f"| {KEY[c]} | {cells[0]:.2f}x | {cells[1]:.2f}x |")
+    return out
+
+
+def aras_tables(path: Path) -> list[str]:
+    if not path.exists():
+        return [f"(no ARAS results at {path}: run benchmarks/aras.py first)"]
+    res = json.loads(path.read_text())
+    out = []
+    for model, v in res.items():
+        if model == "paper":
+            continue
+        rows = {r["config"]: r for r in v["rows"]}
+        parts = list(next(iter(rows.values()))["energy_uj"])
+        out += [f"ARAS, {model} on `{v['target']}`, uJ per inference (steady state):", "",
+                "| config | " + " | ".join(parts) + " | total | vs overlap |", "|---|" + "---:|" * (len(parts) + 2)]
+        base = rows["overlap"]["energy_uj_total"]
+        for name, r in rows.items():
+            out.append(f"| {name} | " + " | ".join(f"{r['energy_uj'][p]:.3f}" for p in parts)
+                       + f" | {r['energy_uj_total']:.3f} | {100 * (r['energy_uj_total'] - base) / base:+.1f}% |")
+        out += ["", f"Sensitivity of {model}'s total change overlap -> +reuse (aras) (paper: -28%) to each part "
+                "scaled by 2 and by 1/2:", "", "| part | x 1/2 | x 2 |", "|---|---:|---:|"]
+        for p in parts:
+            cells = []
+            for f in (0.5, 2.0):
+                tot = {k: sum(r["energy_uj"][q] * (f if q == p else 1.0) for q in parts) for k, r in rows.items()}
+                cells.append(100 * (tot["+reuse (aras)"] - tot["overlap"]) / tot["overlap"])
+            out.append(f"| {p} | {cells[0]:+.1f}% | {cells[1]:+.1f}% |")
+        out.append("")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--aras", default=str(ROOT / "benchmarks" / "results" / "aras" / "aras.json"))
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "energy"))
+    a = ap.parse_args()
+    r = {t: digits(t) for t in ("isaac", "raella")}
+    lines = ["Digits CNN, 540 test images, per inference:", ""] + digits_tables(r) + [""] + aras_tables(Path(a.aras))
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "energy.json").write_text(json.dumps(r, indent=1))
+    (out / "energy.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

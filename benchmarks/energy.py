@@ -1,9 +1,10 @@
-"""Energy and area with the presets' derived figures (isa/energy.py): raella against isaac on the digits CNN per
-component, with the figures the presets held before (project assumptions) beside them; ARAS's energy steps from
+"""Energy and area with the presets' derived figures (isa/energy.py): raella against isaac on the digits CNN (and
+MiniLM-L6, `--models digits,minilm`) per component, with the figures the presets held before (project assumptions) beside them; ARAS's energy steps from
 benchmarks/aras.py's results; and each headline's sensitivity to every per-event figure scaled by 2 and by 1/2
 (energy is linear in each figure, so a scaled component is its energy times the factor).
 
-    python benchmarks/energy.py [--aras benchmarks/results/aras/aras.json] [--out benchmarks/results/energy]
+    python benchmarks/energy.py [--models digits,minilm] [--aras benchmarks/results/aras/aras.json]
+                                [--out benchmarks/results/energy] [--minilm-dir examples/minilm/build]
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import pimc  # noqa: E402
+from benchmarks.model_files import add_minilm_dir, load_minilm, minilm_files  # noqa: E402
 
 # the presets' [energy] figures before they were derived (git show 6dcce1c:isa/targets/*.toml), pJ / mW per tile
 BEFORE = {
@@ -32,11 +34,16 @@ KEY = {"adc": "e_adc_convert", "dac": "e_dac_pulse", "crossbar": "e_cell_read", 
 COMPUTE = ("adc", "dac", "crossbar", "buffers", "digital", "static")   # per inference, without the weight load
 
 
-def digits(target: str) -> dict:
-    d = ROOT / "examples" / "digits"
-    test = np.load(d / "digits_test.npz")
-    prog = pimc.compile(str(d / "digits_cnn.onnx"), target=target, calib=np.load(d / "digits_calib.npy"))
-    _, stats = pimc.run(prog, test["x"])
+def measure(model: str, target: str, minilm_dir: Path) -> dict:
+    """Per-inference energy by component at the derived and at the earlier figures, and the chip area."""
+    if model == "digits":
+        d = ROOT / "examples" / "digits"
+        prog = pimc.compile(str(d / "digits_cnn.onnx"), target=target, calib=np.load(d / "digits_calib.npy"))
+        _, stats = pimc.run(prog, np.load(d / "digits_test.npz")["x"])
+    else:
+        path, feeds, calib, _, _ = load_minilm(minilm_dir)
+        prog = pimc.compile(str(path), target=target, calib=calib)
+        _, stats = pimc.run(prog, feeds)
     s = stats.to_json()
     t = prog.target
     n = s["samples"]
@@ -50,7 +57,7 @@ def total(e: dict, scale: dict | None = None) -> float:
     return sum(e[c] * (scale or {}).get(c, 1.0) for c in COMPUTE)
 
 
-def digits_tables(r: dict) -> list[str]:
+def model_tables(r: dict) -> list[str]:
     i, ra = r["isaac"], r["raella"]
     out = ["| component | isaac uJ | raella uJ | isaac share | raella share | isaac / raella | before: isaac uJ | "
            "before: raella uJ |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -110,9 +117,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--aras", default=str(ROOT / "benchmarks" / "results" / "aras" / "aras.json"))
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "energy"))
+    ap.add_argument("--models", default="digits")
+    add_minilm_dir(ap)
     a = ap.parse_args()
-    r = {t: digits(t) for t in ("isaac", "raella")}
-    lines = ["Digits CNN, 540 test images, per inference:", ""] + digits_tables(r) + [""] + aras_tables(Path(a.aras))
+    models = a.models.split(",")
+    if "minilm" in models:
+        minilm_files(a.minilm_dir)
+    title = {"digits": "Digits CNN, 540 test images", "minilm": "MiniLM-L6, 64 sentences of 64 tokens"}
+    r, lines = {}, []
+    for m in models:
+        r[m] = {t: measure(m, t, a.minilm_dir) for t in ("isaac", "raella")}
+        lines += [f"{title[m]}, per inference:", ""] + model_tables(r[m]) + [""]
+    lines += aras_tables(Path(a.aras))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "energy.json").write_text(json.dumps(r, indent=1))

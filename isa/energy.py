@@ -135,8 +135,9 @@ def derive(t: Target, tech_nm: float) -> list[Figure]:
     per_tile = t.imas_per_tile * t.xbars_per_ima
     static = per_tile * (t.adcs_per_xbar * adc.leak_power + xbar_leak) + (0.0 if banks else buf.leak_power)
     out.append(Figure("static_mw_per_tile", static * mw,
-                      f"leakage of {per_tile} x ({t.adcs_per_xbar} ADC + NeuroSim array)"
-                      + (" (buffers: gbuf_mw_per_kb)" if banks else " + tile buffer (IsaacEDRAM: none)")))
+                      f"{_ver('hwcomponents-adc')} and {_ver('hwcomponents-neurosim')} leak_power: {per_tile} x "
+                      f"({t.adcs_per_xbar} ADC + one array: cells, row and column drivers)"
+                      + (", buffers in gbuf_mw_per_kb" if banks else ", + the tile buffer (IsaacEDRAM: 0)")))
     if banks:
         bank = SRAM(tech_node=T, width=SRAM_WIDTH, size=GBUF_BANK_KB * 1024 * 8)
         out.append(Figure("gbuf_mw_per_kb", bank.leak_power * mw / GBUF_BANK_KB,

@@ -1,9 +1,9 @@
 """Energy and area with the presets' derived figures (isa/energy.py): raella against isaac on the digits CNN (and
-MiniLM-L6, `--models digits,minilm`) per component, with the figures the presets held before (project assumptions) beside them; ARAS's energy steps from
+MiniLM-L6 and a ResNet-50-size CNN, `--models digits,minilm,resnet50`) per component, with the figures the presets held before (project assumptions) beside them; ARAS's energy steps from
 benchmarks/aras.py's results; and each headline's sensitivity to every per-event figure scaled by 2 and by 1/2
 (energy is linear in each figure, so a scaled component is its energy times the factor).
 
-    python benchmarks/energy.py [--models digits,minilm] [--aras benchmarks/results/aras/aras.json]
+    python benchmarks/energy.py [--models digits,minilm,resnet50] [--aras benchmarks/results/aras/aras.json]
                                 [--out benchmarks/results/energy] [--minilm-dir examples/minilm/build]
 """
 from __future__ import annotations
@@ -40,6 +40,10 @@ def measure(model: str, target: str, minilm_dir: Path) -> dict:
         d = ROOT / "examples" / "digits"
         prog = pimc.compile(str(d / "digits_cnn.onnx"), target=target, calib=np.load(d / "digits_calib.npy"))
         _, stats = pimc.run(prog, np.load(d / "digits_test.npz")["x"])
+    elif model == "resnet50":       # seeded weights, 4 calibration and 2 evaluation images (benchmarks/resnet50_run.py)
+        from benchmarks.models import resnet50 as R
+        prog = pimc.compile(R.build(opset=9, seed=0), target=target, calib=R.images(4, seed=1))
+        _, stats = pimc.run(prog, R.images(2, seed=2))
     else:
         path, feeds, calib, _, _ = load_minilm(minilm_dir)
         prog = pimc.compile(str(path), target=target, calib=calib)
@@ -123,7 +127,8 @@ def main():
     models = a.models.split(",")
     if "minilm" in models:
         minilm_files(a.minilm_dir)
-    title = {"digits": "Digits CNN, 540 test images", "minilm": "MiniLM-L6, 64 sentences of 64 tokens"}
+    title = {"digits": "Digits CNN, 540 test images", "minilm": "MiniLM-L6, 64 sentences of 64 tokens",
+             "resnet50": "ResNet-50-size CNN (seeded weights, 224x224), 2 images"}
     r, lines = {}, []
     for m in models:
         r[m] = {t: measure(m, t, a.minilm_dir) for t in ("isaac", "raella")}

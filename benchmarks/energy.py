@@ -69,8 +69,9 @@ def model_tables(r: dict) -> list[str]:
     ti, tr = total(i["now_pj"]), total(ra["now_pj"])
     for c in COMPUTE:
         a, b = i["now_pj"][c], ra["now_pj"][c]
-        out.append(f"| {c} | {a / 1e6:.4f} | {b / 1e6:.4f} | {100 * a / ti:.1f}% | {100 * b / tr:.1f}% | "
-                   (f"{a / b:.2f}x" if b else "-") + f" | {i['before_pj'][c] / 1e6:.4f} | {ra['before_pj'][c] / 1e6:.4f} |")
+        ratio = f"{a / b:.2f}x" if b else "-"
+        out.append(f"| {c} | {a / 1e6:.4f} | {b / 1e6:.4f} | {100 * a / ti:.1f}% | {100 * b / tr:.1f}% | {ratio} | "
+                   f"{i['before_pj'][c] / 1e6:.4f} | {ra['before_pj'][c] / 1e6:.4f} |")
     bi, br = total(i["before_pj"]), total(ra["before_pj"])
     out.append(f"| **total** (no weight load) | **{ti / 1e6:.4f}** | **{tr / 1e6:.4f}** | | | **{ti / tr:.2f}x** | "
                f"{bi / 1e6:.4f} | {br / 1e6:.4f} ({bi / br:.2f}x) |")

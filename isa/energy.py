@@ -6,15 +6,16 @@ Each figure of the target's `[energy]` table (and `gbuf_mw_per_kb`) and of its `
 a component model for the target's own parameters (ADC bits and rate, crossbar size, DAC and cell bits, buffer
 size) at one technology node, and written with its provenance (package, version, model, parameters) in a
 comment beside it. `--check` exits 1 with a diff when a file differs from what the models give now (CI runs it
-on the presets). The models need the `[energy]` extra (Python >= 3.12): pip install -e '.[energy]'; the
-presets ship the derived figures, so nothing else imports this module's models.
+on the presets). The models need the `[energy]` extra (Python >= 3.12): pip install -e '.[energy]', and where
+glibc is older than 2.38, .ci/build_energy_models.sh PYTHON to rebuild CACTI and NeuroSim; the presets ship
+the derived figures, so nothing else imports this module's models. docs/energy.md: what they change.
 
 Models, one per counted event (runtime/stats.py multiplies them by the run's counts):
   e_adc_convert   hwcomponents-adc ADC (Murmann survey fit): adc_bits at the per-ADC rate cols / adcs_per_xbar
                   per crossbar cycle; its `convert` action (the model books 20% of the energy as leakage)
   e_dac_pulse     hwcomponents-library IsaacDAC, 1 bit: one row pulse (a pulse-train slice of value v is v pulses)
-  e_cell_read     hwcomponents-neurosim MemoryCell read: one cell under one input slice (dac_bits-long pulse
-                  train), NeuroSim's sample RRAM cell
+  e_cell_read     hwcomponents-neurosim MemoryCell read: one cell under one input slice (a pulse train of up to
+                  2^dac_bits - 1 pulses), NeuroSim's sample RRAM cell, at an assumed average input and cell level
   e_write_pulse   hwcomponents-neurosim MemoryCell write: one programming pulse of that cell
   e_buffer_byte   tile buffer access per byte (mean of read and write): ISAAC's eDRAM (hwcomponents-library
                   IsaacEDRAM) on a target without global-buffer banks, else an SRAM by CACTI (hwcomponents-cacti)

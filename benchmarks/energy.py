@@ -112,6 +112,8 @@ def aras_tables(path: Path) -> list[str]:
         out += ["", f"Sensitivity of {model}'s total change overlap -> +reuse (aras) (paper: -28%) to each part "
                 "scaled by 2 and by 1/2:", "", "| part | x 1/2 | x 2 |", "|---|---:|---:|"]
         for p in parts:
+            if not any(r["energy_uj"][p] for r in rows.values()):
+                continue
             cells = []
             for f in (0.5, 2.0):
                 tot = {k: sum(r["energy_uj"][q] * (f if q == p else 1.0) for q in parts) for k, r in rows.items()}

@@ -37,7 +37,9 @@ class Compiled:
     records: list[PassRecord]
 
     def report(self) -> dict:
-        return {"target": self.program.target.name, "passes": [r.to_json() for r in self.records]}
+        area = self.program.target.chip_area_mm2()
+        return {"target": self.program.target.name, "area_mm2": area, "area_mm2_total": sum(area.values()),
+                "passes": [r.to_json() for r in self.records]}
 
 
 F32_MAX = float(np.finfo(np.float32).max)

@@ -1,5 +1,5 @@
 """PNG figures from a run's statistics: per-layer converts/MAC and saturation, column-sum histograms
-against the ADC range, energy breakdown."""
+against the ADC range, energy breakdown beside the chip's area breakdown."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,7 +40,8 @@ def write_plots(stats: dict, hist: dict | None, adc_range, outdir: str | Path) -
     if hist:
         written.append(_column_sums(stats["target"], hist, adc_range, outdir / "column_sums.png"))
 
-    fig, ax = plt.subplots(figsize=(8, 4))
+    area = stats.get("area_mm2") or {}
+    fig, (ax, ax_area) = plt.subplots(1, 2, figsize=(12, 4), width_ratios=(3, 1))
     comps = list(stats["energy_pj"])
     bottom = np.zeros(len(stats["layers"]))
     for c in comps:
@@ -52,9 +53,27 @@ def write_plots(stats: dict, hist: dict | None, adc_range, outdir: str | Path) -
     ax.set_ylabel("nJ per inference")
     ax.set_title(f"{stats['target']}: energy by component and layer")
     ax.legend(fontsize=7)
+    _area(ax_area, area)
     fig.tight_layout()
     written.append(_save(fig, outdir / "energy.png"))
     return written
+
+
+def _area(ax, area: dict) -> None:
+    """The chip's area by component (mm^2), one stacked bar; a note where the target gives no area."""
+    total = sum(area.values())
+    if not total:
+        ax.text(0.5, 0.5, "the target gives no area figures", ha="center", va="center", fontsize=8)
+        ax.set_axis_off()
+        return
+    bottom = 0.0
+    for c, v in area.items():
+        ax.bar([0], [v], bottom=bottom, label=f"{c} {v:.1f} ({100 * v / total:.0f}%)")
+        bottom += v
+    ax.set_xticks([])
+    ax.set_ylabel("mm2")
+    ax.set_title(f"chip area by component: {total:.1f} mm2", fontsize=9)
+    ax.legend(fontsize=7)
 
 
 def worst_layers(hist: dict, adc_range, n: int) -> list[str]:

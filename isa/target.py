@@ -63,6 +63,14 @@ class Target:
     # PEs equals MiniLM's head dim, so an IP / SVM primitive (1 x MN) covers one head's q, k or v row per cycle
     bank_m: int = 4
     bank_n: int = 8
+    # technology node and areas per unit (um^2) from the component models (isa/energy.py); 0: not given. The
+    # stats' area_mm2 multiplies them by the chip's counts (chip_area_mm2)
+    tech_node_nm: float = 0.0
+    area_adc_um2: float = 0.0        # one ADC
+    area_dac_um2: float = 0.0        # one row's DAC / driver
+    area_crossbar_um2: float = 0.0   # one crossbar: cells and row / column drivers
+    area_buffer_um2: float = 0.0     # one tile's buffer
+    area_digital_um2: float = 0.0    # one shift-add unit (one per ADC)
 
     @property
     def row_xbars(self) -> int:
@@ -82,6 +90,16 @@ class Target:
         if self.adc_signed:
             return -(1 << (self.adc_bits - 1)), (1 << (self.adc_bits - 1)) - 1
         return 0, (1 << self.adc_bits) - 1
+
+    def chip_area_mm2(self) -> dict:
+        """The chip's area by component, mm^2: the per-unit areas (isa/energy.py derives the presets') times the
+        chip's units, one shift-add per ADC; zeros where the target gives no area."""
+        adcs = self.xbars * self.adcs_per_xbar
+        return {"adc": adcs * self.area_adc_um2 * 1e-6,
+                "dac": self.xbars * self.rows * self.area_dac_um2 * 1e-6,
+                "crossbar": self.xbars * self.area_crossbar_um2 * 1e-6,
+                "buffers": self.tiles * self.area_buffer_um2 * 1e-6,
+                "digital": adcs * self.area_digital_um2 * 1e-6}
 
     def to_dict(self) -> dict:
         """Every key, except optional ones at their default (so older headers stay byte-identical)."""
@@ -135,7 +153,8 @@ INT_LIMITS = {"rows": 1 << 14, "cols": 1 << 14, "cell_bits": 8, "dac_bits": 8, "
 MAX_XBARS = 1 << 24
 POSITIVE = ("xbar_cycle_ns", "write_row_ns", "digital_ops_per_ns")
 NON_NEGATIVE = ("e_adc_convert", "e_dac_pulse", "e_cell_read", "e_buffer_byte", "e_digital_op", "e_write_pulse",
-                "static_mw_per_tile", "dram_gbps", "gbuf_mw_per_kb")
+                "static_mw_per_tile", "dram_gbps", "gbuf_mw_per_kb", "tech_node_nm", "area_adc_um2", "area_dac_um2",
+                "area_crossbar_um2", "area_buffer_um2", "area_digital_um2")
 
 
 def _check(t: Target, where: str) -> None:

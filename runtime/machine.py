@@ -271,6 +271,10 @@ def _im2col(m: Machine, ins: Instr):
     x = m.val(ins.args[1])
     if x.ndim != 4:
         raise m.fault(ins, f"needs a (C, H, W) buffer, got {list(x.shape[1:])}")
+    oh, ow = K.out_hw(x, ins.attr("kernel"), ins.attr("strides"), ins.attr("pads"), ins.attr("dilations"))
+    if oh < 1 or ow < 1:        # a program whose windows do not fit its input (hand-edited attributes)
+        raise m.fault(ins, f"the dilated kernel does not fit the {x.shape[2]}x{x.shape[3]} input and its pads "
+                           f"(output {oh}x{ow})")
     name = ins.args[0].name
     m.windowed[name] = (x, ins)
     (kh, kw), B = ins.attr("kernel"), len(x)
@@ -278,7 +282,6 @@ def _im2col(m: Machine, ins: Instr):
         # left unformed: every reader is an mvm, which forms the windows itself (X.window_product, which
         # copies runs of kw * C elements: too short below 16) or has them formed (_windows) first; any
         # other read of the buffer forms them too (_Env)
-        oh, ow = K.out_hw(x, ins.attr("kernel"), ins.attr("strides"), ins.attr("pads"), ins.attr("dilations"))
         m.env.pop(name, None)
         m.lazy[name] = np.broadcast_to(np.zeros(1, x.dtype), (B, oh * ow, x.shape[1] * kh * kw))
         return

@@ -35,6 +35,8 @@ def summary_lines(s: dict) -> list[str]:
     xb = (f"crossbars: {s['logical_crossbars']} logical (weight blocks), {s['physical_crossbars']} physical "
           f"of {s['chip_crossbars']} on the chip")
     sc = s.get("schedule")
+    if s.get("area_mm2_total"):
+        xb += f"; chip area {s['area_mm2_total']:.1f} mm2"
     if sc is None:
         lines.append(xb)
         lines.append(f"energy per inference excluding weight writes {pi['energy_excl_weight_writes_pj'] / 1e6:.3f} uJ; "

@@ -190,6 +190,8 @@ class Stats:
             "utilisation": cells / cells_total if cells_total else 0.0,
             "energy_pj": energy,
             "energy_pj_total": total,
+            "area_mm2": (area := self.t.chip_area_mm2()),
+            "area_mm2_total": sum(area.values()),
             "per_inference": {"energy_excl_weight_writes_pj": (total - energy.get("weight_writes", 0.0)) / n,
                               "energy_incl_weight_writes_pj": total / n,
                               "time_ns": tot["time_ns"] / n,
@@ -199,7 +201,8 @@ class Stats:
                       if self.t.program_once
                       else "cells_written and write_pulses are the schedule's rewrites in steady state, once per "
                            "inference, times the samples; time and energy are the schedule's (see 'schedule')")
-                     + "; energy figures marked 'assumption' in the target TOML are the project's, not the papers'",
+                     + "; energy and area use the target TOML's figures (the presets': hwcomponents models, "
+                       "isa/energy.py; those marked 'assumption' rest on the project's choices)",
             **({"banks": self.banks()} if any(s.banks for s in self.layers.values()) else {}),
             "layers": rows,
         }

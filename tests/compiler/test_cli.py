@@ -6,6 +6,7 @@ import json
 import numpy as np
 
 from compiler.cli import main as pimc
+from isa import load_target
 from runtime.cli import main as pimrun
 from tests.conftest import DIGITS
 
@@ -24,6 +25,7 @@ def test_compile_verify_report_plots_then_run(tmp_path, capsys):
     r = json.loads(rep.read_text())
     assert [p["pass"] for p in r["passes"]] == ["fuse_activations", "attention", "sparse_attention", "calibrate",
                                                "quantize", "slicing", "map_crossbars", "encode_weights"]
+    assert r["area_mm2"] == load_target("raella").chip_area_mm2() and r["area_mm2_total"] > 0
     v = r["verification"]
     assert v["ideal_equals_reference"] is True
     assert set(v["levels"]) == {"float (onnxruntime)", "quantised reference", "pimrun ideal", "pimrun target"}
@@ -39,6 +41,7 @@ def test_compile_verify_report_plots_then_run(tmp_path, capsys):
     assert y.shape == (540, 10)
     s = json.loads(stats.read_text())
     assert s["samples"] == 540 and len(s["layers"]) > 5
+    assert s["area_mm2"] == r["area_mm2"] and f"chip area {s['area_mm2_total']:.1f} mm2" in printed
     acc = float(printed.split("top-1 accuracy ")[1].split()[0])
     assert acc == round(float(np.mean(y.argmax(1) == np.load(test)["y"])), 4)
 

@@ -85,3 +85,8 @@ def test_stats_fields(digits_test):
     assert s["converts_per_mac"] == pytest.approx(s["adc_converts"] / s["macs"])
     assert sum(r["adc_converts"] for r in s["layers"]) == s["adc_converts"]
     assert all(v >= 0 for v in s["energy_pj"].values()) and s["energy_pj"]["adc"] > 0
+    # the chip's area by the same components, from the preset's derived per-unit areas
+    t = digits_compiled("isaac").program.target
+    assert s["area_mm2"] == t.chip_area_mm2() and set(s["area_mm2"]) == {"adc", "dac", "crossbar", "buffers", "digital"}
+    assert s["area_mm2"]["adc"] == pytest.approx(t.xbars * t.adcs_per_xbar * t.area_adc_um2 / 1e6)
+    assert s["area_mm2_total"] == pytest.approx(sum(s["area_mm2"].values())) and s["area_mm2_total"] > 0

@@ -22,3 +22,13 @@ def test_write_plots_writes_three_figures(tmp_path):
     paths = write_plots(stats, _hist(), (-4, 4), tmp_path)
     assert sorted(p.split("/")[-1] for p in paths) == ["column_sums.png", "converts_saturation.png", "energy.png"]
     assert all((tmp_path / p.split("/")[-1]).stat().st_size > 1000 for p in paths)
+
+
+def test_energy_figure_has_the_area_breakdown_beside_it(tmp_path):
+    layer = {"layer": "l", "macs": 10, "converts_per_mac": 0.5, "saturation_rate": 0.01,
+             "energy_pj": {"adc": 1.0, "dac": 2.0}}
+    stats = {"target": "t", "samples": 1, "layers": [layer], "energy_pj": {"adc": 1.0, "dac": 2.0}}
+    plain = write_plots(stats, None, (-4, 4), tmp_path / "a")
+    with_area = write_plots(stats | {"area_mm2": {"adc": 3.0, "crossbar": 1.0}}, None, (-4, 4), tmp_path / "b")
+    a, b = ((tmp_path / d / "energy.png").read_bytes() for d in ("a", "b"))
+    assert len(plain) == len(with_area) == 2 and a != b

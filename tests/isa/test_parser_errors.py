@@ -521,6 +521,17 @@ def test_text_mutants_that_validate_run_to_finite_outputs_or_a_fault(text):
     run_to_the_end(prog)
 
 
+def test_a_dilated_kernel_that_does_not_fit_its_input_is_a_fault_naming_the_line():
+    # the fourth conv's input is 4x4 padded to 6x6: dilation 3 of a 3x3 kernel spans 7 rows, no output row
+    needle = 'dilations=[1, 1] fill=0 layer="/f/f.11/Conv"'
+    text = digits_text()
+    assert needle in text
+    prog = parse_program(text.replace(needle, needle.replace("[1, 1]", "[3, 1]")), "f.pimasm")
+    with pytest.raises(RuntimeFault, match=r"^f\.pimasm:%d: im2col: the dilated kernel does not fit the 4x4 input "
+                                           r"and its pads \(output 0x4\)$" % line_of(text, needle)):
+        Machine(prog, filename="f.pimasm").run({"image": few_images()})
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(number_mutants())
 def test_number_mutants_that_validate_run_to_finite_outputs_or_a_fault(text):

@@ -307,13 +307,27 @@ def run_op(op: Op, args):
     return np.clip(y, act[0], act[1]) if act else y
 
 
-def evaluate(graph: Graph, feeds: dict[str, np.ndarray], keep_all: bool = False) -> dict[str, np.ndarray]:
-    """Run the float graph; returns the outputs (or every tensor with keep_all)."""
+def evaluate(graph: Graph, feeds: dict[str, np.ndarray], keep_all: bool = False, visit=None) -> dict[str, np.ndarray]:
+    """Run the float graph; returns the outputs (or every tensor with keep_all). visit(name, value), if given,
+    sees the feeds and then every tensor as it is computed; without keep_all a tensor is dropped after its last
+    reader, so a pass that only folds each tensor into a statistic holds the live ones only."""
     env = {k: np.asarray(v, dtype=np.float64) for k, v in feeds.items()}
+    ops = graph.topo()
+    last = {t: i for i, op in enumerate(ops) for t in op.inputs}
+    keep = set(graph.outputs)
+    if visit is not None:
+        for k, v in env.items():
+            visit(k, v)
     # a model's own arithmetic may overflow (an inf weight, a huge calibration value): the ranges and weights
     # it yields are checked where they are used (calibrate, quantize), which name the tensor
     with np.errstate(all="ignore"):
-        for op in graph.topo():
+        for i, op in enumerate(ops):
             args = [env[t] if t in env else graph.tensors[t].data for t in op.inputs]
             env[op.outputs[0]] = run_op(op, args)
+            if visit is not None:
+                visit(op.outputs[0], env[op.outputs[0]])
+            if not keep_all:
+                for t in set(op.inputs):
+                    if last.get(t) == i and t in env and t not in keep:
+                        del env[t]
     return env if keep_all else {t: env[t] for t in graph.outputs}

@@ -49,20 +49,27 @@ class Calibrate:
                                "parts of a quantised one): give a calibration set (--calib FILE.npy|FILE.npz)")
         n = len(next(iter(ctx.calib.values())))
         lo, hi, clo, chi = {}, {}, {}, {}
+        nan = []
+
+        def fold(name, v):      # each tensor into its range as it is computed: only the live ones are held
+            if name in g.tensors and not g.tensors[name].is_const and v.size:
+                vlo, vhi = float(v.min()), float(v.max())
+                if np.isnan(vlo) or np.isnan(vhi):      # min and max carry a NaN: named below
+                    nan.append(name)
+                    return
+                lo[name] = min(lo.get(name, np.inf), vlo)
+                hi[name] = max(hi.get(name, -np.inf), vhi)
+                if v.ndim >= 2:      # per channel of the last axis (for smoothing, quantize_vector.py)
+                    rows = v.reshape(-1, v.shape[-1])
+                    clo[name] = np.minimum(clo.get(name, np.inf), rows.min(axis=0))
+                    chi[name] = np.maximum(chi.get(name, -np.inf), rows.max(axis=0))
+
         for start in range(0, n, 64):
+            chunk = {k: v[start:start + 64] for k, v in ctx.calib.items()}
             with np.errstate(all="ignore"):     # a NaN is named below; an infinity by Quantize's range check
-                env = evaluate(g, {k: v[start:start + 64] for k, v in ctx.calib.items()}, keep_all=True)
-            for name, v in env.items():
-                if name in g.tensors and not g.tensors[name].is_const and v.size:
-                    vlo, vhi = float(v.min()), float(v.max())
-                    if np.isnan(vlo) or np.isnan(vhi):      # min and max carry a NaN: name where it began
-                        check_nan(g, env)
-                    lo[name] = min(lo.get(name, np.inf), vlo)
-                    hi[name] = max(hi.get(name, -np.inf), vhi)
-                    if v.ndim >= 2:      # per channel of the last axis (for smoothing, quantize_vector.py)
-                        rows = v.reshape(-1, v.shape[-1])
-                        clo[name] = np.minimum(clo.get(name, np.inf), rows.min(axis=0))
-                        chi[name] = np.maximum(chi.get(name, -np.inf), rows.max(axis=0))
+                evaluate(g, chunk, visit=fold)
+                if nan:     # where it began: this chunk again, every tensor kept
+                    check_nan(g, evaluate(g, chunk, keep_all=True))
         ctx.ranges.update({k: (lo[k], hi[k]) for k in lo})
         ctx.channel_ranges.update({k: (clo[k], chi[k]) for k in clo})
         return CalibrationReport(n, len(lo), len(hinted))

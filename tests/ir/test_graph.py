@@ -55,3 +55,24 @@ def test_grouped_strided_dilated_conv_matches_a_direct_sum():
                 ref[:, o, i, j] = np.einsum("bcij,cij->b", patch, w[o])
     assert y.shape == (3, 6, 4, 5)
     assert np.allclose(y, ref)
+
+
+def test_evaluate_visits_every_tensor_and_holds_only_the_live_ones():
+    """visit sees the feeds and every computed tensor, with the values keep_all keeps; without keep_all a tensor
+    is gone once its last reader has run (calibration folds each into its range, holding the live ones only)."""
+    import weakref
+    g = _chain()
+    x = np.array([[-1.0, 2.0], [3.0, -4.0]])
+    every = evaluate(g, {"x": x}, keep_all=True)
+    seen, refs, alive_at_t3 = {}, {}, {}
+
+    def visit(k, v):
+        seen[k] = v.copy()
+        refs[k] = weakref.ref(v)
+        if k == "t3":       # op `dead` runs after `b`, t1's last reader
+            alive_at_t3.update({n: r() is not None for n, r in refs.items()})
+
+    out = evaluate(g, {"x": x}, visit=visit)
+    assert list(seen) == ["x", "t1", "t2", "t3"] and set(out) == {"t2"}
+    assert all(np.array_equal(seen[k], every[k]) for k in every)
+    assert alive_at_t3["t1"] is False and alive_at_t3["t2"] is True      # t2 is an output: kept

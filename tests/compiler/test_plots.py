@@ -28,6 +28,8 @@ def test_energy_figure_has_the_area_breakdown_beside_it(tmp_path):
     layer = {"layer": "l", "macs": 10, "converts_per_mac": 0.5, "saturation_rate": 0.01,
              "energy_pj": {"adc": 1.0, "dac": 2.0}}
     stats = {"target": "t", "samples": 1, "layers": [layer], "energy_pj": {"adc": 1.0, "dac": 2.0}}
+    for d in ("a", "b"):         # the CLIs never create folders; neither does write_plots
+        (tmp_path / d).mkdir()
     plain = write_plots(stats, None, (-4, 4), tmp_path / "a")
     with_area = write_plots(stats | {"area_mm2": {"adc": 3.0, "crossbar": 1.0}}, None, (-4, 4), tmp_path / "b")
     a, b = ((tmp_path / d / "energy.png").read_bytes() for d in ("a", "b"))

@@ -846,10 +846,12 @@ def reduce(fe, node):
 
 @converts("Pow")
 def pow_(fe, node):
-    if not fe.is_const(node.input[1]) or fe.value(node.input[1]).size != 1:
-        raise FrontendError(f"node {label(node)} (Pow): only a constant scalar exponent is supported")
-    e = float(fe.value(node.input[1]).reshape(()))
-    fe.emit(node, "unary", [node.input[0]], node.output[0], fn="pow", params={"p": e})
+    """A constant scalar exponent: a function of one input (a table in the integer form); any other exponent
+    (per element, or computed at run time): x ** y on the float32 vector unit."""
+    if fe.is_const(node.input[1]) and fe.value(node.input[1]).size == 1:
+        e = float(fe.value(node.input[1]).reshape(()))
+        return fe.emit(node, "unary", [node.input[0]], node.output[0], fn="pow", params={"p": e})
+    _binary(fe, node, "pow")
 
 
 @converts("Expand")

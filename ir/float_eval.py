@@ -194,6 +194,11 @@ def _div(op, a, b):
     return a / b
 
 
+@kernel("pow")
+def _pow(op, a, b):
+    return np.power(a, b)
+
+
 @kernel("gather")
 def _gather(op, ids, table):
     return table[np.asarray(ids, dtype=np.int64)]

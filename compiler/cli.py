@@ -43,6 +43,7 @@ def _options(args) -> dict:
         opts["sparse_attention"] = args.sparse_attention
     if args.outputs:
         opts["outputs"] = args.outputs
+    opts["weights"] = args.weights
     if args.slicing:
         if args.slicing == "adaptive":
             opts["slicing"] = "adaptive"
@@ -106,6 +107,8 @@ def main(argv=None) -> int:
     ap.add_argument("--shape", action="append", metavar="NAME=D1,D2,...",
                     help="sizes of an input's dimensions after the batch, for a model that leaves them symbolic "
                          "(repeatable; default: the calibration data's)")
+    ap.add_argument("--weights", choices=("symmetric", "asymmetric"), default="symmetric",
+                    help="per-channel weight codes: symmetric int8, or a scale and zero point per channel (R0)")
     ap.add_argument("--outputs", metavar="NAME,...", help="compile only these outputs of the model (default all)")
     ap.add_argument("--quiet", action="store_true", help="print nothing but errors (no summary, no progress)")
     args = ap.parse_args(argv)

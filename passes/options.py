@@ -41,6 +41,8 @@ class Options:
     sparse_attention: str | None = _opt(None, "topk:K or threshold:T: sparse attention on PIM banks")
     vector: str = _opt("auto", "digital ops: integer, float32 vector unit, or auto", ("auto", "fp32", "int8"))
     smooth: str = _opt("layernorm", "SmoothQuant smoothing of crossbar inputs", ("layernorm", "all", "none"))
+    weights: str = _opt("symmetric", "weight quantisation per output channel: symmetric int8 codes, or a scale and "
+                                     "a zero point over the channel's range (R0)", ("symmetric", "asymmetric"))
     outputs: str | None = _opt(None, "the model's outputs to compile, comma-separated (None: all; e.g. to leave out "
                                      "an exporter's echo of its token ids)")
 

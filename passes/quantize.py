@@ -191,9 +191,14 @@ def quantiser(*kinds):
 BIAS_LIMIT = 1 << 30
 
 
-def quantise_weights(op: Op, g: Graph, x_scale: float, rep: QuantizeReport):
+def quantise_weights(op: Op, g: Graph, x_scale: float, rep: QuantizeReport, asymmetric: bool = False):
     """Symmetric per-output-channel int8 weights (int16 container), their scales, and the bias on the
     accumulator's scale x_scale * sw, |bias| <= BIAS_LIMIT.
+
+    asymmetric (R0's weights, `--weights asymmetric`): per output channel a scale and a zero point over the
+    channel's range (0 included), 256 levels: the integer weight is code - zero, up to 9 bits and spanning at
+    most 255 per channel, which every encoding stores as 8-bit offsets from a center (as for an
+    already-quantised model's zero points).
 
     A channel whose bias needs more codes than that at sw = max|w| / 127 (BatchNorm folded into near-zero or
     all-zero weights next to a large shift) gets the coarser scale sw = |b| / (x_scale * (BIAS_LIMIT - 1)): its
@@ -213,12 +218,18 @@ def quantise_weights(op: Op, g: Graph, x_scale: float, rep: QuantizeReport):
     if kept is not None:
         return kept
     amax = np.abs(W).max(axis=axes)
-    sw0 = np.where(amax > 0, amax / 127.0, 1.0)
+    lo, hi = np.minimum(W.min(axis=axes), 0.0), np.maximum(W.max(axis=axes), 0.0)
+    sw0 = np.where(amax > 0, (hi - lo) / 255.0 if asymmetric else amax / 127.0, 1.0)
     need = np.abs(b) / (x_scale * (BIAS_LIMIT - 1))
     # an all-zero channel's scale is free: the finest at which its bias fits
     sw = np.where(amax > 0, np.maximum(sw0, need), np.where(need > 0, need, 1.0))
-    shaped = sw.reshape((-1,) + (1,) * (W.ndim - 1)) if op.kind == "conv" else sw
-    wi = np.clip(np.rint(W / shaped), -127, 127).astype(np.int16)
+    shape = (-1,) + (1,) * (W.ndim - 1) if op.kind == "conv" else (1, -1)
+    shaped = sw.reshape(shape)
+    if asymmetric:
+        zero = np.clip(np.rint(-lo / sw), 0, 255).reshape(shape)
+        wi = (np.clip(np.rint(W / shaped) + zero, 0, 255) - zero).astype(np.int16)
+    else:
+        wi = np.clip(np.rint(W / shaped), -127, 127).astype(np.int16)
     err = (wi * shaped - W) ** 2
     rep.weights_quantised += wi.size
     rep.weight_rms_error[op.name] = float(np.sqrt(np.mean(err)) / max(float(amax.max()), 1e-30))
@@ -279,7 +290,7 @@ def model_weights(op: Op, g: Graph, W: np.ndarray, b: np.ndarray, x_scale: float
 @quantiser("conv", "linear")
 def _crossbar(self: Quantize, g: Graph, ctx, op: Op, rep: QuantizeReport):
     x, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
-    wi, sw, bias = quantise_weights(op, g, x.scale, rep)
+    wi, sw, bias = quantise_weights(op, g, x.scale, rep, ctx.options.weights == "asymmetric")
     acc_scale = x.scale * sw
     q = {"w": wi, "bias": bias, "zx": x.zero}
     is_output = op.outputs[0] in g.outputs and not g.consumers(op.outputs[0])

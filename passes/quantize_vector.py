@@ -132,7 +132,7 @@ def quantize_vector(self, g: Graph, ctx, rep) -> None:
         q = {}
         if op.kind in ("conv", "linear"):
             x = g.tensors[op.inputs[0]]
-            wi, sw, bias = quantise_weights(op, g, x.scale, rep)
+            wi, sw, bias = quantise_weights(op, g, x.scale, rep, ctx.options.weights == "asymmetric")
             q = {"w": wi, "bias": bias, "zx": x.zero, "oscale": (x.scale * sw).astype(np.float64)}
             if op.outputs[0] in ctx.ranges:
                 # an 8-bit grid over the output's range: what adaptive slicing measures a slicing's error on

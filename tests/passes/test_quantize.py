@@ -129,3 +129,31 @@ def test_an_output_concat_keeps_each_parts_scale(target):
     want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert np.abs(ref[:, 2:] - want[:, 2:]).max() < 0.03
     assert np.abs(ref[:, :2] - want[:, :2]).max() < 0.03 * np.abs(want[:, :2]).max()
+
+
+@pytest.mark.parametrize("target,encoding", [("isaac", None), ("raella", None), ("raella", "differential")])
+def test_asymmetric_weights_keep_a_zero_point_per_channel_and_stay_bit_exact(target, encoding, digits_test):
+    """--weights asymmetric (R0): each output channel's codes are code - zero with code in 0..255 (so a span of
+    at most 255) on a scale over the channel's range; the weights' rms error falls against symmetric codes, and
+    every encoding stores them so that ideal equals the quantised reference bit for bit."""
+    from compiler.pipeline import compile_model
+    from passes.reference import dequantize_outputs, run_reference
+    from runtime.machine import Machine
+    from tests.conftest import DIGITS
+    calib, x = np.load(DIGITS / "digits_calib.npy"), digits_test[0][:64]
+    opts = {"encoding": encoding} if encoding else {}
+    sym = compile_model(DIGITS / "digits_cnn.onnx", target, calib, opts)
+    asym = compile_model(DIGITS / "digits_cnn.onnx", target, calib, opts | {"weights": "asymmetric"})
+    wide = 0
+    for op in asym.graph.topo():
+        if op.kind in ("conv", "linear"):
+            w = op.attrs["q"]["w"].astype(np.int64)
+            rows = w.reshape(w.shape[0], -1) if op.kind == "conv" else w.T
+            assert np.all(rows.max(1) - rows.min(1) <= 255) and np.abs(w).max() <= 255
+            wide += int(np.abs(w).max() > 127)
+    assert wide > 0                 # codes beyond int8's: the zero points are real
+    err = [next(r.report for r in c.records if r.name == "quantize").weight_rms_error for c in (sym, asym)]
+    assert np.mean(list(err[1].values())) < np.mean(list(err[0].values()))
+    ideal = Machine(asym.program, ideal=True).run({"image": x})["logits"]
+    assert np.array_equal(ideal, dequantize_outputs(asym.graph, run_reference(asym.graph, {"image": x}))["logits"])
+    assert np.mean(ideal.argmax(1) == digits_test[1][:64]) >= 0.95

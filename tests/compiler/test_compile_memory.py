@@ -3,10 +3,8 @@ own): a large-input CNN compiles within a bound, and a calibration set of the wr
 the model's shapes are probed, however large the model's input (benchmarks/compile_memory.py's CNN)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from compile_memory import cnn  # noqa: E402
 
+from tests.conftest import cli_with_data_limit  # noqa: E402
+
 
 def pimc_limited(extra_mib: int, *argv) -> subprocess.CompletedProcess:
-    """pimc's main in a process allowed extra_mib MiB of data beyond what it holds once imported."""
-    code = textwrap.dedent(f"""
-        import re, resource, sys
-        import numpy, onnx, compiler.cli, compiler.pipeline
-        used = int(re.search(r"VmData:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
-        resource.setrlimit(resource.RLIMIT_DATA, (used + ({extra_mib} << 20), resource.RLIM_INFINITY))
-        sys.exit(compiler.cli.main({list(map(str, argv))!r}))
-    """)
-    env = {k: v for k, v in os.environ.items() if k != "PIM_DEBUG"} | {"OPENBLAS_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return cli_with_data_limit("compiler.cli", "onnx, compiler.pipeline", extra_mib, *argv)
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,7 @@ to fit, with the same outputs. The limit is one the test sets: RLIMIT_DATA in a 
 (what `ulimit -d` does), or the budget itself."""
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,23 +13,13 @@ import pytest
 import runtime.machine as machine
 from isa import print_program
 from runtime.errors import RuntimeFault
-from tests.conftest import digits_compiled
+from tests.conftest import cli_with_data_limit, digits_compiled
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def pimrun_limited(extra_mib: int, *argv) -> subprocess.CompletedProcess:
-    """pimrun's main in a process allowed extra_mib MiB of data beyond what it holds once imported."""
-    code = textwrap.dedent(f"""
-        import re, resource, sys
-        import numpy, runtime.machine, runtime.cli
-        used = int(re.search(r"VmData:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
-        resource.setrlimit(resource.RLIMIT_DATA, (used + ({extra_mib} << 20), resource.RLIM_INFINITY))
-        sys.exit(runtime.cli.main({list(map(str, argv))!r}))
-    """)
-    env = {k: v for k, v in os.environ.items() if k != "PIM_DEBUG"} | {"OPENBLAS_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return cli_with_data_limit("runtime.cli", "runtime.machine", extra_mib, *argv)
 
 
 @pytest.fixture(scope="module")

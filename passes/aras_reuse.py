@@ -6,11 +6,14 @@ integer delta, so that their mean sits at a common center, makes successive laye
 high-order cells. Codes pushed outside 0..255 are clipped.
 
 Exactness: the crossbar stores O = W - center and the digital side adds center * sum(x) (encoding.py);
-the unsigned encoding uses center = -128. Storing O' = clip(W + 128 + delta) with center' = -128 - delta gives
-O'.x + center'.sum(x) = W_eff.x with W_eff = O' - 128 - delta, which is W wherever nothing was clipped. So the
-pass sets each shifted layer's encoding center to -128 - delta (the weight zero point absorbs delta, eq. 7) and
-q["w"] to W_eff: the quantised reference then computes what the crossbars compute, bit for bit, and equals the
-unshifted reference exactly when no weight clips.
+the unsigned encoding uses center = -128 for symmetric weights, and per filter the center that keeps
+O in 0..255 for weights with a zero point (`--weights asymmetric`, an already-quantised model's uint8 codes),
+where O is the code itself. Storing O' = clip(O + delta) with center' = center - delta gives
+O'.x + center'.sum(x) = W_eff.x with W_eff = O' + center - delta, which is W wherever nothing was clipped. So
+the pass moves each shifted layer's encoding centers by -delta (the weight zero point absorbs delta, eq. 7) and
+sets q["w"] to W_eff: the quantised reference then computes what the crossbars compute, bit for bit, and equals
+the unshifted reference exactly when no weight clips. The stored codes O are what is shifted, their mean what
+is moved to the common center.
 
 Contract (WeightReuse): runs after EncodeWeights on an unsigned-encoded graph. Crossbar layers are written in
 `plan` order, a list of (slot, layer, crossbar index) writes onto physical crossbars; by default the layers'
@@ -103,9 +106,28 @@ def delta_for(codes: np.ndarray, center: int) -> int:
 
 # -- crossbar images -----------------------------------------------------------------------------------------
 
-def effective_weights(w: np.ndarray, delta: int) -> np.ndarray:
-    """The weights a layer computes with once its codes W + 128 are shifted by delta and clipped."""
-    return (np.clip(w.astype(np.int64) + 128 + delta, 0, 255) - 128 - delta).astype(w.dtype)
+def effective_weights(w: np.ndarray, centers: np.ndarray, delta: int) -> np.ndarray:
+    """The weights a layer computes with once its stored codes W - centers are shifted by delta and clipped."""
+    return (np.clip(w - centers + delta, 0, 255) + centers - delta).astype(w.dtype)
+
+
+def center_matrix(op) -> np.ndarray:
+    """Each weight's encoding center in the layer matrix's layout (K_g x N): every crossbar's center (-128, or
+    one per filter for weights with a zero point) spread over the rows it holds."""
+    kg, ng = op.attrs["kg"], op.attrs["ng"]
+    out = np.zeros(op.attrs["wm"].shape, np.int64)
+    for xb, e in zip(op.attrs["xbars"], op.attrs["enc"]["xbars"]):
+        c = np.arange(*xb["cols"])
+        local = np.arange(*xb["rows"])[:, None] - (c[None, :] // ng) * kg
+        r, k = np.nonzero((local >= 0) & (local < kg))
+        out[local[r, k], c[k]] = np.broadcast_to(np.asarray(e["center"], np.int64), c.shape)[k]
+    return out
+
+
+def layer_weights(op, wm: np.ndarray) -> np.ndarray:
+    """q["w"]'s layout of a layer matrix (the inverse of mapping.weight_matrix)."""
+    w = op.attrs["q"]["w"]
+    return wm.T.reshape(w.shape).astype(w.dtype) if op.kind == "conv" else wm.astype(w.dtype)
 
 
 def encode(op, j: int, wm: np.ndarray, center: int, flip: bool) -> X.Crossbar:
@@ -260,6 +282,7 @@ class WeightReuse:
             if name not in by_name or not 0 <= j < len(by_name[name].attrs["xbars"]):
                 raise CompileError(f"weight reuse: the write plan names crossbar {j} of '{name}', which is not mapped")
         flip = {op.name: any(e["flip"] is not None for e in op.attrs["enc"]["xbars"]) for op in ops}
+        centers = {op.name: center_matrix(op) for op in ops}
         cache: dict[tuple[str, int], list] = {}
 
         def costs(deltas: dict[str, int]) -> dict[str, WriteCost]:
@@ -267,14 +290,14 @@ class WeightReuse:
                 d = deltas.get(name, 0)
                 if (name, d) not in cache:
                     op = by_name[name]
-                    wm = effective_weights(op.attrs["wm"], d)
-                    cache[name, d] = [image(encode(op, i, wm, -128 - d if d else op.attrs["enc"]["xbars"][i]["center"],
-                                                   flip[name])) for i in range(len(op.attrs["xbars"]))]
+                    wm = effective_weights(op.attrs["wm"], centers[name], d)
+                    cache[name, d] = [image(encode(op, i, wm, np.asarray(e["center"]) - d, flip[name]))
+                                      for i, e in enumerate(op.attrs["enc"]["xbars"])]
                 return cache[name, d][j]
             return steady_costs(plan, images, (t.rows, t.cols))
 
         held = held_apart(ctx.calib)
-        measure = Losses(g, ops, held) if held else None
+        measure = Losses(g, ops, held, centers) if held else None
         per_layer: dict[str, dict] = {op.name: {} for op in ops}
         rep = ReuseReport(list(self.centers), self.max_clip, len({s for s, _, _ in plan}), len(plan),
                           loss_budget=self.loss_budget if held else None,
@@ -285,9 +308,7 @@ class WeightReuse:
         for k, c in enumerate((None,) + self.centers):
             choice = {}
             for op in ops[1:] if c is not None else []:
-                if not narrow(op):
-                    continue
-                codes = op.attrs["q"]["w"].astype(np.int64) + 128
+                codes = op.attrs["wm"] - centers[op.name]
                 d = delta_for(codes, c)
                 clipped = shift_codes(codes, d)[1]
                 if d and clipped <= self.max_clip * codes.size:
@@ -325,7 +346,7 @@ class WeightReuse:
             rep.layers[op.name] = LayerReuse(center if d else None, d, int(op.attrs["q"]["w"].size), clipped, a.cells,
                                              b.pulses, a.pulses, b.skipped, a.skipped, per_layer[op.name])
             if d:
-                apply_shift(op, d, flip[op.name])
+                apply_shift(op, d, flip[op.name], centers[op.name])
         rep.pulses_before = sum(lr.pulses_before for lr in rep.layers.values())
         rep.pulses_after = sum(lr.pulses_after for lr in rep.layers.values())
         rep.clipped = sum(lr.clipped for lr in rep.layers.values())
@@ -345,8 +366,8 @@ class Losses:
     """What a candidate's clipping costs on held-apart samples: the program's outputs (the quantised reference
     with every shift applied) against the unshifted ones, and one layer's accumulator error alone."""
 
-    def __init__(self, g: Graph, ops, held: dict):
-        self.g, self.held = g, held
+    def __init__(self, g: Graph, ops, held: dict, centers: dict[str, np.ndarray]):
+        self.g, self.held, self.centers = g, held, centers
         env = run_reference(g, held, keep_all=True)
         self.base = dequantize_outputs(g, {t: env[t] for t in g.outputs})
         self.rows = {}
@@ -363,7 +384,7 @@ class Losses:
         saved = {n: op.attrs["q"]["w"] for n, op in ops.items()}
         try:
             for n, op in ops.items():
-                op.attrs["q"]["w"] = effective_weights(saved[n], deltas[n])
+                op.attrs["q"]["w"] = layer_weights(op, effective_weights(op.attrs["wm"], self.centers[n], deltas[n]))
             y = dequantize_outputs(self.g, run_reference(self.g, self.held))
         finally:
             for n, op in ops.items():
@@ -382,7 +403,7 @@ class Losses:
     def layer(self, op, delta: int) -> float:
         """Relative L2 error of the layer's accumulator from its own shift, on its held-apart input rows."""
         w, groups = weight_matrix(op)
-        diff = effective_weights(w, delta).astype(np.float64) - w
+        diff = effective_weights(w.astype(np.int64), self.centers[op.name], delta).astype(np.float64) - w
         if not diff.any():
             return 0.0
         x = self.rows[op.name]
@@ -392,20 +413,13 @@ class Losses:
         return float(np.linalg.norm(err)) / n if n else 0.0
 
 
-def narrow(op) -> bool:
-    """Weights that fit W + 128 in 0..255. An already-quantised model's weights with a zero point (code - zero,
-    up to 9 bits) do not: such a layer keeps its own encoding centers and is never shifted."""
-    w = op.attrs["q"]["w"]
-    return bool(w.min(initial=0) >= -128 and w.max(initial=0) <= 127)
-
-
-def apply_shift(op, delta: int, flip: bool) -> None:
+def apply_shift(op, delta: int, flip: bool, centers: np.ndarray | None = None) -> None:
     """Shift a mapped, unsigned-encoded layer's stored codes by delta: W_eff into q["w"] and wm, every crossbar's
-    center to -128 - delta, flips chosen again for the new codes."""
-    q = op.attrs["q"]
-    q["w"] = effective_weights(q["w"], delta)
+    center(s) moved by -delta, flips chosen again for the new codes."""
+    wm = effective_weights(op.attrs["wm"], center_matrix(op) if centers is None else centers, delta)
+    op.attrs["q"]["w"] = layer_weights(op, wm)
     op.attrs["wm"] = weight_matrix(op)[0]
     for j, e in enumerate(op.attrs["enc"]["xbars"]):
-        e["center"] = -128 - delta
-        e["flip"] = encode(op, j, op.attrs["wm"], -128 - delta, True).flip if flip else None
+        e["center"] = e["center"] - delta
+        e["flip"] = encode(op, j, op.attrs["wm"], e["center"], True).flip if flip else None
     op.attrs["reuse"] = {"delta": delta}

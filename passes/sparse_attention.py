@@ -11,7 +11,7 @@ Where the mask comes from (options["sparse_mask"]):
 - "predict" (default): a score predictor runs on the bank before the SDDMM, a low-bit filtering round in the
   manner of Energon (Zhou et al., IEEE TCAD 2022, arXiv 2110.09310; one round here, with the top-K /
   threshold rule instead of its mean-based one): a matmul marked sparse="predict" multiplies the top
-  options["predict_bits"] bits of the same 8-bit Q and K codes (runtime/score_predictor.py), its output
+  options["predict_bits"] bits of the same 8-bit Q and K codes (runtime/kernels.py's predicted_acc), its output
   goes through copies of the block's scale and key mask, and the topk takes its mask from that prediction
   and applies it to the exact scores. The bank charges the predictor for every score (dense VMM, b-bit
   operands) and the exact SDDMM only for the kept entries, which it can now know beforehand.

@@ -10,7 +10,7 @@ then need only the kept entries:
   output row, every block of M consecutive keys with any nonzero probability costs ceil(d / N) cycles. SVM
   mode: one nonzero probability times one V row (1 x MN) per ceil(d / MN) cycles.
 - dense: the VMM mapping with nothing skipped (what the unmasked product costs).
-- predict, the score predictor (runtime/score_predictor.py): every score, before any mask is known, so the
+- predict, the score predictor (runtime/kernels.py's predicted_acc): every score, before any mask is known, so the
   dense VMM mapping (K stored), with b-bit operands instead of 8-bit ones. Project assumption, stated: the
   bank feeds its inputs bit-serially and holds a weight's bits in separate cells, so a b-bit VMM takes b/8 of
   an 8-bit one's cycle (cycles: the dense count times b/8, rounded up per head) and reads b/8 of its cells

@@ -11,7 +11,6 @@ from isa import Buf, ConstRef, Instr, Program
 from isa.host import memory_budget
 
 from . import banks as BK
-from . import score_predictor as SP
 from . import crossbar as X
 from . import kernels as K
 from . import dynamic as D
@@ -874,9 +873,9 @@ def _bank_product(m: Machine, ins: Instr):
 @handler("sdpred")
 def _sdpred(m: Machine, ins: Instr):
     """Sparse attention's score predictor on the bank holding K^T: every score from the top bits of the codes
-    (runtime/score_predictor.py), charged as a dense b-bit VMM (runtime/banks.py)."""
+    (runtime/kernels.py's predicted_acc), charged as a dense b-bit VMM (runtime/banks.py)."""
     a, w, bits = m.val(ins.args[1]), m.val(ins.args[2]), ins.attr("bits")
-    acc = SP.predicted_acc(a, ins.attr("za"), w, ins.attr("zb"), bits)
+    acc = K.predicted_acc(a, ins.attr("za"), w, ins.attr("zb"), bits)
     y = _vact(ins, V.scale_acc(acc, 0, ins.attr("scale")))
     m.digital(ins, y, 1)
     _bank_charge(m, ins.attr("layer", ins.op), "predict", "vmm", np.ones(y.shape, bool), a.shape[-1], bits)

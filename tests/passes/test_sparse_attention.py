@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "compiler"))
 from transformer_blocks import HEAD_DIM, HEADS, SEQ, MODELS, sentences  # noqa: E402
 
 CALIB, FEEDS = sentences(16, 0), sentences(12, 1)
-# banks of 2 x 4 PEs: MN equals the model's head dim (8); test_ip_utilisation_is_measured_against_the_bank_width varies it
+# banks of 2 x 4 PEs: MN equals the model's head dim (8); test_ip_utilisation_is_measured_against_the_bank_width
+# varies it
 TARGET = load_target("isaac").replace(bank_m=2, bank_n=4)
 
 
@@ -129,7 +130,7 @@ def test_vtopk_needs_exactly_one_rule():
 
 
 def predicted_scores_numpy(c, env, op):
-    """The predictor's scores spelled out with bit masks (runtime/score_predictor.py uses shifts): the top 4
+    """The predictor's scores spelled out with bit masks (runtime/kernels.py's predicted_acc uses shifts): the top 4
     bits of each u8 code plus 8, minus the zero points, times the scale, in float32."""
     q = op.attrs["q"]
     a, k = env[op.inputs[0]].astype(np.int64), env[op.inputs[1]].astype(np.int64)

@@ -9,7 +9,7 @@ zeros. The products are marked for the PIM banks: Q K^T sparse="ip" (SDDMM, K st
 
 Where the mask comes from (options["sparse_mask"]):
 - "predict" (default): a score predictor runs on the bank before the SDDMM, a low-bit filtering round in the
-  manner of Energon (Zhou et al., IEEE TCAD 2022, arXiv 2110.09310; one round here, with the top-K /
+  manner of Energon (Zhou et al., IEEE TCAD 2023, arXiv 2110.09310; one round here, with the top-K /
   threshold rule instead of its mean-based one): a matmul marked sparse="predict" multiplies the top
   options["predict_bits"] bits of the same 8-bit Q and K codes (runtime/kernels.py's predicted_acc), its output
   goes through copies of the block's scale and key mask, and the topk takes its mask from that prediction

@@ -160,10 +160,14 @@ def _transpose(L, op: Op):
 # ---- sparse attention on PIM banks (passes/sparse_attention.py, runtime/banks.py) -----------------------
 
 def _sparse_matmul(L, op: Op):
-    """Q K^T as `sddmm` (IP mode), P V as `spmm` (SVM mode). In the naive form the stored operand (K^T, V) is
-    first written into the bank (`xbload` counts the cells, pulses and latency); in the digital form the bank
-    reads it from its buffer."""
+    """Q K^T as `sddmm` (IP mode), P V as `spmm` (SVM mode), the score predictor as `sdpred`. In the naive form
+    the stored operand (K^T, V) is first written into the bank (`xbload` counts the cells, pulses and
+    latency); in the digital form the bank reads it from its buffer."""
     q = op.attrs["q"]
+    if op.attrs["sparse"] == "predict":      # reads the bank that holds K^T (its sddmm's xbload writes it)
+        L.p.emit("sdpred", L.b(op.outputs[0]), L.b(op.inputs[0]), L.b(op.inputs[1]), za=q["za"], zb=q["zb"],
+                 scale=q["oscale"], bits=op.attrs["predict_bits"], layer=op.name, **_act(op))
+        return
     stored = L.b(op.inputs[1])
     if op.attrs.get("crossbar"):
         stored = Buf(f"{L.b(op.outputs[0]).name}.xb")
@@ -179,4 +183,5 @@ def _sparse_matmul(L, op: Op):
 def _topk(L, op: Op):
     a = op.attrs
     rule = {"k": a["k"]} if "k" in a else {"threshold": float(a["threshold"])}
-    L.p.emit("vtopk", L.b(op.outputs[0]), L.b(op.inputs[0]), **rule, sddmm=a["sddmm"], layer=op.name)
+    L.p.emit("vtopk", L.b(op.outputs[0]), L.b(op.inputs[0]), L.b(op.inputs[1]), **rule, sddmm=a["sddmm"],
+             layer=op.name)

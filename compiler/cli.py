@@ -40,7 +40,8 @@ def _options(args) -> dict:
              "weight_reuse": not args.no_weight_reuse}
     opts |= {"attention": args.attention, "vector": args.vector, "smooth": args.smooth}
     if args.sparse_attention:
-        opts["sparse_attention"] = args.sparse_attention
+        opts |= {"sparse_attention": args.sparse_attention, "sparse_mask": args.sparse_mask,
+                 "predict_bits": args.predict_bits}
     if args.outputs:
         opts["outputs"] = args.outputs
     opts["weights"] = args.weights
@@ -100,6 +101,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sparse-attention", metavar="topk:K|threshold:T",
                     help="keep per query the K largest attention scores (or those within T of the row max); the "
                          "products run on PIM banks in IP / SVM mode and K, V are stored (attention becomes naive)")
+    ap.add_argument("--sparse-mask", choices=("predict", "oracle"), default="predict",
+                    help="sparse attention's mask: from scores predicted on the bank with the top --predict-bits "
+                         "bits of the Q and K codes (default; charged), or from the exact scores (an oracle)")
+    ap.add_argument("--predict-bits", type=int, default=4, metavar="B",
+                    help="the predictor's bits of the 8-bit Q and K codes, 1..8 (default 4)")
     ap.add_argument("--vector", choices=("auto", "fp32", "int8"), default="auto",
                     help="digital ops: integer (CNNs) or the float32 vector unit (transformers); auto picks")
     ap.add_argument("--smooth", choices=("layernorm", "all", "none"), default="layernorm",

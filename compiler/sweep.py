@@ -37,10 +37,11 @@ METRICS = ("top1", "agreement", "cosine", "nn")
 _TYPES = {f.name: f.type for f in dataclasses.fields(Target) if f.name != "name"}
 _CHOICES = {"schedule": ("naive", "overlap", "aras"), "attention": ("retransformer", "naive", "digital"),
             "vector": ("auto", "fp32", "int8"), "smooth": ("layernorm", "all", "none"),
-            "weights": ("symmetric", "asymmetric")}
+            "weights": ("symmetric", "asymmetric"), "sparse_mask": ("predict", "oracle")}
 OPTIONS = {"slicing": "slicing", "error_budget": "float", "no_speculation": "bool", "schedule": "str",
            "bank_select": "bool", "replication": "bool", "weight_reuse": "bool", "reuse_max_clip": "float", "reuse_loss_budget": "float",
            "attention": "str", "vector": "str", "smooth": "str", "sparse_attention": "str",
+           "sparse_mask": "str", "predict_bits": "int",
            "slicing_last_layer": "bool", "outputs": "str", "weights": "str"}
 RUN = {"noise": "float", "seed": "int", "ideal": "bool"}
 KEYS = {"target": "str"} | _TYPES | OPTIONS | RUN          # what a point may set

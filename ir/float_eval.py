@@ -294,15 +294,17 @@ def _pad(op, x):
 
 
 @kernel("topk")
-def _topk(op, x):
-    """Sparse attention's score mask (passes/sparse_attention.py): the kept scores, the rest the float32
-    minimum. Same rule as runtime/vector.py's sparse_keep, here in float64."""
+def _topk(op, x, by=None):
+    """Sparse attention's score mask (passes/sparse_attention.py): the scores x where the mask taken from `by`
+    (the predicted scores; x itself when absent) keeps them, the rest the float32 minimum. Same rule as
+    runtime/vector.py's sparse_keep, here in float64."""
+    by = x if by is None else by
     k, t = op.attrs.get("k"), op.attrs.get("threshold")
-    if k is not None and k < x.shape[-1]:
-        keep = np.zeros(x.shape, bool)
-        np.put_along_axis(keep, np.argsort(-x, axis=-1, kind="stable")[..., :k], True, axis=-1)
+    if k is not None and k < by.shape[-1]:
+        keep = np.zeros(by.shape, bool)
+        np.put_along_axis(keep, np.argsort(-by, axis=-1, kind="stable")[..., :k], True, axis=-1)
     else:
-        keep = x >= x.max(axis=-1, keepdims=True) - t if k is None else np.ones(x.shape, bool)
+        keep = by >= by.max(axis=-1, keepdims=True) - t if k is None else np.ones(by.shape, bool)
     return np.where(keep, x, float(np.finfo(np.float32).min))
 
 

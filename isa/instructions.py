@@ -115,9 +115,14 @@ SPECS: dict[str, Spec] = {
                  "sliced MVM of u8 inputs (minus za) through crossbars written by xbload -> float32 times scale"),
     "vexpand": Spec(("buf", "buf"), {"shape": "ints"}, _LAYER, "broadcast to a per-sample shape"),
     # ---- sparse attention on PIM banks (runtime/banks.py; the ASP-DAC'23 overview, sec. 4.2) ----
-    "vtopk": Spec(("buf", "buf"), {}, {"k": "int", "threshold": "float", "sddmm": "str", **_LAYER},
-                  "float32 scores -> the k largest per row (or those within threshold of the row's max) kept, the "
-                  "rest the float32 minimum; the mask sets the bank cycles of the sddmm named"),
+    "vtopk": Spec(("buf", "buf", "buf"), {}, {"k": "int", "threshold": "float", "sddmm": "str", **_LAYER},
+                  "float32 scores, mask from the third operand (predicted scores, or the scores themselves) -> the "
+                  "k largest per row (or those within threshold of the row's max) kept, the rest the float32 "
+                  "minimum; the mask sets the bank cycles of the sddmm named"),
+    "sdpred": Spec(("buf", "buf", "buf"), {"za": "int", "zb": "int", "scale": "float", "bits": "int"},
+                   {"lo": "float", "hi": "float", **_LAYER},
+                   "predicted scores (msb(a) - za) @ (msb(k) - zb) from the top `bits` bits of the u8 codes -> "
+                   "float32 times scale, on the PIM bank holding k (K^T): a dense b-bit VMM over every score"),
     "sddmm": Spec(("buf", "buf", "buf"), {"za": "int", "zb": "int", "scale": "float", "mode": "str"},
                   {"lo": "float", "hi": "float", **_LAYER},
                   "scores (a - za) @ (k - zb) -> float32 times scale on a PIM bank holding k (K^T), mode ip or vmm"),

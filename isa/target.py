@@ -59,9 +59,10 @@ class Target:
     dram_gbps: float = 0.0       # DRAM bandwidth for weight writes, GB/s (= bytes per ns); 0: unbounded
     gbuf_banks_kb: tuple[int, ...] = ()   # global-buffer banks, KB each; () : no bank model
     gbuf_mw_per_kb: float = 0.0  # static power of a powered bank per KB, mW
-    # PIM banks of sparse attention (runtime/banks.py; ASP-DAC'23 overview sec. 4.2): an M x N PE array each; 4 x 8 = 32
-    # PEs equals MiniLM's head dim, so an IP / SVM primitive (1 x MN) covers one head's q, k or v row per cycle
-    bank_m: int = 4
+    # PIM banks of sparse attention (runtime/banks.py; ASP-DAC'23 overview sec. 4.2): an M x N PE array each; the
+    # overview's M, N "around 8": 8 x 8, so an IP / SVM primitive (1 x MN = 64) is full on a head of width 64 and
+    # half used on MiniLM's 32 (measured in docs/sparse_attention.md)
+    bank_m: int = 8
     bank_n: int = 8
     # technology node and areas per unit (um^2) from the component models (isa/energy.py); 0: not given. The
     # stats' area_mm2 multiplies them by the chip's counts (chip_area_mm2)

@@ -39,6 +39,11 @@ class Options:
     attention: str = _opt("retransformer", "attention products: ReTransformer reordering, naive (K^T, V written "
                                            "at run time) or digital", ("retransformer", "naive", "digital"))
     sparse_attention: str | None = _opt(None, "topk:K or threshold:T: sparse attention on PIM banks")
+    sparse_mask: str = _opt("predict", "sparse attention's mask: from scores predicted on the bank with the top "
+                                       "bits of the Q and K codes (charged), or from the exact scores (an oracle, "
+                                       "not charged)", ("predict", "oracle"))
+    predict_bits: int = _opt(4, "sparse attention's predictor: the most significant bits of the 8-bit Q and K codes "
+                                "it multiplies (1..8)")
     vector: str = _opt("auto", "digital ops: integer, float32 vector unit, or auto", ("auto", "fp32", "int8"))
     smooth: str = _opt("layernorm", "SmoothQuant smoothing of crossbar inputs", ("layernorm", "all", "none"))
     weights: str = _opt("symmetric", "weight quantisation per output channel: symmetric int8 codes, or a scale and "
@@ -68,8 +73,8 @@ class Options:
 
 def _check(f: dataclasses.Field, value) -> None:
     choices = f.metadata["choices"]
-    kind = {"float": (int, float), "bool": (bool,), "str": (str,), "str | None": (str, type(None))}.get(str(f.type))
-    ok = kind is None or (isinstance(value, kind) and not (kind == (int, float) and isinstance(value, bool)))
+    kind = {"float": (int, float), "int": (int,), "bool": (bool,), "str": (str,), "str | None": (str, type(None))}.get(str(f.type))
+    ok = kind is None or (isinstance(value, kind) and not (kind != (bool,) and isinstance(value, bool)))
     if ok and choices and value is not None:
         ok = value in choices
     if not ok:
@@ -80,4 +85,4 @@ def _check(f: dataclasses.Field, value) -> None:
         raise CompileError(f"compile option {f.name}={value!r}: expected a number in [{lo}, {hi}]")
 
 
-RANGES = {"error_budget": (0.0, 100.0)}    # a mean relative error per layer: 0 exact, 1 already all error
+RANGES = {"error_budget": (0.0, 100.0), "predict_bits": (1, 8)}    # a mean relative error per layer: 0 exact, 1 already all error

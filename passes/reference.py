@@ -198,6 +198,9 @@ def _conv_acc(op, x):
 @vref("matmul")
 def _v_matmul(op, g, a, b):
     q = op.attrs["q"]
+    if op.attrs.get("sparse") == "predict":      # sparse attention's score predictor: the codes' top bits
+        acc = K.predicted_acc(a, q["za"], b, q["zb"], op.attrs["predict_bits"])
+        return V.scale_acc(acc, 0, q["oscale"], q.get("act"))
     acc = np.rint((a.astype(np.float64) - q["za"]) @ (b.astype(np.float64) - q["zb"]))
     return V.scale_acc(acc, 0, q["oscale"], q.get("act"))
 
@@ -274,8 +277,8 @@ def _v_expand(op, g, x):
 
 
 @vref("topk")
-def _v_topk(op, g, x):
-    return V.topk(x, op.attrs.get("k"), op.attrs.get("threshold"))[0]
+def _v_topk(op, g, x, by):
+    return V.topk(x, op.attrs.get("k"), op.attrs.get("threshold"), by)[0]
 
 
 @vref("reshape")

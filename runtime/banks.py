@@ -10,14 +10,20 @@ then need only the kept entries:
   output row, every block of M consecutive keys with any nonzero probability costs ceil(d / N) cycles. SVM
   mode: one nonzero probability times one V row (1 x MN) per ceil(d / MN) cycles.
 - dense: the VMM mapping with nothing skipped (what the unmasked product costs).
-Utilisation = useful MACs (kept entries x d) / (cycles x M x N). Masks are (..., rows, keys) boolean arrays;
-every function returns cycles per leading index (summed over rows), vectorised over the whole mask.
+- predict, the score predictor (runtime/kernels.py's predicted_acc): every score, before any mask is known, so the
+  dense VMM mapping (K stored), with b-bit operands instead of 8-bit ones. Project assumption, stated: the
+  bank feeds its inputs bit-serially and holds a weight's bits in separate cells, so a b-bit VMM takes b/8 of
+  an 8-bit one's cycle (cycles: the dense count times b/8, rounded up per head) and reads b/8 of its cells
+  under b/8 of its input bits (PE reads: the dense count times (b/8)^2). At b = 8 it costs the dense SDDMM.
+Utilisation = useful MACs (kept entries x d; the predictor's b-bit MACs count b/8) / (cycles x M x N). Masks
+are (..., rows, keys) boolean arrays; every function returns cycles per leading index (summed over rows),
+vectorised over the whole mask.
 """
 from __future__ import annotations
 
 import numpy as np
 
-PRODUCTS = {"sddmm": ("ip", "vmm", "dense"), "spmm": ("svm", "vmm", "dense")}
+PRODUCTS = {"sddmm": ("ip", "vmm", "dense"), "spmm": ("svm", "vmm", "dense"), "predict": ("vmm",)}
 
 
 def _ceil(a: int, b: int) -> int:
@@ -32,11 +38,14 @@ def _blocks(mask: np.ndarray, width: int) -> np.ndarray:
     return m.reshape(m.shape[:-1] + (-1, width)).any(axis=-1).sum(axis=(-2, -1))
 
 
-def cycles(product: str, mapping: str, mask: np.ndarray, d: int, m: int, n: int) -> np.ndarray:
-    """Bank cycles of one product under one mapping, per leading index of mask (..., rows, keys)."""
+def cycles(product: str, mapping: str, mask: np.ndarray, d: int, m: int, n: int, bits: int = 8) -> np.ndarray:
+    """Bank cycles of one product under one mapping, per leading index of mask (..., rows, keys); `bits`: the
+    predictor's operand width."""
     if mapping not in PRODUCTS.get(product, ()):
         raise ValueError(f"{product} has no '{mapping}' mapping (one of {', '.join(PRODUCTS.get(product, ()))})")
     mask = np.asarray(mask, bool)
+    if product == "predict":
+        return -(-cycles("sddmm", "dense", mask, d, m, n) * bits // 8)
     if mapping in ("ip", "svm"):
         return mask.sum(axis=(-2, -1)) * _ceil(d, m * n)
     width, per = (n, _ceil(d, m)) if product == "sddmm" else (m, _ceil(d, n))
@@ -49,10 +58,22 @@ def utilisation(useful_macs: int, cycles_: int, m: int, n: int) -> float:
     return useful_macs / (cycles_ * m * n) if cycles_ else 0.0
 
 
-def summary(product: str, mask: np.ndarray, d: int, m: int, n: int) -> dict:
-    """{mapping: total cycles} and the useful MACs of one product over a whole mask."""
+def pe_reads(product: str, mode: str, mask: np.ndarray, d: int, m: int, n: int, bits: int = 8) -> int:
+    """PE cell reads of one product in one mode over a whole mask: every PE of the bank each cycle; the
+    predictor's b-bit VMM reads (b/8)^2 of the dense product's (see the module docstring)."""
+    if product == "predict":
+        return -(-int(cycles("sddmm", "dense", mask, d, m, n).sum()) * m * n * bits * bits // 64)
+    return int(cycles(product, mode, mask, d, m, n).sum()) * m * n
+
+
+def summary(product: str, mask: np.ndarray, d: int, m: int, n: int, bits: int = 8) -> dict:
+    """{mapping: total cycles} and the useful MACs of one product over a whole mask (the predictor's: every
+    score, b-bit MACs counted b/8 each)."""
     mask = np.asarray(mask, bool)
-    out = {k: int(cycles(product, k, mask, d, m, n).sum()) for k in PRODUCTS[product]}
+    out = {k: int(cycles(product, k, mask, d, m, n, bits).sum()) for k in PRODUCTS[product]}
+    if product == "predict":            # every score, whatever the mask
+        return {"cycles": out, "useful_macs": mask.size * d * bits // 8, "kept": int(mask.size),
+                "entries": int(mask.size), "bits": bits}
     return {"cycles": out, "useful_macs": int(mask.sum()) * d, "kept": int(mask.sum()), "entries": int(mask.size)}
 
 
@@ -60,7 +81,7 @@ def add(record: dict, product: str, mode: str, part: dict) -> None:
     """Accumulate one instruction's summary into a layer's bank record."""
     if not record:
         record.update(product=product, mode=mode, useful_macs=0, kept=0, entries=0,
-                      cycles={k: 0 for k in PRODUCTS[product]})
+                      cycles={k: 0 for k in PRODUCTS[product]}, **({"bits": part["bits"]} if "bits" in part else {}))
     for k in ("useful_macs", "kept", "entries"):
         record[k] += part[k]
     for k, v in part["cycles"].items():
@@ -72,6 +93,7 @@ def report(record: dict, m: int, n: int) -> dict:
     cyc = record["cycles"]
     order = [record["mode"]] + [k for k in cyc if k != record["mode"]]
     return {"product": record["product"], "mode": record["mode"], "bank": [m, n],
+            **({"bits": record["bits"]} if "bits" in record else {}),
             "density": record["kept"] / record["entries"] if record["entries"] else 0.0,
             "useful_macs": record["useful_macs"],
             **{k: {"cycles": cyc[k], "utilisation": utilisation(record["useful_macs"], cyc[k], m, n)} for k in order}}

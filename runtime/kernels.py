@@ -273,3 +273,23 @@ def lrn(x, zx, sx, size, alpha, beta, bias, sy, zy) -> np.ndarray:
     s = sliding_window_view(sq, size, axis=1).sum(axis=-1)
     y = v / (bias + alpha / size * s) ** beta
     return np.clip(np.rint(y / sy) + zy, 0, 255).astype(np.uint8)
+
+
+# ---- sparse attention's score predictor (passes/sparse_attention.py; `sdpred`) -----------------------------
+# A low-bit filtering round in the manner of Energon (Zhou et al., arXiv 2110.09310): the predicted score is the
+# product of the 8-bit codes cut to their top `bits` bits, each taken at the middle of the range its dropped
+# bits span (an unbiased cut), minus the zero points as the exact product does; at 8 bits, the exact score.
+# The reference and the runtime both call predicted_acc, so `--ideal` equals the reference bit for bit.
+
+def msb_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """u8 codes cut to their top `bits` bits (1..8): ((c >> s) << s) + 2^(s-1), s = 8 - bits, as float64."""
+    if not 1 <= bits <= 8:
+        raise ValueError(f"predictor bits must lie in 1..8, got {bits}")
+    c = np.asarray(codes).astype(np.int64)
+    s = 8 - bits
+    return (c if s == 0 else ((c >> s) << s) + (1 << (s - 1))).astype(np.float64)
+
+
+def predicted_acc(a: np.ndarray, za: int, w: np.ndarray, zb: int, bits: int) -> np.ndarray:
+    """The predictor's integer accumulators (msb(a) - za) @ (msb(w) - zb), as float64 (every sum exact)."""
+    return np.rint((msb_codes(a, bits) - za) @ (msb_codes(w, bits) - zb))

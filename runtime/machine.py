@@ -839,16 +839,16 @@ def _dmvm(m: Machine, ins: Instr):
 
 # ---- sparse attention on PIM banks (runtime/banks.py) ----------------------------------------------------
 
-def _bank_charge(m: Machine, layer: str, product: str, mode: str, mask: np.ndarray, d: int):
+def _bank_charge(m: Machine, layer: str, product: str, mode: str, mask: np.ndarray, d: int, bits: int = 8):
     """Bank cycles of one product over its mask: stats per mapping; the layer's time takes the chosen mode,
     the heads (axes between batch and rows) on banks of their own, one bank cycle per crossbar cycle."""
     t, s = m.t, m.stats.layer(layer)
-    part = BK.summary(product, mask, d, t.bank_m, t.bank_n)
+    part = BK.summary(product, mask, d, t.bank_m, t.bank_n, bits)
     BK.add(s.banks, product, mode, part)
-    per = BK.cycles(product, mode, mask, d, t.bank_m, t.bank_n)
+    per = BK.cycles(product, mode, mask, d, t.bank_m, t.bank_n, bits)
     s.add_xbar_time(-2, float(per.reshape(len(per), -1).max(axis=1, initial=0).sum()) * t.xbar_cycle_ns)
     s.macs += part["useful_macs"]
-    s.cell_reads += part["cycles"][mode] * t.bank_m * t.bank_n      # every PE of the bank, each cycle
+    s.cell_reads += BK.pe_reads(product, mode, mask, d, t.bank_m, t.bank_n, bits)
 
 
 @handler("sddmm", "spmm")
@@ -870,9 +870,24 @@ def _bank_product(m: Machine, ins: Instr):
         _bank_charge(m, layer, "sddmm", mode, np.ones(y.shape, bool), a.shape[-1])
 
 
+@handler("sdpred")
+def _sdpred(m: Machine, ins: Instr):
+    """Sparse attention's score predictor on the bank holding K^T: every score from the top bits of the codes
+    (runtime/kernels.py's predicted_acc), charged as a dense b-bit VMM (runtime/banks.py)."""
+    a, w, bits = m.val(ins.args[1]), m.val(ins.args[2]), ins.attr("bits")
+    acc = K.predicted_acc(a, ins.attr("za"), w, ins.attr("zb"), bits)
+    y = _vact(ins, V.scale_acc(acc, 0, ins.attr("scale")))
+    m.digital(ins, y, 1)
+    _bank_charge(m, ins.attr("layer", ins.op), "predict", "vmm", np.ones(y.shape, bool), a.shape[-1], bits)
+
+
 @handler("vtopk")
 def _vtopk(m: Machine, ins: Instr):
-    y, keep = V.topk(m.val(ins.args[1]), ins.attr("k"), ins.attr("threshold"))
+    x, by = m.val(ins.args[1]), m.val(ins.args[2])
+    if x.shape != by.shape:
+        raise m.fault(ins, f"scores {list(x.shape[1:])} and the scores the mask is taken from {list(by.shape[1:])} "
+                           "differ in shape")
+    y, keep = V.topk(x, ins.attr("k"), ins.attr("threshold"), by)
     m.digital(ins, y, 2)
     name = ins.attr("sddmm")
     if name is None:

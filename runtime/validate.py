@@ -126,6 +126,8 @@ def validate(p: Program, filename: str = "<program>") -> None:
         if ins.op == "vtopk" and (("k" in attrs) == ("threshold" in attrs) or attrs.get("k", 1) < 1
                                   or attrs.get("threshold", 0) < 0):
             fail("needs exactly one of k (>= 1) or threshold (>= 0)")
+        if ins.op == "sdpred" and not 1 <= attrs["bits"] <= 8:
+            fail(f"bits={attrs['bits']} must lie in 1..8")
         if ins.op in BANK_MODES and attrs["mode"] not in BANK_MODES[ins.op]:
             fail(f"mode must be one of {', '.join(BANK_MODES[ins.op])}, got {attrs['mode']!r}")
         if ins.op == "input":

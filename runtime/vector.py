@@ -234,9 +234,9 @@ def sparse_keep(x, k: int | None = None, threshold: float | None = None) -> np.n
     return x >= x.max(axis=-1, keepdims=True) - x.dtype.type(threshold)
 
 
-def topk(x, k: int | None = None, threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`vtopk`: the kept scores as they are, the others the float32 minimum (softmax gives them exact zeros);
-    returns (scores, keep mask)."""
+def topk(x, k: int | None = None, threshold: float | None = None, by=None) -> tuple[np.ndarray, np.ndarray]:
+    """`vtopk`: the scores x where the mask taken from `by` (predicted scores; x itself when None) keeps them,
+    the others the float32 minimum (softmax gives them exact zeros); returns (scores, keep mask)."""
     x = f32(x)
-    keep = sparse_keep(x, k, threshold)
+    keep = sparse_keep(x if by is None else f32(by), k, threshold)
     return np.where(keep, x, np.finfo(F32).min).astype(F32), keep

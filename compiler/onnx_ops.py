@@ -277,6 +277,7 @@ def clip(fe, node):
     a = attrs(node)
     lo = float(fe.value(node.input[1])) if len(node.input) > 1 and node.input[1] else a.get("min", -np.inf)
     hi = float(fe.value(node.input[2])) if len(node.input) > 2 and node.input[2] else a.get("max", np.inf)
+    lo = min(lo, hi)        # ONNX: min above max sets every value to max
     if lo == 0 and hi == np.inf:
         fe.emit(node, "relu", [node.input[0]], node.output[0])
     else:

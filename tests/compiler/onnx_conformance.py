@@ -13,7 +13,7 @@ Outcomes: `ok` (compiled, ideal run equals the quantised reference bit for bit, 
 EXPECTED (conformance_expected.json) holds the outcome of every case; tests/compiler/test_onnx_conformance.py
 checks a fast subset in the normal suite, `python tests/compiler/onnx_conformance.py` runs them all, checks
 them against EXPECTED and rewrites docs/conformance.md (`--update` rewrites EXPECTED too, `--check` writes
-nothing: CI); it exits 1 on a wrong, inexact or internal outcome (LIMITS aside) or an expected `ok` lost.
+nothing: CI); it exits 1 on a wrong, inexact or internal outcome or an expected `ok` lost.
 """
 from __future__ import annotations
 
@@ -169,15 +169,6 @@ def run_all(selected: dict) -> dict:
     return out
 
 
-# cases whose expected result 8-bit codes cannot carry, with the reason; their outcome is recorded, not a failure
-LIMITS = {
-    "test_softmax_large_number": "one row lies 10000 above the other: 8-bit codes over the calibrated range "
-                                 "0..10003 are 39 apart, coarser than the row's own spread of 3",
-    **{name: "the input 2.0 lies exactly on the threshold alpha = 2.0, and its 8-bit code on the side above it"
-       for name in ("test_thresholdedrelu_example", "test_thresholdedrelu_example_expanded_ver18")},
-}
-
-
 def kind(result: str) -> str:
     return result.split(":")[0]
 
@@ -195,9 +186,8 @@ def op_of(name: str, all_cases: dict) -> str:
 def _counts(items) -> str:
     items = list(items)
     c = Counter(kind(r) for _, r in items)
-    known = sum(1 for n, r in items if n in LIMITS and kind(r) in ("wrong", "inexact"))
     return (f"{c['ok']} of {sum(c.values())} compile and match; {c['refused']} refused, "
-            f"{c['wrong'] + c['inexact']} wrong ({known} of them known limits), {c['internal']} internal errors, "
+            f"{c['wrong'] + c['inexact']} wrong, {c['internal']} internal errors, "
             f"{c['skipped']} skipped")
 
 
@@ -226,9 +216,6 @@ def table(results: dict, all_cases: dict) -> str:
              "- every case: " + _counts(results.items()),
              f"- float32 tests that compile and match as written or with constants: {either(results)} of "
              f"{sum('@' not in n for n in results)}", ""]
-    if any(n in results for n in LIMITS):
-        lines += ["Known limits (recorded, not failures):", ""]
-        lines += [f"- {n}: {why}" for n, why in LIMITS.items() if n in results] + [""]
     reasons = Counter(re.sub(r"node (computing '[^']*'|\S+) \(", "node (", r[len("refused: "):]).split(" at node(s)")[0]
                       for r in results.values() if kind(r) == "refused")
     lines += ["The most frequent refusals (node names left out):", ""]
@@ -246,8 +233,8 @@ def load_expected() -> dict:
 
 
 def failures(results: dict) -> dict:
-    """Outcomes the suite may not hold: wrong, inexact or internal, outside LIMITS."""
-    return {n: r for n, r in results.items() if kind(r) in ("wrong", "inexact", "internal") and n not in LIMITS}
+    """Outcomes the suite may not hold: wrong, inexact or internal."""
+    return {n: r for n, r in results.items() if kind(r) in ("wrong", "inexact", "internal")}
 
 
 def regressions(results: dict, expected: dict) -> list[str]:

@@ -54,7 +54,7 @@ def test_case(name):
 
 
 def test_expected_holds_no_failure():
-    """The suite's record has no wrong result, inexact run or internal error in it (LIMITS aside)."""
+    """The suite's record has no wrong result, inexact run or internal error in it."""
     assert not conf.failures(conf.load_expected())
 
 

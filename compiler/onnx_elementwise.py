@@ -13,7 +13,7 @@ import numpy as np
 
 from ir import FrontendError
 
-from .onnx_ops import _new_const, converts, label, per_sample_const
+from .onnx_ops import _new_const, converts, label, per_sample_const, same_rank
 
 
 class _Ops:
@@ -41,6 +41,7 @@ class _Ops:
 
     def check(self, *names):
         live = [n for n in names if not self.fe.is_const(n)]
+        same_rank(self.fe, self.node, live)
         for n in names:
             if self.fe.is_const(n):
                 per_sample_const(self.fe, self.node, n, live[0])

@@ -63,3 +63,25 @@ def test_rel_error_sees_a_wrong_value():
     assert conf.rel_error(ref, ref) == 0
     assert conf.rel_error(ref + np.array([[0, 0], [0, 0.4]]), ref) == pytest.approx(0.1)
     assert conf.rel_error(ref[:1], ref) == float("inf")
+
+
+@pytest.mark.parametrize("message", [
+    "operands could not be broadcast together with shapes (7,4,5) (7,)",
+    "Input operand 1 has a mismatch in its core dimension 0, with gufunc signature (n?,k),(k,m?)->(n?,m?)",
+    "KeyError: 'x'", "torch-jit-export: cannot convert opset 6 to 17: Input 1 is undefined!",
+    "node computing 'c' (MatMul): constant right operand b of shape [7, 2, 8, 2] for a [N, 2, 2, 8]",
+    "calibration input 'initial' has shape [1, 2], the model needs [N, ]"])
+def test_raw_text_is_caught(message):
+    assert conf.raw_text(message, {1, 2, 8})
+
+
+def test_a_message_in_the_users_terms_passes():
+    assert conf.raw_text("node computing 'y' (Add): constant y of shape [3, 4, 5] reaches the batch axis of x "
+                         "[N, 4, 5] (one value per sample)", {3, 4, 5}) is None
+    # a shape of the user's own that starts with the probe batch's size is theirs
+    assert conf.raw_text("constant w of shape [7, 3] for x [N, 3]", {7, 3}) is None
+
+
+def test_no_recorded_refusal_is_raw_text():
+    assert not [r for r in conf.load_expected().values()
+                if conf.kind(r) == "refused" and conf.RAW_PATTERNS.search(r)]

@@ -187,8 +187,11 @@ def conv_transpose(fe, node):
     if W.ndim == 3:
         from .onnx_windows1d import lift
         return lift(fe, node, conv_transpose)
+    if W.ndim == 5:
+        from .onnx_conv_transpose import general
+        return general(fe, node, W)
     if W.ndim != 4:
-        raise FrontendError(f"node {label(node)} (ConvTranspose): only 1-D and 2-D kernels are supported")
+        raise FrontendError(f"node {label(node)} (ConvTranspose): only 1-D, 2-D and 3-D kernels are supported")
     cin, cout, kh, kw = W.shape
     strides = tuple(a.get("strides", (1, 1)))
     if a.get("group", 1) != 1 or strides != (kh, kw) or any(a.get("pads", ())) or any(a.get("output_padding", ())) \

@@ -75,6 +75,9 @@ def conv(fe, node):
     if W.ndim == 3:
         from .onnx_windows1d import lift
         return lift(fe, node, conv)
+    if W.ndim == 5:
+        from .onnx_windows3d import conv3d
+        return conv3d(fe, node, conv)
     geo, _ = _spatial(fe, node, fe.shape(x), W.shape[2:], a)
     g, c = a.get("group", 1), (fe.shape(x) or (None,))[0]
     if g < 1 or W.shape[0] % g or W.shape[1] * g != c:      # the float probe would broadcast past a mismatch
@@ -355,6 +358,9 @@ def pool(fe, node):
     if len(a["kernel_shape"]) == 1:
         from .onnx_windows1d import lift
         return lift(fe, node, pool)
+    if len(a["kernel_shape"]) == 3:
+        from .onnx_windows3d import pool3d
+        return pool3d(fe, node, pool)
     geo, ceil_extra = _spatial(fe, node, fe.shape(node.input[0]), tuple(a["kernel_shape"]), a)
     if node.op_type == "MaxPool":
         fe.emit(node, "maxpool", [node.input[0]], node.output[0], **geo)

@@ -20,7 +20,7 @@ from ir import FrontendError, Graph, Tensor
 from ir.float_eval import run_op
 
 from . import batch_layout, masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_layout, onnx_norm, onnx_ops, onnx_reduce, onnx_select  # noqa: F401  (each registers converters)
-from . import onnx_qdq
+from . import onnx_functions, onnx_qdq
 from .onnx_ops import label
 
 PROBE_BATCH = 7
@@ -105,6 +105,8 @@ class Frontend:
 
     # -- driver ------------------------------------------------------------------------------------
     def run(self) -> Graph:
+        self.model = onnx_functions.expand(self.model, lambda n: op_key(n) in onnx_ops.CONVERTERS or
+                                           op_key(n) in FOLD_ONLY or n.op_type == "Constant")
         graph = self.model.graph
         for init in graph.initializer:
             self.consts[init.name] = numpy_helper.to_array(init)

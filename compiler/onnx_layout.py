@@ -81,12 +81,16 @@ def split(fe, node):
         k = a.get("num_outputs", len(outs))
         step = -(-n // k)
         sizes = [min(step, n - i * step) for i in range(k)]
-    if sum(sizes) != n or len(sizes) != len(outs) or min(sizes) < 1:
+    if sum(sizes) != n or len(sizes) != len(outs) or min(sizes) < 0:
         raise FrontendError(f"node {label(node)} (Split): sizes {sizes} do not split an axis of {n} into "
                             f"{len(outs)} parts")
     start = 0
     for out, size in zip(outs, sizes):
-        if out:
+        if out and size == 0:       # an empty part (RotaryEmbedding's unrotated rest when it rotates all): a
+            shape = list(fe.shape(x))       # constant of no values, which Concat leaves out
+            shape[axis - 1] = 0
+            fe.set_const(out, np.zeros([1] + shape, np.float32))
+        elif out:
             _emit_slice(fe, node, x, out, {axis: (start, start + size, 1)})
         start += size
 

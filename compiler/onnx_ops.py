@@ -485,6 +485,12 @@ def div(fe, node):
 def concat(fe, node):
     axis = attrs(node)["axis"]
     live = [i for i in node.input if not fe.is_const(i)]
+    empty = [i for i in node.input if fe.is_const(i) and np.size(fe.value(i)) == 0]
+    if empty:       # parts with no values add nothing (an empty Split part)
+        node = onnx.helper.make_node("Concat", [i for i in node.input if i not in empty], list(node.output),
+                                     name=node.name, axis=axis)
+        if len(node.input) == 1:
+            return fe.forward(node.output[0], node.input[0])
     rank = len(fe.shape(live[0])) + 1
     axis = axis % rank
     if axis == 0:

@@ -137,3 +137,18 @@ def test_negative_slice_step_and_batch_split_are_frontend_errors():
         import_onnx(m)
     with pytest.raises(FrontendError, match=r"^node split \(Split\): splitting the batch axis is not supported"):
         import_onnx(_with(neck(), "split", axis=0))
+
+
+def test_an_empty_split_part_joins_back_as_nothing():
+    """Split [4, 0] (RotaryEmbedding's unrotated rest when it rotates every value) and the empty part concatenated
+    back: the program computes the other part alone."""
+    nodes = [N("Split", ["x", "sizes"], ["a", "rest"], axis=1), N("Sigmoid", ["a"], ["s"]),
+             N("Concat", ["s", "rest"], ["y"], axis=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [_ints("sizes", [4, 0])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(2).standard_normal((5, 4)).astype(np.float32)
+    c = compile_model(m, "isaac", x)
+    out = Machine(parse_program(print_program(c.program)), ideal=True).run({"x": x})["y"]
+    assert np.array_equal(out, dequantize_outputs(c.graph, run_reference(c.graph, {"x": x}))["y"])
+    assert np.abs(out - 1 / (1 + np.exp(-x))).max() < 0.01

@@ -103,6 +103,11 @@ def _softmax(L, op: Op):
     L.p.emit("vsoftmax", L.b(op.outputs[0]), L.b(op.inputs[0]), axis=op.attrs["axis"], layer=op.name)
 
 
+@vlower("hardmax")
+def _hardmax(L, op: Op):
+    L.p.emit("vhardmax", L.b(op.outputs[0]), L.b(op.inputs[0]), axis=op.attrs["axis"], layer=op.name)
+
+
 @vlower("concat")
 def _concat(L, op: Op):
     L.p.emit("vconcat", L.b(op.outputs[0]), *[operand(L, i) for i in op.inputs], axis=op.attrs["axis"],

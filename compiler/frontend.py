@@ -19,7 +19,7 @@ from onnx.reference import ReferenceEvaluator
 from ir import FrontendError, Graph, Tensor
 from ir.float_eval import run_op
 
-from . import batch_layout, masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_layout, onnx_norm, onnx_ops, onnx_reduce, onnx_select  # noqa: F401  (each registers converters)
+from . import batch_layout, masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_hardmax, onnx_layout, onnx_norm, onnx_ops, onnx_reduce, onnx_select  # noqa: F401  (each registers converters)
 from . import onnx_functions, onnx_qdq
 from .onnx_ops import label
 

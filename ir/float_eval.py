@@ -268,6 +268,14 @@ def _transpose(op, x):
     return x.transpose(op.attrs["perm"])
 
 
+@kernel("hardmax")
+def _hardmax(op, x):
+    y = np.zeros_like(x)
+    np.put_along_axis(y, np.expand_dims(np.argmax(x, axis=op.attrs["axis"]), op.attrs["axis"]), 1.0,
+                      axis=op.attrs["axis"])
+    return y
+
+
 @kernel("softmax")
 def _softmax(op, x):
     e = np.exp(x - x.max(axis=op.attrs["axis"], keepdims=True))

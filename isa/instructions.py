@@ -100,6 +100,7 @@ SPECS: dict[str, Spec] = {
     "vlayernorm": Spec(("buf", "buf"), {"gamma": "const", "beta": "const", "eps": "float"}, _LAYER,
                        "float32 layer normalisation over the last axis"),
     "vsoftmax": Spec(("buf", "buf"), {"axis": "int"}, _LAYER, "float32 softmax over an axis"),
+    "vhardmax": Spec(("buf", "buf"), {"axis": "int"}, _LAYER, "float32 one-hot of the first maximum over an axis"),
     "vconcat": Spec(("buf", "src*"), {"axis": "int"}, _LAYER, "float32 concatenation along an axis after the batch"),
     "vpad": Spec(("buf", "buf"), {"pads": "ints", "value": "float"}, _LAYER,
                  "float32 constant padding of the axes after the batch (begin..., end...)"),

@@ -19,7 +19,7 @@ from ir import CompileError, Graph, Op
 from ir.float_eval import UNARY
 from runtime.kernels import softmax_table
 
-from .quantize_vector import quantize_vector, wants_vector
+from .quantize_vector import VECTOR_KINDS, quantize_vector, wants_vector
 
 F32_MAX = float(np.finfo(np.float32).max)
 PASS_THROUGH = ("maxpool", "gmaxpool", "reshape", "transpose", "pad", "slice", "upsample")
@@ -101,7 +101,8 @@ class Quantize:
         fold_prescales(g)
         for op in g.topo():
             if op.kind not in QUANTISERS:
-                raise CompileError(f"node {op.name}: no quantised form for op '{op.kind}'")
+                raise CompileError(f"node {op.name}: no quantised form for op '{op.kind}'" + (
+                    " (it runs on the float32 vector unit: --vector auto or fp32)" if op.kind in VECTOR_KINDS else ""))
             try:
                 QUANTISERS[op.kind](self, g, ctx, op, rep)
             except CompileError as e:

@@ -244,6 +244,11 @@ def _v_softmax(op, g, x):
     return V.softmax(x, op.attrs["axis"])
 
 
+@vref("hardmax")
+def _v_hardmax(op, g, x):
+    return V.hardmax(x, op.attrs["axis"])
+
+
 @vref("concat")
 def _v_concat(op, g, *xs):
     batch = max(np.shape(x)[0] for x in xs)

@@ -218,6 +218,15 @@ def softmax(x, axis: int) -> np.ndarray:
     return np.moveaxis(s, -1, axis).astype(F32)
 
 
+def hardmax(x, axis: int) -> np.ndarray:
+    """1 at the first maximum along `axis`, 0 elsewhere (ONNX Hardmax: ties go to the lowest index)."""
+    x = f32(x)
+    axis = axis % x.ndim
+    y = np.zeros_like(x)
+    np.put_along_axis(y, np.expand_dims(np.argmax(x, axis=axis), axis), F32(1), axis=axis)
+    return y
+
+
 def expand(x, shape) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(x, (x.shape[0],) + tuple(shape)))
 

@@ -154,8 +154,8 @@ def matmul(fe, node):
             y = fe.emit(node, "linear", [A, _new_const(fe, B, W.reshape(-1, 1))], node.output[0] + ".col")
             return fe.emit(node, "reshape", [y], node.output[0], shape=fe.shape(A)[:-1])
         if W.ndim > 2 and (W.ndim > len(fe.shape(A)) + 1 or any(d != 1 for d in W.shape[:-2])):
-            raise FrontendError(f"{what}: constant right operand {B} of shape {list(W.shape)} for {A} "
-                                f"{_full(fe, A)}; only a 2-D weight (leading axes of size 1) is supported")
+            from .onnx_matmul_heads import per_head
+            return per_head(fe, node, A, B, W)
         W = W.reshape(W.shape[-2:])
         if W.shape[0] != k:
             raise FrontendError(f"{what}: {A} {_full(fe, A)} times {B} of shape {list(W.shape)}: inner sizes "

@@ -137,6 +137,7 @@ UNARY = {
     "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "atanh": np.arctanh,
     "greater": lambda x, c: (x > c).astype(np.float64), "less": lambda x, c: (x < c).astype(np.float64),
     "greater_equal": lambda x, c: (x >= c).astype(np.float64), "less_equal": lambda x, c: (x <= c).astype(np.float64),
+    "equal": lambda x, c: (x == c).astype(np.float64),
     "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
 }
 

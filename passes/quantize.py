@@ -19,7 +19,7 @@ from ir import CompileError, Graph, Op
 from ir.float_eval import UNARY
 from runtime.kernels import softmax_table
 
-from .quantize_vector import VECTOR_KINDS, quantize_vector, wants_vector
+from .quantize_vector import VECTOR_KINDS, VECTOR_ONLY_FNS, quantize_vector, wants_vector
 
 F32_MAX = float(np.finfo(np.float32).max)
 PASS_THROUGH = ("maxpool", "gmaxpool", "reshape", "transpose", "pad", "slice", "upsample")
@@ -338,6 +338,9 @@ def _lut(self, g, ctx, op, rep):
     elif op.kind == "clip":
         f = np.clip(v, op.attrs["lo"], op.attrs["hi"])
     else:
+        if op.attrs["fn"] in VECTOR_ONLY_FNS:
+            raise CompileError(f"node {op.name}: '{op.attrs['fn']}' has no quantised form (8-bit codes cannot tell "
+                               "equal values from close ones): it runs on the float32 vector unit (--vector auto or fp32)")
         with np.errstate(all="ignore"):
             f = UNARY[op.attrs["fn"]](v * op.attrs.get("prescale", 1.0), **op.attrs.get("params", {}))
     op.attrs["q"] = {"table": np.clip(np.rint(f / out.scale) + out.zero, 0, 255).astype(np.uint8)}

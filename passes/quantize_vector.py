@@ -27,13 +27,15 @@ from runtime import vector as V
 
 VECTOR_ONLY = ("layernorm", "gather", "maskfn", "reduce", "div", "pow", "expand", "topk", "hardmax")
 MATRIX_OPS = ("conv", "linear", "matmul")
+VECTOR_ONLY_FNS = ("equal",)       # equality is all ties, which 8-bit codes cannot tell from near misses
 
 
 def wants_vector(g: Graph, options) -> bool:
     mode = options.vector
     if mode == "auto":       # (a product placed on run-time-written crossbars needs the vector form too)
         return any(op.kind in VECTOR_ONLY or op.attrs.get("crossbar") for op in g.ops.values()) or \
-            any(g.tensors[i].dtype == "i64" for i in g.inputs) or nothing_to_quantise(g)
+            any(g.tensors[i].dtype == "i64" for i in g.inputs) or nothing_to_quantise(g) or \
+            any(op.kind == "unary" and op.attrs["fn"] in VECTOR_ONLY_FNS for op in g.ops.values())
     if mode == "int8" and any(op.attrs.get("crossbar") for op in g.ops.values()):
         raise CompileError("products on run-time-written crossbars (--attention naive|retransformer) need the "
                            "float32 vector unit (--vector fp32 or auto), or --attention digital")

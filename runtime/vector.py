@@ -121,6 +121,7 @@ UNARY_P = {
     "swish": lambda x, p: x / (F32(1) + np.exp(-p * x)),
     "greater": lambda x, p: (x > p).astype(F32), "less": lambda x, p: (x < p).astype(F32),
     "greater_equal": lambda x, p: (x >= p).astype(F32), "less_equal": lambda x, p: (x <= p).astype(F32),
+    "equal": lambda x, p: (x == p).astype(F32),
 }
 
 

@@ -138,7 +138,7 @@ UNARY = {
     "greater": lambda x, c: (x > c).astype(np.float64), "less": lambda x, c: (x < c).astype(np.float64),
     "greater_equal": lambda x, c: (x >= c).astype(np.float64), "less_equal": lambda x, c: (x <= c).astype(np.float64),
     "equal": lambda x, c: (x == c).astype(np.float64),
-    "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
+    "floor": np.floor, "ceil": np.ceil, "sign": np.sign, "tan": np.tan, "acosh": np.arccosh, "round": np.rint,
 }
 
 

@@ -91,7 +91,7 @@ SPECS: dict[str, Spec] = {
     "vunary": Spec(("buf", "buf"), {"fn": "str"}, {"p": "float", "lo": "float", "hi": "float", **_LAYER},
                    "elementwise float32 function: erf tanh sigmoid exp log sqrt abs neg reciprocal relu gelu_erf "
                    "gelu_tanh softplus softsign mish sin cos asin acos atan sinh cosh asinh atanh floor ceil "
-                   "sign, pow (exponent p); leaky_relu elu celu thresholded_relu swish (parameter p); greater less "
+                   "sign tan acosh round, pow (exponent p); leaky_relu elu celu thresholded_relu swish (parameter p); greater less "
                    "greater_equal less_equal equal (1 or 0 against p); clip (lo, hi)"),
     "vbinary": Spec(("buf", "src", "src"), {"fn": "str"}, {"lo": "float", "hi": "float", **_LAYER},
                     "elementwise float32 add / mul / div / sub with broadcasting, clamped to [lo, hi] if given"),

@@ -343,6 +343,9 @@ def _lut(self, g, ctx, op, rep):
                                "equal values from close ones): it runs on the float32 vector unit (--vector auto or fp32)")
         with np.errstate(all="ignore"):
             f = UNARY[op.attrs["fn"]](v * op.attrs.get("prescale", 1.0), **op.attrs.get("params", {}))
+        # codes outside the function's domain (acosh below 1: the range always holds 0) never come from
+        # calibrated inputs; they get 0 rather than NaN
+        f = np.clip(np.nan_to_num(f, nan=0.0), -1e30, 1e30)
     op.attrs["q"] = {"table": np.clip(np.rint(f / out.scale) + out.zero, 0, 255).astype(np.uint8)}
 
 

@@ -107,7 +107,8 @@ UNARY = {
     "mish": lambda x: x * np.tanh(np.logaddexp(F32(0), x)),
     "sin": np.sin, "cos": np.cos, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
     "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "atanh": np.arctanh,
-    "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
+    "floor": np.floor, "ceil": np.ceil, "sign": np.sign, "tan": np.tan, "acosh": np.arccosh,
+    "round": np.rint,       # (half to even, as ONNX rounds)
     "hard_swish": lambda x: x * np.clip(x * F32(1 / 6) + F32(0.5), F32(0), F32(1)),
 }
 

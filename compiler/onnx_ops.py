@@ -877,7 +877,7 @@ def _axes(fe, node, rank):
     return tuple(axes)
 
 
-@converts("ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2")
+@converts("ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2", "ReduceProd")
 def reduce(fe, node):
     rank = len(fe.shape(node.input[0])) + 1
     axes = _axes(fe, node, rank)

@@ -212,7 +212,7 @@ def _layernorm(op, x, gamma, beta):
     return (x - mu) / np.sqrt(var + op.attrs["eps"]) * gamma + beta
 
 
-REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max,
+REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max, "prod": np.prod,
           "l2": lambda x, axis, keepdims: np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))}
 
 

@@ -96,7 +96,7 @@ SPECS: dict[str, Spec] = {
     "vbinary": Spec(("buf", "src", "src"), {"fn": "str"}, {"lo": "float", "hi": "float", **_LAYER},
                     "elementwise float32 add / mul / div / sub with broadcasting, clamped to [lo, hi] if given"),
     "vreduce": Spec(("buf", "buf"), {"fn": "str", "axes": "ints", "keepdims": "bool"}, _LAYER,
-                    "float32 sum / mean / max / l2 over axes (the batch axis is 0 and never reduced)"),
+                    "float32 sum / mean / max / prod / l2 over axes (the batch axis is 0 and never reduced)"),
     "vlayernorm": Spec(("buf", "buf"), {"gamma": "const", "beta": "const", "eps": "float"}, _LAYER,
                        "float32 layer normalisation over the last axis"),
     "vsoftmax": Spec(("buf", "buf"), {"axis": "int"}, _LAYER, "float32 softmax over an axis"),

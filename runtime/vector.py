@@ -172,6 +172,8 @@ def reduce(fn: str, x, axes, keepdims: bool) -> np.ndarray:
         r = y.sum(axis=-1, dtype=F32) / F32(y.shape[-1])
     elif fn == "max":
         r = y.max(axis=-1)
+    elif fn == "prod":
+        r = y.prod(axis=-1, dtype=F32)
     elif fn == "l2":
         r = np.sqrt((y * y).sum(axis=-1, dtype=F32))
     else:

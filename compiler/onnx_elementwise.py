@@ -1,6 +1,6 @@
 """Converters for elementwise ops between run-time values, built from the IR's add, mul, relu, clip and unary
-ops: Max, Min, Mean, comparisons (a 0 / 1 float), Not, And, Or, Where (a blend by such a 0 / 1 condition) and
-CastLike. Registered in onnx_ops.CONVERTERS.
+ops: Max, Min, Mean, comparisons (a 0 / 1 float), Not, And, Or, Where (a blend by such a 0 / 1 condition),
+CastLike and Mod (on the float32 vector unit). Registered in onnx_ops.CONVERTERS.
 
 max(a, b) = a + relu(b - a) and min(a, b) = a - relu(a - b) are exact in float, and in the integer form each
 step is quantised as any add or relu is; against a constant that is the same everywhere they are one clip.
@@ -14,7 +14,7 @@ import numpy as np
 
 from ir import FrontendError
 
-from .onnx_ops import _new_const, converts, label, per_sample_const, same_rank
+from .onnx_ops import _binary, _new_const, attrs, converts, label, per_sample_const, same_rank
 
 
 class _Ops:
@@ -133,6 +133,12 @@ def compare(fe, node):
         return o.emit("unary", [a], node.output[0], fn=fn, params={"c": c})
     o.check(a, b)
     o.emit("unary", [o.sub(a, b)], node.output[0], fn=fn, params={"c": 0.0})
+
+
+@converts("Mod")
+def mod(fe, node):
+    """The remainder with the dividend's sign (fmod = 1) or the divisor's (fmod = 0), on the float32 vector unit."""
+    _binary(fe, node, "fmod" if attrs(node).get("fmod", 0) else "mod")
 
 
 @converts("And")

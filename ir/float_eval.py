@@ -200,6 +200,16 @@ def _pow(op, a, b):
     return np.power(a, b)
 
 
+@kernel("fmod")
+def _fmod(op, a, b):
+    return np.fmod(a, b)
+
+
+@kernel("mod")
+def _mod(op, a, b):
+    return np.mod(a, b)
+
+
 @kernel("gather")
 def _gather(op, ids, table):
     return table[np.asarray(ids, dtype=np.int64)]

@@ -94,7 +94,7 @@ SPECS: dict[str, Spec] = {
                    "sign tan acosh round, pow (exponent p); leaky_relu elu celu thresholded_relu swish (parameter p); greater less "
                    "greater_equal less_equal equal (1 or 0 against p); clip (lo, hi)"),
     "vbinary": Spec(("buf", "src", "src"), {"fn": "str"}, {"lo": "float", "hi": "float", **_LAYER},
-                    "elementwise float32 add / mul / div / sub with broadcasting, clamped to [lo, hi] if given"),
+                    "elementwise float32 add / mul / div / sub / pow / fmod / mod with broadcasting, clamped to [lo, hi] if given"),
     "vreduce": Spec(("buf", "buf"), {"fn": "str", "axes": "ints", "keepdims": "bool"}, _LAYER,
                     "float32 sum / mean / max / prod / l2 over axes (the batch axis is 0 and never reduced)"),
     "vlayernorm": Spec(("buf", "buf"), {"gamma": "const", "beta": "const", "eps": "float"}, _LAYER,

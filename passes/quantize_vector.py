@@ -25,7 +25,7 @@ import numpy as np
 from ir import CompileError, Graph, Op
 from runtime import vector as V
 
-VECTOR_ONLY = ("layernorm", "gather", "maskfn", "reduce", "div", "pow", "expand", "topk", "hardmax")
+VECTOR_ONLY = ("layernorm", "gather", "maskfn", "reduce", "div", "pow", "fmod", "mod", "expand", "topk", "hardmax")
 MATRIX_OPS = ("conv", "linear", "matmul")
 VECTOR_ONLY_FNS = ("equal",)       # equality is all ties, which 8-bit codes cannot tell from near misses
 
@@ -181,6 +181,6 @@ def quantize_vector(self, g: Graph, ctx, rep) -> None:
 
 
 # ops the vector unit evaluates with their float meaning (runtime/vector.py)
-VECTOR_KINDS = ("layernorm", "maskfn", "reduce", "div", "pow", "expand", "add", "mul", "unary", "relu", "clip",
+VECTOR_KINDS = ("layernorm", "maskfn", "reduce", "div", "pow", "fmod", "mod", "expand", "add", "mul", "unary", "relu", "clip",
                 "softmax", "reshape", "transpose", "concat", "topk", "slice", "upsample", "maxpool", "avgpool", "pad",
                 "hardmax")

@@ -218,7 +218,7 @@ def _v_layernorm(op, g, x, gamma, beta):
     return V.layernorm(x, gamma, beta, op.attrs["eps"])
 
 
-@vref("add", "mul", "div", "pow")
+@vref("add", "mul", "div", "pow", "fmod", "mod")
 def _v_binary(op, g, a, b):
     return _act(op, V.binary(op.kind, a, b))
 

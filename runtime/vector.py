@@ -147,7 +147,8 @@ def unary(fn: str, x, p: float = 0.0, lo=None, hi=None) -> np.ndarray:
         return UNARY[fn](x).astype(F32)
 
 
-BINARY = {"add": np.add, "mul": np.multiply, "div": np.divide, "sub": np.subtract, "pow": np.power}
+BINARY = {"add": np.add, "mul": np.multiply, "div": np.divide, "sub": np.subtract, "pow": np.power, "fmod": np.fmod,
+          "mod": np.mod}
 
 
 def binary(fn: str, a, b) -> np.ndarray:

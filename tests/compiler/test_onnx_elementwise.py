@@ -114,3 +114,17 @@ def test_equal_on_run_time_values_runs_exactly_on_the_vector_unit():
 def test_equal_has_no_integer_form():
     with pytest.raises(Exception, match=r"'equal' has no quantised form \(8-bit codes cannot tell"):
         compile_model(_equal_model(), "isaac", _feeds(("a", "b")), options={"vector": "int8"})
+
+
+@pytest.mark.parametrize("fmod", [0, 1])
+def test_mod_of_run_time_values_on_the_vector_unit(fmod):
+    """The remainder with the dividend's sign (fmod 1) or the divisor's (fmod 0), as onnx's evaluator gives it."""
+    m = _model([N("Mod", ["a", "b"], ["y"], fmod=fmod)])
+    x = _feeds(("a", "b"), 16, 3)
+    x["b"] = np.where(np.abs(x["b"]) < 0.3, 0.7, x["b"]).astype(np.float32)     # no divisor near 0
+    c = compile_model(m, "isaac", x)
+    text = print_program(c.program)
+    assert f"fn={'fmod' if fmod else 'mod'}" in text
+    ideal = Machine(parse_program(text), ideal=True).run(x)["y"]
+    assert np.array_equal(ideal, dequantize_outputs(c.graph, run_reference(c.graph, x))["y"])
+    assert np.allclose(ideal, ReferenceEvaluator(m).run(None, x)[0], rtol=0, atol=1e-6)

@@ -15,8 +15,8 @@ digital vector unit in float32 (the papers leave its precision open; DESIGN.md's
   reading it multiply weight row c by s_c before their int8 quantisation, so x.W is unchanged before
   rounding. options["smooth"] = "layernorm" (default) | "all" | "none".
 In auto mode a graph uses the integer form when every op has one (no layernorm, embedding lookup, token
-masks, reductions, division) and it has crossbar or matrix ops to feed; a graph with none of those runs on
-the vector unit (nothing_to_quantise). options["vector"] = "fp32" | "int8" forces one.
+masks, reductions, division, Hardmax, Mod, equality) and it has crossbar or matrix ops to feed; a graph with
+none of those runs on the vector unit (nothing_to_quantise). options["vector"] = "fp32" | "int8" forces one.
 """
 from __future__ import annotations
 

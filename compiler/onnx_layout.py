@@ -109,8 +109,11 @@ def _axis_matrices(fe, node, full: tuple[int, ...]) -> dict[int, np.ndarray]:
     if _decode(a.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
         raise FrontendError(f"node {label(node)} ({node.op_type}): keep_aspect_ratio_policy "
                             f"'{_decode(a['keep_aspect_ratio_policy'])}' is not supported (only 'stretch')")
-    if _decode(a.get("coordinate_transformation_mode", "")) == "tf_crop_and_resize" or a.get("antialias", 0):
-        raise FrontendError(f"node {label(node)} ({node.op_type}): tf_crop_and_resize and antialias are not supported")
+    if _decode(a.get("coordinate_transformation_mode", "")) == "tf_crop_and_resize" and \
+            a.get("extrapolation_value", 0.0) != 0:
+        # outside the crop every output is that constant, whatever the input: not a matrix times the input
+        raise FrontendError(f"node {label(node)} ({node.op_type}): tf_crop_and_resize with an extrapolation_value "
+                            f"of {a['extrapolation_value']:g} (not 0) is not supported")
     rank = len(full)
     axes = [int(x) % rank for x in a.get("axes", range(rank))]
     scales = np.asarray(fe.value(ins[2]), np.float32).reshape(-1) if ins[2] and fe.value(ins[2]).size else None

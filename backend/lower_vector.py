@@ -82,7 +82,7 @@ def _layernorm(L, op: Op):
              beta=operand(L, op.inputs[2]), eps=op.attrs["eps"], layer=op.name)
 
 
-@vlower("add", "mul", "div", "pow")
+@vlower("add", "mul", "div", "pow", "fmod", "mod")
 def _binary(L, op: Op):
     L.p.emit("vbinary", L.b(op.outputs[0]), operand(L, op.inputs[0]), operand(L, op.inputs[1]), fn=op.kind,
              layer=op.name, **_act(op))
@@ -101,6 +101,11 @@ def _unary(L, op: Op):
 @vlower("softmax")
 def _softmax(L, op: Op):
     L.p.emit("vsoftmax", L.b(op.outputs[0]), L.b(op.inputs[0]), axis=op.attrs["axis"], layer=op.name)
+
+
+@vlower("hardmax")
+def _hardmax(L, op: Op):
+    L.p.emit("vhardmax", L.b(op.outputs[0]), L.b(op.inputs[0]), axis=op.attrs["axis"], layer=op.name)
 
 
 @vlower("concat")

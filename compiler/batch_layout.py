@@ -310,7 +310,7 @@ def _reduce(fe, node, x, lay, r):
     _set(fe, node.output, Layout(lay.pos - (0 if keep else sum(a < lay.pos for a in norm)), lay.merged))
 
 
-_HANDLERS = {"Softmax": _softmax, "LogSoftmax": _softmax, "LayerNormalization": _layernorm,
+_HANDLERS = {"Softmax": _softmax, "LogSoftmax": _softmax, "Hardmax": _softmax, "LayerNormalization": _layernorm,
              "MatMul": _matmul, "Transpose": transpose, "Reshape": _reshape, "Flatten": flatten, "Gather": _gather, "Slice": _slice,
              "Split": _split, "Concat": _concat, "Squeeze": _squeeze, "Unsqueeze": _squeeze,
              **{f"Reduce{k}": _reduce for k in ("Sum", "Mean", "Max", "Min", "L2", "L1", "SumSquare", "LogSum",

@@ -19,8 +19,8 @@ from onnx.reference import ReferenceEvaluator
 from ir import FrontendError, Graph, Tensor
 from ir.float_eval import run_op
 
-from . import batch_layout, masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_layout, onnx_norm, onnx_ops, onnx_reduce, onnx_select  # noqa: F401  (each registers converters)
-from . import onnx_qdq
+from . import batch_layout, masks, onnx_activations, onnx_attention, onnx_elementwise, onnx_hardmax, onnx_layout, onnx_norm, onnx_ops, onnx_reduce, onnx_select  # noqa: F401  (each registers converters)
+from . import onnx_functions, onnx_qdq
 from .onnx_ops import label
 
 PROBE_BATCH = 7
@@ -92,7 +92,7 @@ class Frontend:
             val = run_op(op, args)
         if val.size == 0:
             raise FrontendError(f"node {label(node)} ({node.op_type}): its output {output} would be empty (shape "
-                                f"[N, {', '.join(map(str, val.shape[1:]))}])")
+                                f"[{', '.join(['N', *map(str, val.shape[1:])])}])")
         self.probe[out] = val
         self.g.add_tensor(Tensor(out, tuple(val.shape[1:])))
         if out != output:
@@ -105,6 +105,8 @@ class Frontend:
 
     # -- driver ------------------------------------------------------------------------------------
     def run(self) -> Graph:
+        self.model = onnx_functions.expand(self.model, lambda n: op_key(n) in onnx_ops.CONVERTERS or
+                                           op_key(n) in FOLD_ONLY or n.op_type == "Constant")
         graph = self.model.graph
         for init in graph.initializer:
             self.consts[init.name] = numpy_helper.to_array(init)
@@ -404,10 +406,41 @@ def _upgrade(model: onnx.ModelProto, path) -> onnx.ModelProto:
     version = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), TARGET_OPSET)
     if version >= 13:
         return model
+    listed = {i.name for i in model.graph.input}
+    if any(i.name not in listed for i in model.graph.initializer):
+        # IR 3 lists every initializer among the graph inputs and the converter holds an unlisted one undefined;
+        # since IR 4 an initializer needs no listing, and a model that leaves one out means the same
+        model = _copy(model)
+        model.graph.input.extend(onnx.helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
+                                 for i in model.graph.initializer if i.name not in listed)
+    undefined = _undefined(model.graph)
+    if undefined:
+        node, name = undefined
+        raise FrontendError(f"node {label(node)} ({node.op_type}) reads '{name}', which no graph input, initializer "
+                            "or earlier node defines")
     try:
         return onnx.version_converter.convert_version(model, TARGET_OPSET)
-    except Exception as e:
-        raise FrontendError(f"{path}: cannot convert opset {version} to {TARGET_OPSET}: {str(e)[:200]}") from None
+    except Exception as e:      # its assertion text after its source location: "Gemm in opset version 6 ..."
+        why = str(e).splitlines()[0].split(" failed: ")[-1][:200]
+        raise FrontendError(f"{path}: onnx's version converter cannot bring opset {version} to {TARGET_OPSET} "
+                            f"({why})") from None
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    return m
+
+
+def _undefined(graph) -> tuple | None:
+    """(node, tensor) of the first node input that nothing before it defines (None when all are defined)."""
+    known = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    for node in graph.node:
+        for i in node.input:
+            if i not in known:
+                return node, i
+        known.update(node.output)
+    return None
 
 
 def as_model(model_or_path) -> onnx.ModelProto:

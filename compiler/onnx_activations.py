@@ -18,7 +18,7 @@ FUNCTIONS = {
     "Sin": ("sin", {}), "Cos": ("cos", {}), "Asin": ("asin", {}), "Acos": ("acos", {}),
     "Atan": ("atan", {}), "Sinh": ("sinh", {}), "Cosh": ("cosh", {}), "Asinh": ("asinh", {}),
     "Atanh": ("atanh", {}), "Floor": ("floor", {}), "Ceil": ("ceil", {}),
-    "Sign": ("sign", {}),
+    "Sign": ("sign", {}), "Tan": ("tan", {}), "Acosh": ("acosh", {}), "Round": ("round", {}),
 }
 
 

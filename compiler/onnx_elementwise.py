@@ -1,11 +1,12 @@
 """Converters for elementwise ops between run-time values, built from the IR's add, mul, relu, clip and unary
-ops: Max, Min, Mean, comparisons (a 0 / 1 float), Not, Where (a blend by such a 0 / 1 condition) and CastLike.
-Registered in onnx_ops.CONVERTERS.
+ops: Max, Min, Mean, comparisons (a 0 / 1 float), Not, And, Or, Where (a blend by such a 0 / 1 condition),
+CastLike and Mod (on the float32 vector unit). Registered in onnx_ops.CONVERTERS.
 
 max(a, b) = a + relu(b - a) and min(a, b) = a - relu(a - b) are exact in float, and in the integer form each
 step is quantised as any add or relu is; against a constant that is the same everywhere they are one clip.
 A comparison is a step function of the difference, so a `unary` op (a code table in the integer form):
-exact away from ties, which 8-bit codes cannot tell apart anyway. Where(c, a, b) = b + c (a - b).
+exact away from ties, which 8-bit codes cannot tell apart anyway; Equal is all ties, so a model holding one
+runs on the float32 vector unit, where it is exact. And = a b, Or = a + b - a b. Where(c, a, b) = b + c (a - b).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from ir import FrontendError
 
-from .onnx_ops import _new_const, converts, label, per_sample_const
+from .onnx_ops import _binary, _new_const, attrs, converts, label, per_sample_const, same_rank
 
 
 class _Ops:
@@ -41,6 +42,7 @@ class _Ops:
 
     def check(self, *names):
         live = [n for n in names if not self.fe.is_const(n)]
+        same_rank(self.fe, self.node, live)
         for n in names:
             if self.fe.is_const(n):
                 per_sample_const(self.fe, self.node, n, live[0])
@@ -109,8 +111,10 @@ def mean(fe, node):
 
 
 # comparison -> (step function of x - y, its argument order)
-_COMPARE = {"Greater": "greater", "Less": "less", "GreaterOrEqual": "greater_equal", "LessOrEqual": "less_equal"}
-_SWAPPED = {"greater": "less", "less": "greater", "greater_equal": "less_equal", "less_equal": "greater_equal"}
+_COMPARE = {"Greater": "greater", "Less": "less", "GreaterOrEqual": "greater_equal", "LessOrEqual": "less_equal",
+            "Equal": "equal"}
+_SWAPPED = {"greater": "less", "less": "greater", "greater_equal": "less_equal", "less_equal": "greater_equal",
+            "equal": "equal"}
 
 
 @converts(*_COMPARE)
@@ -124,9 +128,35 @@ def compare(fe, node):
     c = _uniform(fe, b)
     full = (1,) + fe.shape(a)
     if c is not None and np.broadcast_shapes(full, np.shape(fe.value(b))) == full:
+        # a program's values are finite, an infinity stands as the float32 extreme (as a mask's -inf does)
+        c = float(np.clip(c, np.finfo(np.float32).min, np.finfo(np.float32).max))
         return o.emit("unary", [a], node.output[0], fn=fn, params={"c": c})
     o.check(a, b)
     o.emit("unary", [o.sub(a, b)], node.output[0], fn=fn, params={"c": 0.0})
+
+
+@converts("Mod")
+def mod(fe, node):
+    """The remainder with the dividend's sign (fmod = 1) or the divisor's (fmod = 0), on the float32 vector unit."""
+    _binary(fe, node, "fmod" if attrs(node).get("fmod", 0) else "mod")
+
+
+@converts("And")
+def and_(fe, node):
+    """a b of 0 / 1 values."""
+    a, b = node.input
+    o = _Ops(fe, node)
+    o.check(a, b)
+    o.emit("mul", [a, b], node.output[0])
+
+
+@converts("Or")
+def or_(fe, node):
+    """a + b - a b of 0 / 1 values."""
+    a, b = node.input
+    o = _Ops(fe, node)
+    o.check(a, b)
+    o.sub(o.add(a, b), o.emit("mul", [a, b]), node.output[0])
 
 
 @converts("Not")

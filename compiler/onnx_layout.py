@@ -81,12 +81,16 @@ def split(fe, node):
         k = a.get("num_outputs", len(outs))
         step = -(-n // k)
         sizes = [min(step, n - i * step) for i in range(k)]
-    if sum(sizes) != n or len(sizes) != len(outs) or min(sizes) < 1:
+    if sum(sizes) != n or len(sizes) != len(outs) or min(sizes) < 0:
         raise FrontendError(f"node {label(node)} (Split): sizes {sizes} do not split an axis of {n} into "
                             f"{len(outs)} parts")
     start = 0
     for out, size in zip(outs, sizes):
-        if out:
+        if out and size == 0:       # an empty part (RotaryEmbedding's unrotated rest when it rotates all): a
+            shape = list(fe.shape(x))       # constant of no values, which Concat leaves out
+            shape[axis - 1] = 0
+            fe.set_const(out, np.zeros([1] + shape, np.float32))
+        elif out:
             _emit_slice(fe, node, x, out, {axis: (start, start + size, 1)})
         start += size
 
@@ -105,8 +109,11 @@ def _axis_matrices(fe, node, full: tuple[int, ...]) -> dict[int, np.ndarray]:
     if _decode(a.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
         raise FrontendError(f"node {label(node)} ({node.op_type}): keep_aspect_ratio_policy "
                             f"'{_decode(a['keep_aspect_ratio_policy'])}' is not supported (only 'stretch')")
-    if _decode(a.get("coordinate_transformation_mode", "")) == "tf_crop_and_resize" or a.get("antialias", 0):
-        raise FrontendError(f"node {label(node)} ({node.op_type}): tf_crop_and_resize and antialias are not supported")
+    if _decode(a.get("coordinate_transformation_mode", "")) == "tf_crop_and_resize" and \
+            a.get("extrapolation_value", 0.0) != 0:
+        # outside the crop every output is that constant, whatever the input: not a matrix times the input
+        raise FrontendError(f"node {label(node)} ({node.op_type}): tf_crop_and_resize with an extrapolation_value "
+                            f"of {a['extrapolation_value']:g} (not 0) is not supported")
     rank = len(full)
     axes = [int(x) % rank for x in a.get("axes", range(rank))]
     scales = np.asarray(fe.value(ins[2]), np.float32).reshape(-1) if ins[2] and fe.value(ins[2]).size else None
@@ -187,8 +194,11 @@ def conv_transpose(fe, node):
     if W.ndim == 3:
         from .onnx_windows1d import lift
         return lift(fe, node, conv_transpose)
+    if W.ndim == 5:
+        from .onnx_conv_transpose import general
+        return general(fe, node, W)
     if W.ndim != 4:
-        raise FrontendError(f"node {label(node)} (ConvTranspose): only 1-D and 2-D kernels are supported")
+        raise FrontendError(f"node {label(node)} (ConvTranspose): only 1-D, 2-D and 3-D kernels are supported")
     cin, cout, kh, kw = W.shape
     strides = tuple(a.get("strides", (1, 1)))
     if a.get("group", 1) != 1 or strides != (kh, kw) or any(a.get("pads", ())) or any(a.get("output_padding", ())) \

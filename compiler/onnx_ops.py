@@ -75,6 +75,9 @@ def conv(fe, node):
     if W.ndim == 3:
         from .onnx_windows1d import lift
         return lift(fe, node, conv)
+    if W.ndim == 5:
+        from .onnx_windows3d import conv3d
+        return conv3d(fe, node, conv)
     geo, _ = _spatial(fe, node, fe.shape(x), W.shape[2:], a)
     g, c = a.get("group", 1), (fe.shape(x) or (None,))[0]
     if g < 1 or W.shape[0] % g or W.shape[1] * g != c:      # the float probe would broadcast past a mismatch
@@ -95,7 +98,16 @@ def gemm(fe, node):
     W = fe.value(B).astype(np.float64)
     W = (W.T if a.get("transB", 0) else W) * a.get("alpha", 1.0)
     ins = [A, _new_const(fe, B, W)]
-    if len(node.input) > 2 and node.input[2]:
+    C = node.input[2] if len(node.input) > 2 and node.input[2] else ""
+    if C and not fe.is_const(C):      # a run-time C (torch's addmm): the product, then + beta C
+        same_rank(fe, node, [A, C])
+        y = fe.emit(node, "linear", ins, node.output[0] + ".ab")
+        if a.get("beta", 1.0) != 1.0:
+            beta = _new_const(fe, node.output[0] + ".beta", np.float64(a["beta"]))
+            _binary(fe, onnx.helper.make_node("Mul", [C, beta], [C + ".beta"], name=node.name), "mul")
+            C = C + ".beta"
+        return _binary(fe, onnx.helper.make_node("Add", [y, C], [node.output[0]], name=node.name), "add")
+    if C:
         C = fe.value(node.input[2]).astype(np.float64) * a.get("beta", 1.0)
         if C.size not in (1, W.shape[1]) or C.ndim > 2 or C.ndim == 2 and C.shape[0] != 1:
             raise FrontendError(f"node {label(node)} (Gemm): bias of shape {list(C.shape)} varies per row")
@@ -132,6 +144,7 @@ def matmul(fe, node):
         raise FrontendError(f"{what}: the left operand {A} is a constant (shape {list(fe.value(A).shape)}); only "
                             "activation x constant weight or activation x activation is supported")
     if fe.is_const(B):
+        one_row_per_batch(fe, B, A)
         W = fe.value(B).astype(np.float64)
         k = fe.shape(A)[-1]
         if W.ndim == 1:
@@ -141,8 +154,8 @@ def matmul(fe, node):
             y = fe.emit(node, "linear", [A, _new_const(fe, B, W.reshape(-1, 1))], node.output[0] + ".col")
             return fe.emit(node, "reshape", [y], node.output[0], shape=fe.shape(A)[:-1])
         if W.ndim > 2 and (W.ndim > len(fe.shape(A)) + 1 or any(d != 1 for d in W.shape[:-2])):
-            raise FrontendError(f"{what}: constant right operand {B} of shape {list(W.shape)} for {A} "
-                                f"{_full(fe, A)}; only a 2-D weight (leading axes of size 1) is supported")
+            from .onnx_matmul_heads import per_head
+            return per_head(fe, node, A, B, W)
         W = W.reshape(W.shape[-2:])
         if W.shape[0] != k:
             raise FrontendError(f"{what}: {A} {_full(fe, A)} times {B} of shape {list(W.shape)}: inner sizes "
@@ -277,6 +290,7 @@ def clip(fe, node):
     a = attrs(node)
     lo = float(fe.value(node.input[1])) if len(node.input) > 1 and node.input[1] else a.get("min", -np.inf)
     hi = float(fe.value(node.input[2])) if len(node.input) > 2 and node.input[2] else a.get("max", np.inf)
+    lo = min(lo, hi)        # ONNX: min above max sets every value to max
     if lo == 0 and hi == np.inf:
         fe.emit(node, "relu", [node.input[0]], node.output[0])
     else:
@@ -344,6 +358,9 @@ def pool(fe, node):
     if len(a["kernel_shape"]) == 1:
         from .onnx_windows1d import lift
         return lift(fe, node, pool)
+    if len(a["kernel_shape"]) == 3:
+        from .onnx_windows3d import pool3d
+        return pool3d(fe, node, pool)
     geo, ceil_extra = _spatial(fe, node, fe.shape(node.input[0]), tuple(a["kernel_shape"]), a)
     if node.op_type == "MaxPool":
         fe.emit(node, "maxpool", [node.input[0]], node.output[0], **geo)
@@ -369,19 +386,38 @@ def gmp(fe, node):
     fe.emit(node, "gmaxpool", [node.input[0]], node.output[0])
 
 
-def per_sample_const(fe, node, c: str, x: str) -> None:
-    """A constant combined element by element with activation x may vary within a sample only: a constant
-    with as many axes as x has with the batch (or more) and a first axis longer than 1 would give each sample
-    of the batch its own value, which a program (one copy of its constants for every sample) cannot hold.
-    A constant expanded to the batch size that Shape reported (a class token or token-type ids broadcast with
-    Expand(Shape(x)[0], ...)) holds one row repeated: it is kept as that one row."""
+def one_row_per_batch(fe, c: str, x: str) -> bool:
+    """Whether constant c, with as many axes as activation x has with the batch, was expanded to the batch
+    size that Shape reported and holds one row repeated; if so it is kept as that one row."""
     v, full = np.shape(fe.value(c)), (1,) + fe.shape(x)
     batches = {PROBE()} | ({fe.static_batch} if fe.static_batch else set())
     if len(v) == len(full) and v[0] in batches - {1}:
         rows = np.asarray(fe.value(c))
         if (rows == rows[:1]).all():
             fe.consts[fe.name(c)] = rows[:1].copy()
-            return
+            return True
+    return False
+
+
+def same_rank(fe, node, live: list[str]) -> None:
+    """Run-time operands combined element by element have one number of axes: ONNX would line a shorter
+    one's batch axis up with a sample axis of the longer (one value per sample for some other axis)."""
+    ranks = {len(fe.shape(i)) for i in live}
+    if len(ranks) > 1:
+        raise FrontendError(f"node {label(node)} ({node.op_type}): run-time operands "
+                            + ", ".join(f"{i} {_full(fe, i)}" for i in live) + " have different numbers of axes; "
+                            "broadcasting would line the batch axis of one up with a sample axis of another")
+
+
+def per_sample_const(fe, node, c: str, x: str) -> None:
+    """A constant combined element by element with activation x may vary within a sample only: a constant
+    with as many axes as x has with the batch (or more) and a first axis longer than 1 would give each sample
+    of the batch its own value, which a program (one copy of its constants for every sample) cannot hold.
+    A constant expanded to the batch size that Shape reported (a class token or token-type ids broadcast with
+    Expand(Shape(x)[0], ...)) holds one row repeated: it is kept as that one row."""
+    if one_row_per_batch(fe, c, x):
+        return
+    v, full = np.shape(fe.value(c)), (1,) + fe.shape(x)
     if len(v) > len(full) or len(v) == len(full) and v[0] != 1:
         raise FrontendError(f"node {label(node)} ({node.op_type}): constant {c} of shape {list(v)} reaches the batch "
                             f"axis of {x} {_full(fe, x)} (one value per sample); only a "
@@ -391,6 +427,7 @@ def per_sample_const(fe, node, c: str, x: str) -> None:
 def _binary(fe, node, kind, transform=None):
     a, b = node.input
     live = [i for i in (a, b) if not fe.is_const(i)]
+    same_rank(fe, node, live)
     for i in (a, b):
         if fe.is_const(i):
             per_sample_const(fe, node, i, live[0])
@@ -448,6 +485,12 @@ def div(fe, node):
 def concat(fe, node):
     axis = attrs(node)["axis"]
     live = [i for i in node.input if not fe.is_const(i)]
+    empty = [i for i in node.input if fe.is_const(i) and np.size(fe.value(i)) == 0]
+    if empty:       # parts with no values add nothing (an empty Split part)
+        node = onnx.helper.make_node("Concat", [i for i in node.input if i not in empty], list(node.output),
+                                     name=node.name, axis=axis)
+        if len(node.input) == 1:
+            return fe.forward(node.output[0], node.input[0])
     rank = len(fe.shape(live[0])) + 1
     axis = axis % rank
     if axis == 0:
@@ -834,7 +877,7 @@ def _axes(fe, node, rank):
     return tuple(axes)
 
 
-@converts("ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2")
+@converts("ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2", "ReduceProd")
 def reduce(fe, node):
     rank = len(fe.shape(node.input[0])) + 1
     axes = _axes(fe, node, rank)

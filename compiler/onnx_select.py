@@ -1,7 +1,8 @@
 """Converters that pick or rearrange an activation's values by position: Pad in reflect / edge / wrap mode and
 Gather with an array of constant indices (one constant 0 / 1 matrix along the axis: a `linear` op, the axis
-moved last by transposes around it, so each output is one input value), DepthToSpace and SpaceToDepth
-(reshape, transpose, reshape). Registered in onnx_ops.CONVERTERS; onnx_ops.pad and onnx_ops.gather hand
+moved last by transposes around it, so each output is one input value), Compress by a constant condition (a
+Gather of the kept positions), Tile (concatenations), DepthToSpace and SpaceToDepth (reshape, transpose,
+reshape). Registered in onnx_ops.CONVERTERS; onnx_ops.pad and onnx_ops.gather hand
 these forms over."""
 from __future__ import annotations
 
@@ -95,3 +96,41 @@ def depth_space(fe, node):
     y = fe.emit(node, "reshape", [x], f"{out}.split", shape=split)
     y = fe.emit(node, "transpose", [y], f"{out}.moved", perm=perm)
     fe.emit(node, "reshape", [y], out, shape=final)
+
+
+@converts("Compress")
+def compress(fe, node):
+    """A constant condition along an axis within a sample: the positions it keeps, as a Gather."""
+    x, cond = node.input
+    a = attrs(node)
+    rank = len(fe.shape(x)) + 1
+    if fe.is_const(x) or not fe.is_const(cond):
+        raise FrontendError(f"node {label(node)} (Compress): only an activation and a constant condition are supported")
+    if "axis" not in a or a["axis"] % rank == 0:
+        raise FrontendError(f"node {label(node)} (Compress): "
+                            + ("without an axis it flattens the batch axis into the sample's" if "axis" not in a
+                               else "selecting along the batch axis is not supported"))
+    axis = a["axis"] % rank
+    keep = np.flatnonzero(np.asarray(fe.value(cond)).reshape(-1)[:fe.shape(x)[axis - 1]])
+    if not len(keep):
+        raise FrontendError(f"node {label(node)} (Compress): the condition keeps nothing")
+    gather(fe, node, x, keep, axis)
+
+
+@converts("Tile")
+def tile(fe, node):
+    """Copies along the axes within a sample: the activation concatenated with itself along each repeated axis."""
+    x, reps = node.input
+    if not fe.is_const(reps):
+        raise FrontendError(f"node {label(node)} (Tile): only constant repeats are supported")
+    r = [int(v) for v in np.asarray(fe.value(reps)).reshape(-1)]
+    if r and r[0] != 1:
+        raise FrontendError(f"node {label(node)} (Tile): repeating the batch axis ({r[0]} times) is not supported")
+    y, out = x, node.output[0]
+    todo = [(k, n) for k, n in enumerate(r) if k and n != 1]
+    if any(n < 1 for _, n in todo):
+        raise FrontendError(f"node {label(node)} (Tile): repeats {r} would leave an empty output")
+    for j, (k, n) in enumerate(todo):
+        y = fe.emit(node, "concat", [y] * n, out if j == len(todo) - 1 else f"{out}.tile{k}", axis=k)
+    if not todo:
+        fe.forward(out, x)

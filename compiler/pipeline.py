@@ -69,8 +69,8 @@ def check_calib_data(model, calib: dict[str, np.ndarray] | None) -> None:
         dims = tt.shape.dim[1:] if tt.HasField("shape") else []
         if tt.HasField("shape") and (x.ndim != len(dims) + 1 or any(
                 d.HasField("dim_value") and d.dim_value != v for d, v in zip(dims, x.shape[1:]))):
-            raise CompileError(f"{where} has shape {list(x.shape)}, the model needs [N, " + ", ".join(
-                str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?" for d in dims) + "]")
+            raise CompileError(f"{where} has shape {list(x.shape)}, the model needs [" + ", ".join(["N"] + [
+                str(d.dim_value) if d.HasField("dim_value") else d.dim_param or "?" for d in dims]) + "]")
         if x.dtype.kind == "f":
             if not np.isfinite(x).all():
                 raise CompileError(f"{where} holds NaN or infinity")
@@ -90,8 +90,8 @@ def check_calib(g: Graph, calib: dict[str, np.ndarray] | None) -> None:
         if calib[name].dtype.kind == "f" and not np.isfinite(calib[name]).all():
             raise CompileError(f"calibration input '{name}' holds NaN or infinity")
         if tuple(got[1:]) != tuple(want) or len(got) < 1 or got[0] < 1:
-            raise CompileError(f"calibration input '{name}' has shape {list(got)}, the model needs [N, "
-                               f"{', '.join(map(str, want))}]")
+            raise CompileError(f"calibration input '{name}' has shape {list(got)}, the model needs "
+                               f"[{', '.join(['N', *map(str, want)])}]")
         x = calib[name]
         if x.dtype.kind == "f" and not np.any(x):      # a constant c != 0 still spans [min(0, c), max(0, c)]
             raise CompileError(f"calibration input '{name}' is zero throughout: it gives no range to quantise with")

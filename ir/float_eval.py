@@ -137,7 +137,8 @@ UNARY = {
     "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "atanh": np.arctanh,
     "greater": lambda x, c: (x > c).astype(np.float64), "less": lambda x, c: (x < c).astype(np.float64),
     "greater_equal": lambda x, c: (x >= c).astype(np.float64), "less_equal": lambda x, c: (x <= c).astype(np.float64),
-    "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
+    "equal": lambda x, c: (x == c).astype(np.float64),
+    "floor": np.floor, "ceil": np.ceil, "sign": np.sign, "tan": np.tan, "acosh": np.arccosh, "round": np.rint,
 }
 
 
@@ -199,6 +200,16 @@ def _pow(op, a, b):
     return np.power(a, b)
 
 
+@kernel("fmod")
+def _fmod(op, a, b):
+    return np.fmod(a, b)
+
+
+@kernel("mod")
+def _mod(op, a, b):
+    return np.mod(a, b)
+
+
 @kernel("gather")
 def _gather(op, ids, table):
     return table[np.asarray(ids, dtype=np.int64)]
@@ -211,7 +222,7 @@ def _layernorm(op, x, gamma, beta):
     return (x - mu) / np.sqrt(var + op.attrs["eps"]) * gamma + beta
 
 
-REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max,
+REDUCE = {"sum": np.sum, "mean": np.mean, "max": np.max, "prod": np.prod,
           "l2": lambda x, axis, keepdims: np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))}
 
 
@@ -266,6 +277,14 @@ def _upsample(op, x):
 @kernel("transpose")
 def _transpose(op, x):
     return x.transpose(op.attrs["perm"])
+
+
+@kernel("hardmax")
+def _hardmax(op, x):
+    y = np.zeros_like(x)
+    np.put_along_axis(y, np.expand_dims(np.argmax(x, axis=op.attrs["axis"]), op.attrs["axis"]), 1.0,
+                      axis=op.attrs["axis"])
+    return y
 
 
 @kernel("softmax")

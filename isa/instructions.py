@@ -91,15 +91,16 @@ SPECS: dict[str, Spec] = {
     "vunary": Spec(("buf", "buf"), {"fn": "str"}, {"p": "float", "lo": "float", "hi": "float", **_LAYER},
                    "elementwise float32 function: erf tanh sigmoid exp log sqrt abs neg reciprocal relu gelu_erf "
                    "gelu_tanh softplus softsign mish sin cos asin acos atan sinh cosh asinh atanh floor ceil "
-                   "sign, pow (exponent p); leaky_relu elu celu thresholded_relu swish (parameter p); greater less "
-                   "greater_equal less_equal (1 or 0 against p); clip (lo, hi)"),
+                   "sign tan acosh round, pow (exponent p); leaky_relu elu celu thresholded_relu swish (parameter p); greater less "
+                   "greater_equal less_equal equal (1 or 0 against p); clip (lo, hi)"),
     "vbinary": Spec(("buf", "src", "src"), {"fn": "str"}, {"lo": "float", "hi": "float", **_LAYER},
-                    "elementwise float32 add / mul / div / sub with broadcasting, clamped to [lo, hi] if given"),
+                    "elementwise float32 add / mul / div / sub / pow / fmod / mod with broadcasting, clamped to [lo, hi] if given"),
     "vreduce": Spec(("buf", "buf"), {"fn": "str", "axes": "ints", "keepdims": "bool"}, _LAYER,
-                    "float32 sum / mean / max / l2 over axes (the batch axis is 0 and never reduced)"),
+                    "float32 sum / mean / max / prod / l2 over axes (the batch axis is 0 and never reduced)"),
     "vlayernorm": Spec(("buf", "buf"), {"gamma": "const", "beta": "const", "eps": "float"}, _LAYER,
                        "float32 layer normalisation over the last axis"),
     "vsoftmax": Spec(("buf", "buf"), {"axis": "int"}, _LAYER, "float32 softmax over an axis"),
+    "vhardmax": Spec(("buf", "buf"), {"axis": "int"}, _LAYER, "float32 one-hot of the first maximum over an axis"),
     "vconcat": Spec(("buf", "src*"), {"axis": "int"}, _LAYER, "float32 concatenation along an axis after the batch"),
     "vpad": Spec(("buf", "buf"), {"pads": "ints", "value": "float"}, _LAYER,
                  "float32 constant padding of the axes after the batch (begin..., end...)"),

@@ -19,7 +19,7 @@ from ir import CompileError, Graph, Op
 from ir.float_eval import UNARY
 from runtime.kernels import softmax_table
 
-from .quantize_vector import quantize_vector, wants_vector
+from .quantize_vector import VECTOR_KINDS, VECTOR_ONLY_FNS, quantize_vector, wants_vector
 
 F32_MAX = float(np.finfo(np.float32).max)
 PASS_THROUGH = ("maxpool", "gmaxpool", "reshape", "transpose", "pad", "slice", "upsample")
@@ -101,7 +101,8 @@ class Quantize:
         fold_prescales(g)
         for op in g.topo():
             if op.kind not in QUANTISERS:
-                raise CompileError(f"node {op.name}: no quantised form for op '{op.kind}'")
+                raise CompileError(f"node {op.name}: no quantised form for op '{op.kind}'" + (
+                    " (it runs on the float32 vector unit: --vector auto or fp32)" if op.kind in VECTOR_KINDS else ""))
             try:
                 QUANTISERS[op.kind](self, g, ctx, op, rep)
             except CompileError as e:
@@ -337,8 +338,14 @@ def _lut(self, g, ctx, op, rep):
     elif op.kind == "clip":
         f = np.clip(v, op.attrs["lo"], op.attrs["hi"])
     else:
+        if op.attrs["fn"] in VECTOR_ONLY_FNS:
+            raise CompileError(f"node {op.name}: '{op.attrs['fn']}' has no quantised form (8-bit codes cannot tell "
+                               "equal values from close ones): it runs on the float32 vector unit (--vector auto or fp32)")
         with np.errstate(all="ignore"):
             f = UNARY[op.attrs["fn"]](v * op.attrs.get("prescale", 1.0), **op.attrs.get("params", {}))
+        # codes outside the function's domain (acosh below 1: the range always holds 0) never come from
+        # calibrated inputs; they get 0 rather than NaN
+        f = np.clip(np.nan_to_num(f, nan=0.0), -1e30, 1e30)
     op.attrs["q"] = {"table": np.clip(np.rint(f / out.scale) + out.zero, 0, 255).astype(np.uint8)}
 
 

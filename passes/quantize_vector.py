@@ -14,8 +14,9 @@ digital vector unit in float32 (the papers leave its precision open; DESIGN.md's
   8-bit scale cannot serve; the quant op divides channel c by s_c = sqrt(max|x_c| / max|W_c|) and the layers
   reading it multiply weight row c by s_c before their int8 quantisation, so x.W is unchanged before
   rounding. options["smooth"] = "layernorm" (default) | "all" | "none".
-A graph without ops that have an integer form (layernorm, embedding lookup, token masks, reductions,
-division) uses the integer form; options["vector"] = "fp32" | "int8" forces one.
+In auto mode a graph uses the integer form when every op has one (no layernorm, embedding lookup, token
+masks, reductions, division, Hardmax, Mod, equality) and it has crossbar or matrix ops to feed; a graph with
+none of those runs on the vector unit (nothing_to_quantise). options["vector"] = "fp32" | "int8" forces one.
 """
 from __future__ import annotations
 
@@ -24,19 +25,39 @@ import numpy as np
 from ir import CompileError, Graph, Op
 from runtime import vector as V
 
-VECTOR_ONLY = ("layernorm", "gather", "maskfn", "reduce", "div", "pow", "expand", "topk")
+VECTOR_ONLY = ("layernorm", "gather", "maskfn", "reduce", "div", "pow", "fmod", "mod", "expand", "topk", "hardmax")
 MATRIX_OPS = ("conv", "linear", "matmul")
+VECTOR_ONLY_FNS = ("equal",)       # equality is all ties, which 8-bit codes cannot tell from near misses
 
 
 def wants_vector(g: Graph, options) -> bool:
     mode = options.vector
     if mode == "auto":       # (a product placed on run-time-written crossbars needs the vector form too)
         return any(op.kind in VECTOR_ONLY or op.attrs.get("crossbar") for op in g.ops.values()) or \
-            any(g.tensors[i].dtype == "i64" for i in g.inputs)
+            any(g.tensors[i].dtype == "i64" for i in g.inputs) or nothing_to_quantise(g) or \
+            any(op.kind == "unary" and op.attrs["fn"] in VECTOR_ONLY_FNS for op in g.ops.values())
     if mode == "int8" and any(op.attrs.get("crossbar") for op in g.ops.values()):
         raise CompileError("products on run-time-written crossbars (--attention naive|retransformer) need the "
                            "float32 vector unit (--vector fp32 or auto), or --attention digital")
     return mode == "fp32"
+
+
+def nothing_to_quantise(g: Graph) -> bool:
+    """A float model with no crossbar or matrix op: 8-bit codes would serve no crossbar and only lose what
+    the float ops need (a threshold between two codes, a softmax row far above the calibrated range's
+    step), so every op runs on the float32 vector unit, where each has a float form. A model that states its
+    own quantisation (Q/DQ) keeps its integer form."""
+    return not any(op.kind in MATRIX_OPS for op in g.ops.values()) and \
+        not any(t.qhint for t in g.tensors.values()) and all(has_float_form(op) for op in g.ops.values())
+
+
+def has_float_form(op: Op) -> bool:
+    """Whether the vector unit evaluates `op` (after vector_forms' rewrites)."""
+    if op.kind in ("gavgpool", "gmaxpool"):
+        return True
+    if op.kind == "unary":
+        return op.attrs["fn"] in V.UNARY or op.attrs["fn"] in V.UNARY_P or op.attrs["fn"] in ("pow", "hard_sigmoid")
+    return op.kind in VECTOR_KINDS
 
 
 def insert_quants(g: Graph, ctx) -> int:
@@ -150,8 +171,7 @@ def quantize_vector(self, g: Graph, ctx, rep) -> None:
                  "rowscale": scale.astype(np.float32)}
         elif op.kind not in VECTOR_KINDS:
             raise CompileError(f"node {op.name}: no float32 vector form for op '{op.kind}'")
-        elif op.kind == "unary" and op.attrs["fn"] not in V.UNARY and op.attrs["fn"] not in V.UNARY_P \
-                and op.attrs["fn"] != "pow":
+        elif not has_float_form(op):
             raise CompileError(f"node {op.name}: the float32 vector unit has no '{op.attrs['fn']}' function (this "
                                "model needs the vector unit for its other ops; the function runs in the integer "
                                "form only)")
@@ -161,5 +181,6 @@ def quantize_vector(self, g: Graph, ctx, rep) -> None:
 
 
 # ops the vector unit evaluates with their float meaning (runtime/vector.py)
-VECTOR_KINDS = ("layernorm", "maskfn", "reduce", "div", "pow", "expand", "add", "mul", "unary", "relu", "clip",
-                "softmax", "reshape", "transpose", "concat", "topk", "slice", "upsample", "maxpool", "avgpool", "pad")
+VECTOR_KINDS = ("layernorm", "maskfn", "reduce", "div", "pow", "fmod", "mod", "expand", "add", "mul", "unary", "relu", "clip",
+                "softmax", "reshape", "transpose", "concat", "topk", "slice", "upsample", "maxpool", "avgpool", "pad",
+                "hardmax")

@@ -221,7 +221,7 @@ def _v_layernorm(op, g, x, gamma, beta):
     return V.layernorm(x, gamma, beta, op.attrs["eps"])
 
 
-@vref("add", "mul", "div", "pow")
+@vref("add", "mul", "div", "pow", "fmod", "mod")
 def _v_binary(op, g, a, b):
     return _act(op, V.binary(op.kind, a, b))
 
@@ -245,6 +245,11 @@ def _v_clip(op, g, x):
 @vref("softmax")
 def _v_softmax(op, g, x):
     return V.softmax(x, op.attrs["axis"])
+
+
+@vref("hardmax")
+def _v_hardmax(op, g, x):
+    return V.hardmax(x, op.attrs["axis"])
 
 
 @vref("concat")

@@ -786,6 +786,11 @@ def _vsoftmax(m: Machine, ins: Instr):
     m.digital(ins, V.softmax(m.val(ins.args[1]), ins.attr("axis")), 5)
 
 
+@handler("vhardmax")
+def _vhardmax(m: Machine, ins: Instr):
+    m.digital(ins, V.hardmax(m.val(ins.args[1]), ins.attr("axis")), 1)
+
+
 @handler("vexpand")
 def _vexpand(m: Machine, ins: Instr):
     m.digital(ins, V.expand(m.val(ins.args[1]), ins.attr("shape")), 0)

@@ -107,7 +107,8 @@ UNARY = {
     "mish": lambda x: x * np.tanh(np.logaddexp(F32(0), x)),
     "sin": np.sin, "cos": np.cos, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
     "sinh": np.sinh, "cosh": np.cosh, "asinh": np.arcsinh, "atanh": np.arctanh,
-    "floor": np.floor, "ceil": np.ceil, "sign": np.sign,
+    "floor": np.floor, "ceil": np.ceil, "sign": np.sign, "tan": np.tan, "acosh": np.arccosh,
+    "round": np.rint,       # (half to even, as ONNX rounds)
     "hard_swish": lambda x: x * np.clip(x * F32(1 / 6) + F32(0.5), F32(0), F32(1)),
 }
 
@@ -121,6 +122,7 @@ UNARY_P = {
     "swish": lambda x, p: x / (F32(1) + np.exp(-p * x)),
     "greater": lambda x, p: (x > p).astype(F32), "less": lambda x, p: (x < p).astype(F32),
     "greater_equal": lambda x, p: (x >= p).astype(F32), "less_equal": lambda x, p: (x <= p).astype(F32),
+    "equal": lambda x, p: (x == p).astype(F32),
 }
 
 
@@ -145,7 +147,8 @@ def unary(fn: str, x, p: float = 0.0, lo=None, hi=None) -> np.ndarray:
         return UNARY[fn](x).astype(F32)
 
 
-BINARY = {"add": np.add, "mul": np.multiply, "div": np.divide, "sub": np.subtract, "pow": np.power}
+BINARY = {"add": np.add, "mul": np.multiply, "div": np.divide, "sub": np.subtract, "pow": np.power, "fmod": np.fmod,
+          "mod": np.mod}
 
 
 def binary(fn: str, a, b) -> np.ndarray:
@@ -170,6 +173,8 @@ def reduce(fn: str, x, axes, keepdims: bool) -> np.ndarray:
         r = y.sum(axis=-1, dtype=F32) / F32(y.shape[-1])
     elif fn == "max":
         r = y.max(axis=-1)
+    elif fn == "prod":
+        r = y.prod(axis=-1, dtype=F32)
     elif fn == "l2":
         r = np.sqrt((y * y).sum(axis=-1, dtype=F32))
     else:
@@ -216,6 +221,15 @@ def softmax(x, axis: int) -> np.ndarray:
     e = np.ascontiguousarray(e)
     s = e / e.sum(axis=-1, keepdims=True, dtype=F32)
     return np.moveaxis(s, -1, axis).astype(F32)
+
+
+def hardmax(x, axis: int) -> np.ndarray:
+    """1 at the first maximum along `axis`, 0 elsewhere (ONNX Hardmax: ties go to the lowest index)."""
+    x = f32(x)
+    axis = axis % x.ndim
+    y = np.zeros_like(x)
+    np.put_along_axis(y, np.expand_dims(np.argmax(x, axis=axis), axis), F32(1), axis=axis)
+    return y
 
 
 def expand(x, shape) -> np.ndarray:

@@ -381,15 +381,15 @@ MODELS = {**FAMILIES, **COVERAGE}
 
 
 def unsupported_model() -> onnx.ModelProto:
-    """Four nodes the frontend cannot compile: TopK and NonMaxSuppression (no converter), Equal (folded on
+    """Four nodes the frontend cannot compile: TopK and NonMaxSuppression (no converter), NonZero (folded on
     constants only) on a run-time value, and an onnxruntime contrib op (com.microsoft Trilu)."""
     n = Net("unsupported", seed=15, c=1, hw=4)
     x = n.node("Relu", ["x"])
     flat = n.node("Reshape", [x, n.const(np.array([0, 4, 4], np.int64), "s")])
     vals, _ = n.node("TopK", [flat, n.const(np.array([2], np.int64), "k")], n_out=2, axis=-1)
     n.nodes.append(helper.make_node("Trilu", [flat], ["gelu_out"], name="trilu_ms", domain="com.microsoft"))
-    eq = n.node("Equal", ["gelu_out", n.const(np.zeros(1, np.float32), "z")])
-    sel = n.node("NonMaxSuppression", [n.node("Cast", [eq], to=TensorProto.FLOAT), vals])
+    nz = n.node("NonZero", ["gelu_out"])
+    sel = n.node("NonMaxSuppression", [n.node("Cast", [nz], to=TensorProto.FLOAT), vals])
     return n.model(n.node("Cast", [sel], to=TensorProto.FLOAT), extra_opsets={"com.microsoft": 1})
 
 

@@ -66,3 +66,33 @@ def test_bad_external_data_is_one_frontend_error(tmp_path, monkeypatch, how):
             (tmp_path / "weights.bin").write_bytes(b"\0" * 10)
     with pytest.raises(FrontendError, match="m.onnx"):
         load_onnx(path)
+
+
+def old_gemm(list_w: bool, define_w: bool = True) -> onnx.ModelProto:
+    """An opset-6, IR-3 model x [N, 3] -> MatMul(x, w) whose initializer w is (or is not) listed among its inputs."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])
+    ins = [x] + ([helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, 2])] if list_w else [])
+    inits = [numpy_helper.from_array(np.arange(6, dtype=np.float32).reshape(3, 2), "w")] if define_w else []
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "old", ins,
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 6)], ir_version=3)
+
+
+@pytest.mark.parametrize("list_w", [True, False])
+def test_an_old_opset_model_is_converted_whether_or_not_it_lists_its_initializers(list_w):
+    g = import_onnx(old_gemm(list_w))
+    assert g.inputs == ["x"] and np.array_equal(weight(g), np.arange(6).reshape(3, 2))
+
+
+def test_an_undefined_tensor_is_named_in_the_models_terms():
+    with pytest.raises(FrontendError, match=r"^node computing 'y' \(MatMul\) reads 'w', which no graph input, "
+                                            r"initializer or earlier node defines$"):
+        import_onnx(old_gemm(False, define_w=False))
+
+
+def test_a_conversion_the_converter_refuses_is_one_line_without_its_source_location():
+    m = old_gemm(True)
+    m.graph.node[0].op_type = "Gemm"      # opset 6's Gemm takes three inputs
+    with pytest.raises(FrontendError, match=r"^old: onnx's version converter cannot bring opset 6 to 17 \(Gemm in "
+                                            r"opset version 6 can only broadcast between 3 inputs\)$"):
+        import_onnx(m)

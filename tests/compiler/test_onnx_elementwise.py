@@ -85,3 +85,46 @@ def test_pow_with_a_tensor_exponent_runs_on_the_vector_unit(case):
     assert np.array_equal(ideal, dequantize_outputs(c.graph, run_reference(c.graph, x))["y"])
     want = ReferenceEvaluator(m).run(None, x)[0]
     assert np.abs(ideal - want).max() <= 0.05 * np.abs(want).max()
+
+
+def _equal_model():
+    """Where(Equal(a, b) or Equal(a, -inf), a, 0) and not (a <= b): ties, a -inf constant, And / Or / Not."""
+    nodes = [N("Equal", ["a", "b"], ["e"]), N("Equal", ["a", "ninf"], ["masked"]), N("Or", ["e", "masked"], ["hit"]),
+             N("LessOrEqual", ["a", "b"], ["le"]), N("Not", ["le"], ["gt"]), N("And", ["gt", "gt"], ["gt2"]),
+             N("Cast", ["gt2"], ["gtf"], to=TensorProto.FLOAT), N("Where", ["hit", "a", "zero"], ["w"]),
+             N("Add", ["w", "gtf"], ["y"])]
+    return _model(nodes, (("ninf", -np.inf), ("zero", 0.0)))
+
+
+def test_equal_on_run_time_values_runs_exactly_on_the_vector_unit():
+    m = _equal_model()
+    rng = np.random.default_rng(4)
+    x = {k: rng.integers(-2, 3, [16] + SHAPE).astype(np.float32) for k in ("a", "b")}     # many ties
+    x["a"][0, 0, :3] = np.finfo(np.float32).min            # a program's stand-in for a mask's -inf
+    c = compile_model(m, "isaac", x)
+    text = print_program(c.program)
+    assert "fn=equal" in text
+    ideal = Machine(parse_program(text), ideal=True).run(x)["y"]
+    assert np.array_equal(ideal, dequantize_outputs(c.graph, run_reference(c.graph, x))["y"])
+    want = ReferenceEvaluator(m).run(None, {k: v for k, v in x.items()})[0]
+    want[0, 0, :3] = np.finfo(np.float32).min              # (onnx compares with -inf itself)
+    assert np.array_equal(ideal, want)
+
+
+def test_equal_has_no_integer_form():
+    with pytest.raises(Exception, match=r"'equal' has no quantised form \(8-bit codes cannot tell"):
+        compile_model(_equal_model(), "isaac", _feeds(("a", "b")), options={"vector": "int8"})
+
+
+@pytest.mark.parametrize("fmod", [0, 1])
+def test_mod_of_run_time_values_on_the_vector_unit(fmod):
+    """The remainder with the dividend's sign (fmod 1) or the divisor's (fmod 0), as onnx's evaluator gives it."""
+    m = _model([N("Mod", ["a", "b"], ["y"], fmod=fmod)])
+    x = _feeds(("a", "b"), 16, 3)
+    x["b"] = np.where(np.abs(x["b"]) < 0.3, 0.7, x["b"]).astype(np.float32)     # no divisor near 0
+    c = compile_model(m, "isaac", x)
+    text = print_program(c.program)
+    assert f"fn={'fmod' if fmod else 'mod'}" in text
+    ideal = Machine(parse_program(text), ideal=True).run(x)["y"]
+    assert np.array_equal(ideal, dequantize_outputs(c.graph, run_reference(c.graph, x))["y"])
+    assert np.allclose(ideal, ReferenceEvaluator(m).run(None, x)[0], rtol=0, atol=1e-6)

@@ -120,8 +120,8 @@ def _with(m, name, **changes):
 
 
 @pytest.mark.parametrize("name,changes,why", [
-    ("resize", {"coordinate_transformation_mode": "tf_crop_and_resize"},
-     r"^node resize \(Resize\): tf_crop_and_resize and antialias are not supported"),
+    ("resize", {"coordinate_transformation_mode": "tf_crop_and_resize", "extrapolation_value": 1.5},
+     r"^node resize \(Resize\): tf_crop_and_resize with an extrapolation_value of 1.5 \(not 0\) is not supported"),
     ("resize", {"keep_aspect_ratio_policy": "not_larger"},
      r"^node resize \(Resize\): keep_aspect_ratio_policy 'not_larger' is not supported"),
 ])
@@ -137,3 +137,51 @@ def test_negative_slice_step_and_batch_split_are_frontend_errors():
         import_onnx(m)
     with pytest.raises(FrontendError, match=r"^node split \(Split\): splitting the batch axis is not supported"):
         import_onnx(_with(neck(), "split", axis=0))
+
+
+def test_an_empty_split_part_joins_back_as_nothing():
+    """Split [4, 0] (RotaryEmbedding's unrotated rest when it rotates every value) and the empty part concatenated
+    back: the program computes the other part alone."""
+    nodes = [N("Split", ["x", "sizes"], ["a", "rest"], axis=1), N("Sigmoid", ["a"], ["s"]),
+             N("Concat", ["s", "rest"], ["y"], axis=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [_ints("sizes", [4, 0])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(2).standard_normal((5, 4)).astype(np.float32)
+    c = compile_model(m, "isaac", x)
+    out = Machine(parse_program(print_program(c.program)), ideal=True).run({"x": x})["y"]
+    assert np.array_equal(out, dequantize_outputs(c.graph, run_reference(c.graph, {"x": x}))["y"])
+    assert np.abs(out - 1 / (1 + np.exp(-x))).max() < 0.01
+
+
+@pytest.mark.parametrize("a,extra", [
+    (dict(mode="linear", antialias=1), ()),                                           # an anti-aliased downsample
+    (dict(mode="linear", coordinate_transformation_mode="tf_crop_and_resize"),
+     (numpy_helper.from_array(np.array([0, 0, 0.2, 0.1, 1, 1, 0.9, 1.2], np.float32), "roi"),)),   # past the edge: 0
+])
+def test_resize_antialias_and_crop_are_matrices_per_axis(a, extra):
+    roi = "roi" if extra else ""
+    nodes = [N("Resize", ["x", roi, "scales"], ["y"], **a)]
+    inits = [numpy_helper.from_array(np.array([1, 1, 0.6, 0.5], np.float32), "scales"), *extra]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 10, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    x = np.random.default_rng(3).standard_normal((4, 2, 10, 8)).astype(np.float32)
+    c = compile_model(m, "isaac", x)
+    out = Machine(parse_program(print_program(c.program)), ideal=True).run({"x": x})["y"]
+    assert np.array_equal(out, dequantize_outputs(c.graph, run_reference(c.graph, {"x": x}))["y"])
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert out.shape == want.shape
+    assert np.abs(out - want).max() <= 0.05 * np.abs(want).max()
+
+
+def test_a_crop_with_a_nonzero_extrapolation_value_is_refused():
+    g = helper.make_graph([N("Resize", ["x", "roi", "scales"], ["y"], name="rs", mode="linear", extrapolation_value=2.0,
+                            coordinate_transformation_mode="tf_crop_and_resize")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 10, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+                           numpy_helper.from_array(np.array([0, 0, 0, 0, 1, 1, 1, 1], np.float32), "roi")])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    with pytest.raises(FrontendError, match=r"^node rs \(Resize\): tf_crop_and_resize with an extrapolation_value of 2 "):
+        compile_model(m, "isaac", np.ones((2, 2, 10, 8), np.float32))

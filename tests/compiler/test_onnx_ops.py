@@ -210,3 +210,55 @@ def test_a_quantisation_scale_that_cannot_be_used_is_one_frontend_error_naming_i
 
 def test_an_ordinary_quantisation_scale_compiles():
     compile_model(qdq_gemm(0.05), "isaac", np.random.default_rng(0).normal(size=(4, 4)).astype(np.float32))
+
+
+def addmm(c_shape: list) -> onnx.ModelProto:
+    """x [N, 3] -> Gemm(x, w, c, beta 0.5) with c a run-time input (torch's addmm) -> y [N, 4]."""
+    w = numpy_helper.from_array(np.random.default_rng(4).standard_normal((3, 4)).astype(np.float32), "w")
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "w", "c"], ["y"], beta=0.5)], "addmm",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3]),
+                           helper.make_tensor_value_info("c", TensorProto.FLOAT, c_shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [w])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("c_shape", [["N", 4], ["N", 1]])
+def test_gemm_adds_a_run_time_c(c_shape):
+    """A run-time C is added to the product (it was once read as its all-zero probe and left out)."""
+    m = addmm(c_shape)
+    rng = np.random.default_rng(5)
+    data = {"x": rng.standard_normal((8, 3)).astype(np.float32),
+            "c": (3 * rng.standard_normal([8] + c_shape[1:])).astype(np.float32)}
+    c = compile_model(m, "isaac", data)
+    out = Machine(parse_program(print_program(c.program)), ideal=True).run(data)["y"]
+    assert np.array_equal(out, dequantize_outputs(c.graph, run_reference(c.graph, data))["y"])
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, data)[0]
+    assert np.abs(out - want).max() <= 0.05 * np.abs(want).max()
+
+
+def test_run_time_operands_of_different_ranks_are_refused_in_the_models_terms():
+    data = {"x": np.ones((8, 3), np.float32), "c": np.ones(8, np.float32)}
+    with pytest.raises(FrontendError, match=r"^node computing 'y' \(Gemm\): run-time operands x \[N, 3\], c \[N\] "
+                                            r"have different numbers of axes"):
+        compile_model(addmm(["N"]), "isaac", data)
+
+
+def test_matmul_by_a_constant_expanded_to_the_batch_is_one_weight():
+    """K [1, 4, 3] expanded to Shape(x)[0] samples (an expanded Attention function with a constant K): one
+    weight for every sample, a linear layer; the refusal once showed the frontend's probe batch of 7."""
+    k = np.random.default_rng(6).standard_normal((1, 4, 3)).astype(np.float32)
+    inits = [numpy_helper.from_array(k, "k"), numpy_helper.from_array(np.array([0], np.int64), "i0"),
+             numpy_helper.from_array(np.array([1], np.int64), "i1"),
+             numpy_helper.from_array(np.array([4, 3], np.int64), "tail")]
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Slice", ["s", "i0", "i1"], ["b"]),
+             helper.make_node("Concat", ["b", "tail"], ["to"], axis=0), helper.make_node("Expand", ["k", "to"], ["kb"]),
+             helper.make_node("MatMul", ["x", "kb"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 3])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    x = np.random.default_rng(7).standard_normal((5, 2, 4)).astype(np.float32)
+    c = compile_model(m, "isaac", x)
+    out = Machine(parse_program(print_program(c.program)), ideal=True).run({"x": x})["y"]
+    assert np.array_equal(out, dequantize_outputs(c.graph, run_reference(c.graph, {"x": x}))["y"])
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(out - want).max() <= 0.05 * np.abs(want).max()

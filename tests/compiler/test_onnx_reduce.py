@@ -1,5 +1,5 @@
 """The composed reductions of compiler/onnx_reduce.py (ReduceMin, ReduceL1, ReduceSumSquare, ReduceLogSum,
-ReduceLogSumExp) over axes within a sample, kept or dropped: pimrun ideal equals the quantised reference bit
+ReduceLogSumExp) and ReduceProd (the vector unit's `prod`) over axes within a sample, kept or dropped: pimrun ideal equals the quantised reference bit
 for bit and follows onnxruntime."""
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def _model(op, axes, keepdims) -> onnx.ModelProto:
 
 
 @pytest.mark.parametrize("keepdims", [0, 1])
-@pytest.mark.parametrize("op", ["ReduceMin", "ReduceL1", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp"])
+@pytest.mark.parametrize("op", ["ReduceMin", "ReduceL1", "ReduceSumSquare", "ReduceLogSum", "ReduceLogSumExp",
+                                "ReduceProd"])
 def test_follows_onnxruntime_and_is_bit_exact(op, keepdims):
     m = _model(op, [1, -1], keepdims)
     rng = np.random.default_rng(0)
@@ -36,3 +37,22 @@ def test_follows_onnxruntime_and_is_bit_exact(op, keepdims):
     want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
     assert ideal.shape == want.shape
     assert np.abs(ideal - want).max() <= 0.05 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("p,attrs", [(2, {"kernel_shape": [3, 3]}),
+                                     (1, {"kernel_shape": [2, 3], "strides": [2, 1], "pads": [1, 0, 0, 1]}),
+                                     (3, {"kernel_shape": [3], "auto_pad": "SAME_UPPER"})])
+def test_lp_pool_follows_onnxruntime(p, attrs):
+    shape = [3, 9] if len(attrs["kernel_shape"]) == 1 else [3, 6, 7]
+    g = helper.make_graph([helper.make_node("LpPool", ["x"], ["y"], p=p, **attrs)], "lp",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", *shape])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    x = {"x": np.random.default_rng(p).uniform(-2, 2, (6, *shape)).astype(np.float32)}
+    for vector in ("int8", "fp32"):
+        c = compile_model(m, "isaac", x["x"], {"vector": vector})
+        ideal = Machine(parse_program(print_program(c.program)), ideal=True).run(x)["y"]
+        assert np.array_equal(ideal, dequantize_outputs(c.graph, run_reference(c.graph, x))["y"])
+        want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, x)[0]
+        assert ideal.shape == want.shape
+        assert np.abs(ideal - want).max() <= 0.05 * np.abs(want).max()

@@ -1,5 +1,5 @@
 """Value-picking converters of compiler/onnx_select.py: Pad in reflect / edge / wrap mode, Gather with an
-index array, DepthToSpace and SpaceToDepth. Each output is one input value, so pimrun ideal (equal to the
+index array, Compress by a constant condition, Tile, DepthToSpace and SpaceToDepth. Each output is one input value, so pimrun ideal (equal to the
 quantised reference bit for bit) stays within 8-bit error of onnx's reference evaluator."""
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ CASES = {
     "gather_2d_indices": ("Gather", (("i", np.array([[0, 5], [-1, 2], [3, 3]], np.int64)),), {"axis": 2}),
     "depth_to_space_crd": ("DepthToSpace", (), {"blocksize": 2, "mode": "CRD"}),
     "space_to_depth": ("SpaceToDepth", (), {"blocksize": 3}),
+    "compress": ("Compress", (("c", np.array([1, 0, 0, 1, 1, 0], bool)),), {"axis": -1}),
+    "tile": ("Tile", (("r", np.array([1, 2, 1, 3], np.int64)),), {}),
 }
 
 
@@ -53,3 +55,13 @@ def test_bit_exact_and_close(case):
 def test_source_positions_follow_numpy_pad():
     for mode, np_mode in (("reflect", "reflect"), ("edge", "edge"), ("wrap", "wrap")):
         assert _source(mode, 5, 3, 4).tolist() == np.pad(np.arange(5), (3, 4), mode=np_mode).tolist()
+
+
+@pytest.mark.parametrize("op,inits,a,why", [
+    ("Compress", (("c", np.array([1, 0, 1], bool)),), {}, "without an axis it flattens the batch axis"),
+    ("Tile", (("r", np.array([2, 1, 1, 1], np.int64)),), {}, r"repeating the batch axis \(2 times\)"),
+])
+def test_forms_over_the_batch_axis_are_refused(op, inits, a, why):
+    from ir import FrontendError
+    with pytest.raises(FrontendError, match=f"^node sel \\({op}\\): {why}"):
+        compile_model(_model(op, inits, **a), "isaac", np.ones([2] + SHAPE, np.float32))

@@ -9,7 +9,12 @@ plus a sweep of weight reuse's clip budget (the share of a layer's weights its s
 energy are per inference in steady state (runtime/schedule.py), so they are measured on a few samples.
 
     python benchmarks/aras.py [--models digits,resnet,minilm] [--out benchmarks/results/aras]
+                              [--compute-latency per_slice,per_vector] [--no-accuracy]
                               [--digits-dir examples/digits] [--minilm-dir examples/minilm/build]
+
+--compute-latency gives the readings of the paper's crossbar compute latency to time under (the target key
+compute_latency: per input slice, as the presets read it, or per whole input vector); a reading other than the
+target's own is reported as "MODEL (reading)", timed only (outputs do not depend on the time model).
 
 Models: digits CNN on benchmarks/targets/aras_digits.toml (the aras preset cut to 3 PE rows: 12 crossbars
 against the model's 21), a ResNet-34-style CNN (CIFAR shape, 32x32, seeded random weights, He init, BatchNorm;
@@ -246,6 +251,9 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "aras"))
     ap.add_argument("--keep-accuracy", action="store_true",
                     help="reuse the accuracies already in the results (they do not depend on time or energy)")
+    ap.add_argument("--compute-latency", default="per_slice",
+                    help="readings of the crossbar compute latency, comma-separated: per_slice, per_vector")
+    ap.add_argument("--no-accuracy", action="store_true", help="time only: leave out the accuracy runs")
     add_digits_dir(ap)
     add_minilm_dir(ap)
     args = ap.parse_args()
@@ -260,17 +268,22 @@ def main():
     results = json.loads(path.read_text()) if path.exists() else {}
     for name in names:
         print(name, flush=True)
-        model, target, calib, feeds, acc = model_setup(name, args)
-        whole = whole_model_outputs(model, target, calib, feeds)
-        known = results.get(name) if args.keep_accuracy else None
-        rows = [run_config(name, label, opts, model, target, calib, feeds, acc, out, whole, known)
-                for label, opts in CONFIGS]
-        results[name] = {"target": target.name, "rows": rows, "changes": changes(rows)}
-        if acc is not None:
-            results[name]["reuse_sweep"] = sweep_reuse(model, target, calib, feeds, acc,
-                                                       [float(v) for v in args.clips.split(",") if v], known)
-        path.write_text(json.dumps(results, indent=1, default=float))
-        (out / "aras.md").write_text(table({k: v for k, v in results.items() if k != "paper"}))
+        model, target0, calib, feeds, acc0 = model_setup(name, args)
+        whole = whole_model_outputs(model, target0, calib, feeds)
+        for reading in args.compute_latency.split(","):
+            target = target0.replace(compute_latency=reading)
+            own = reading == target0.compute_latency
+            key = name if own else f"{name} ({reading})"
+            acc = acc0 if own and not args.no_accuracy else None
+            known = results.get(key) if args.keep_accuracy else None
+            rows = [run_config(name if own else f"{name}_{reading}", label, opts, model, target, calib, feeds, acc,
+                               out, whole, known) for label, opts in CONFIGS]
+            results[key] = {"target": target.name, "compute_latency": reading, "rows": rows, "changes": changes(rows)}
+            if acc is not None:
+                results[key]["reuse_sweep"] = sweep_reuse(model, target, calib, feeds, acc,
+                                                          [float(v) for v in args.clips.split(",") if v], known)
+            path.write_text(json.dumps(results, indent=1, default=float))
+            (out / "aras.md").write_text(table({k: v for k, v in results.items() if k != "paper"}))
     results["paper"] = PAPER
     path.write_text(json.dumps(results, indent=1, default=float))
     (out / "aras.md").write_text(table({k: v for k, v in results.items() if k != "paper"}))

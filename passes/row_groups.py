@@ -54,7 +54,9 @@ def judged_slices(islices, recover: int) -> tuple[int, ...]:
 class RowGroupReport:
     saturation_budget: float = DEFAULT_BUDGET
     mode: str = "chosen"               # chosen (by the budget) or forced (options.row_group)
-    layers: dict = field(default_factory=dict)   # layer -> {group, turns, loss, clipped, converts_factor, ...}
+    # layer -> {group, turns (of its fullest crossbar), loss, clipped conversions and their rate, converts_per_mac
+    # and converts_factor (against all rows at once) on the calibration rows judged, ...}
+    layers: dict = field(default_factory=dict)
     over_budget: list = field(default_factory=list)   # layers no group brings within the budget
 
 
@@ -115,10 +117,13 @@ class RowGroups:
                     (c[1] - c[0]) * row_groups(r[1] - r[0], grp) for r, c in tiles)
                 return loss, int(sat[0]), converts
 
+            macs = len(x) * sum(int(b[2].sum()) for b in blocks.blocks)
+
             def entry(grp, loss, sat, converts, tried):
                 turns = row_groups(used, grp)
                 return {"group": grp, "turns": turns, "loss": round(loss, 6), "clipped": sat,
                         "clipped_rate": round(sat / converts, 6) if converts else 0.0,
+                        "converts_per_mac": round(converts / macs, 4) if macs else 0.0,
                         "converts_factor": round(sum((c[1] - c[0]) * row_groups(r[1] - r[0], grp) for r, c in tiles)
                                                  / sum(c[1] - c[0] for _, c in tiles), 4),
                         "slices": list(slices), "judged_input_slices": list(judged), "tried": tried,

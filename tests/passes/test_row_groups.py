@@ -61,6 +61,7 @@ def test_chosen_groups_meet_the_budget_and_keep_ideal_exact():
     name = next(iter(rep.layers))
     assert whole.layers[name]["loss"] > rep.saturation_budget >= first["loss"]
     assert whole.mode == "forced"
+    assert first["converts_per_mac"] == pytest.approx(whole.layers[name]["converts_per_mac"] * first["turns"], rel=0.01)
     # and the target run saturates less, at the conversions' price
     runs = []
     for prog in (c.program, compile_model(model, "aras", x[:16], options={"row_group": 0}).program):

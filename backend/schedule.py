@@ -32,7 +32,7 @@ import numpy as np
 
 from ir import CompileError, Graph
 from isa import Instr, Program
-from runtime.crossbar import row_groups
+from isa.target import row_groups
 
 MODES = ("naive", "overlap", "aras")
 

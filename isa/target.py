@@ -17,6 +17,11 @@ ENCODINGS = ("unsigned", "differential", "center_offset")
 COMPUTE_LATENCIES = ("per_slice", "per_vector")
 
 
+def row_groups(rows: int, group: int) -> int:
+    """How many turns a crossbar of `rows` used rows takes with `group` rows summed per conversion (0: one)."""
+    return max(1, -(-rows // group)) if group else 1
+
+
 @dataclass(frozen=True)
 class Target:
     name: str

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ir import CompileError, Graph
-from runtime.crossbar import row_groups
+from isa.target import row_groups
 
 from .mapping import CROSSBAR_OPS, tile_layer, weight_matrix
 from .reference import run_reference

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from isa.target import row_groups
+
 from . import noise as N
 from . import parallel
 from .kernels import out_hw
@@ -89,11 +91,6 @@ class Crossbar:
 
     def levels(self) -> np.ndarray:
         return self.pos if self.neg is None else np.concatenate([self.pos, self.neg])
-
-
-def row_groups(rows: int, group: int) -> int:
-    """How many turns a crossbar of `rows` used rows takes with `group` rows summed per conversion (0: one)."""
-    return max(1, -(-rows // group)) if group else 1
 
 
 def program(layer, wm, rows, cols, kg, ng, encoding, center, slices, flip, group: int = 0) -> Crossbar:

@@ -29,7 +29,8 @@ from isa.target import row_groups
 
 from .mapping import CROSSBAR_OPS, tile_layer, weight_matrix
 from .reference import run_reference
-from .slicing import MAX_TRIAL_MACS, SAMPLES, Trials, layer_blocks, layer_inputs, sample_filters
+from .encoding import encode_block
+from .slicing import MAX_TRIAL_MACS, SAMPLES, Trials, _risky_columns, layer_blocks, layer_inputs, sample_filters
 
 DEFAULT_BUDGET = 0.01
 
@@ -86,26 +87,62 @@ class RowGroups:
                 rep.layers[op.name] = {"group": op.attrs["row_group"], "loss": None}
             return rep
         encoding = opts.encoding or t.encoding
-        env = run_reference(g, {k: v[:SAMPLES] for k, v in ctx.calib.items()}, keep_all=True)
+
+        class Layer:
+            """What every candidate of one layer shares: its sampled filters, tiles and encoded blocks."""
+            def __init__(self, op):
+                self.op = op
+                self.slices = tuple(op.attrs.get("slices") or t.weight_slices)
+                islices, recover = op.attrs.get("islices") or (tuple(t.input_slices), t.recovery_bits)
+                self.judged = judged_slices(islices, recover)
+                self.trial, _, self.xrows = sample_filters(op)
+                self.wm, groups = weight_matrix(self.trial)
+                kg, n = self.wm.shape
+                self.tiles = tile_layer(kg, n, groups, t.rows, t.cols, len(self.slices))
+                self.used = max(r[1] - r[0] for r, _ in self.tiles)
+                self.signed = self.trial.attrs.get("signed_input", False)
+                self.blocks = layer_blocks(self.trial, t, len(self.slices))    # encoded once, read by every group
+                # can any column sum reach the ADC's bounds with every row at once? (else no group clips either)
+                self.can_clip = any(self._risky(w, mask, hist, terms)
+                                    for _, _, mask, w, hist, terms in self.blocks.blocks)
+
+            def _risky(self, w, mask, hist, terms) -> bool:
+                phi, flips = encode_block(w, mask, self.slices, encoding, t.flip, hist, terms)
+                return len(_risky_columns(w, mask, encoding, phi, self.slices, flips, self.judged, t.adc_range)[1]) > 0
+
+            def converts(self, grp) -> int:
+                """Conversions of one input row (every part, slice and turn)."""
+                return len(self.judged) * (2 if self.signed else 1) * len(self.slices) * sum(
+                    (c[1] - c[0]) * row_groups(r[1] - r[0], grp) for r, c in self.tiles)
+
+        prepared = {op.name: Layer(op) for op in layers}
+        env = None
+        if any(lay.can_clip for lay in prepared.values()):
+            env = run_reference(g, {k: v[:SAMPLES] for k, v in ctx.calib.items()}, keep_all=True)
 
         def search(op):
-            slices = tuple(op.attrs.get("slices") or t.weight_slices)
-            islices, recover = op.attrs.get("islices") or (tuple(t.input_slices), t.recovery_bits)
-            judged = judged_slices(islices, recover)
+            lay = prepared[op.name]
+            slices, judged, trial, blocks = lay.slices, lay.judged, lay.trial, lay.blocks
+            macs = sum(int(b[2].sum()) for b in blocks.blocks)         # of one input row
+
+            def entry(grp, loss, sat, rows, tried):
+                return {"group": grp, "turns": row_groups(lay.used, grp), "loss": round(loss, 6), "clipped": sat,
+                        "clipped_rate": round(sat / (rows * lay.converts(grp)), 6) if rows else 0.0,
+                        "converts_per_mac": round(lay.converts(grp) / macs, 4) if macs else 0.0,
+                        "converts_factor": round(lay.converts(grp) / lay.converts(0), 4),
+                        "slices": list(slices), "judged_input_slices": list(judged), "tried": tried,
+                        "within_budget": loss <= budget}
+
+            if not lay.can_clip:
+                grp = op.attrs["row_group"]
+                return grp, entry(grp, 0.0, 0, 0, 0)
             x = layer_inputs(op, env[op.inputs[0]])
-            trial, _, xrows = sample_filters(op)
             keep = max(16, int(MAX_TRIAL_MACS // trial.attrs["q"]["w"].size))
             idx = np.linspace(0, len(x) - 1, keep).round().astype(np.int64) if len(x) > keep else slice(None)
-            x = np.ascontiguousarray(x[idx][:, xrows])
-            wm, groups = weight_matrix(trial)
-            kg, n = wm.shape
-            tiles = tile_layer(kg, n, groups, t.rows, t.cols, len(slices))
-            used = max(r[1] - r[0] for r, _ in tiles)
+            x = np.ascontiguousarray(x[idx][:, lay.xrows])
             q = trial.attrs["q"]
-            signed = trial.attrs.get("signed_input", False)
-            const = q["bias"] - (0 if signed else q["zx"]) * wm.astype(np.int64).sum(axis=0)
+            const = q["bias"] - (0 if lay.signed else q["zx"]) * lay.wm.astype(np.int64).sum(axis=0)
             planes: dict = {}
-            blocks = layer_blocks(trial, t, len(slices))        # encoded once, read by every group
 
             def measure(grp):
                 tr = Trials(trial, x, [slices], t, encoding, judged, blocks, planes, group=grp)
@@ -113,28 +150,14 @@ class RowGroups:
                 prod = tr.exact - const
                 norm = float(np.sqrt((prod ** 2).sum()))
                 loss = float(np.sqrt((corr[0] ** 2).sum())) / norm if norm else 0.0
-                converts = len(x) * len(judged) * (2 if signed else 1) * len(slices) * sum(
-                    (c[1] - c[0]) * row_groups(r[1] - r[0], grp) for r, c in tiles)
-                return loss, int(sat[0]), converts
-
-            macs = len(x) * sum(int(b[2].sum()) for b in blocks.blocks)
-
-            def entry(grp, loss, sat, converts, tried):
-                turns = row_groups(used, grp)
-                return {"group": grp, "turns": turns, "loss": round(loss, 6), "clipped": sat,
-                        "clipped_rate": round(sat / converts, 6) if converts else 0.0,
-                        "converts_per_mac": round(converts / macs, 4) if macs else 0.0,
-                        "converts_factor": round(sum((c[1] - c[0]) * row_groups(r[1] - r[0], grp) for r, c in tiles)
-                                                 / sum(c[1] - c[0] for _, c in tiles), 4),
-                        "slices": list(slices), "judged_input_slices": list(judged), "tried": tried,
-                        "within_budget": loss <= budget}
+                return loss, int(sat[0]), len(x)
 
             if forced is not None:
                 grp = op.attrs["row_group"]
                 return grp, entry(grp, *measure(grp), 1)
             best = None
             tried = 0
-            for grp in candidates(used):
+            for grp in candidates(lay.used):
                 tried += 1
                 loss, sat, conv = measure(grp)
                 if best is None or loss < best[1]:

@@ -93,6 +93,9 @@ class Lowering:
         for xb, e in zip(op.attrs["xbars"], enc["xbars"]):
             attrs = dict(xb=xb["xb"], layer=op.name, rows=xb["rows"], cols=xb["cols"], kg=op.attrs["kg"],
                          ng=op.attrs["ng"], encoding=enc["encoding"], slices=op.attrs["slices"])
+            group = op.attrs.get("row_group", 0)
+            if group and group < xb["rows"][1] - xb["rows"][0]:      # rows read in groups (passes/row_groups.py)
+                attrs["group"] = group
             center = e["center"]
             attrs["center"] = int(center) if np.ndim(center) == 0 else self.const(op, f"xb{xb['xb']}.center", _narrow(center))
             if e["flip"] is not None and e["flip"].any():

@@ -32,6 +32,7 @@ import numpy as np
 
 from ir import CompileError, Graph
 from isa import Instr, Program
+from isa.target import row_groups
 
 MODES = ("naive", "overlap", "aras")
 
@@ -110,10 +111,12 @@ def _nbytes(t) -> int:
     return int(np.prod(t.shape, dtype=np.int64)) * (4 if t.dtype == "i32" else 1)
 
 
-def _passes(op, target) -> int:
-    """Input passes of one window, as the lowering emits the layer's mvms (lower.py _crossbar_op)."""
+def _window_ns(op, target) -> float:
+    """Crossbar time of one window, as the lowering emits the layer's mvms (lower.py _crossbar_op): its input
+    passes, each of its crossbars' row groups in turn (the slowest crossbar's)."""
     islices, recover = op.attrs.get("islices") or (target.input_slices, target.recovery_bits)
-    return (2 if op.attrs.get("signed_input", False) else 1) * (len(islices) + (8 if recover else 0))
+    groups = max(row_groups(x["rows"][1] - x["rows"][0], op.attrs.get("row_group", 0)) for x in op.attrs["xbars"])
+    return target.mvm_ns(islices, recover, 2 if op.attrs.get("signed_input", False) else 1, groups)
 
 
 def _layers(g: Graph, ops, target) -> list[_Layer]:
@@ -130,7 +133,7 @@ def _layers(g: Graph, ops, target) -> list[_Layer]:
             op.name, len(out), [x["xb"] for x in xbs],
             {x["xb"]: x["rows"][1] - x["rows"][0] for x in xbs},
             {x["xb"]: (x["rows"][1] - x["rows"][0]) * (x["cols"][1] - x["cols"][0]) for x in xbs},
-            max(1, windows), _passes(op, target) * target.xbar_cycle_ns, conv,
+            max(1, windows), _window_ns(op, target), conv,
             _nbytes(g.tensors[op.inputs[0]]), _nbytes(g.tensors[op.outputs[0]])))
     return out
 

@@ -9,7 +9,13 @@ plus a sweep of weight reuse's clip budget (the share of a layer's weights its s
 energy are per inference in steady state (runtime/schedule.py), so they are measured on a few samples.
 
     python benchmarks/aras.py [--models digits,resnet,minilm] [--out benchmarks/results/aras]
+                              [--compute-latency per_slice,per_vector] [--time-only] [--configs overlap,...]
                               [--digits-dir examples/digits] [--minilm-dir examples/minilm/build]
+
+--compute-latency gives the readings of the paper's crossbar compute latency to time under (the target key
+compute_latency: per input slice, as the presets read it, or per whole input vector); a reading other than the
+target's own is reported as "MODEL (reading)", timed only (outputs do not depend on the time model).
+--time-only leaves out the accuracy runs and the whole-model comparison; --configs runs only the configs named.
 
 Models: digits CNN on benchmarks/targets/aras_digits.toml (the aras preset cut to 3 PE rows: 12 crossbars
 against the model's 21), a ResNet-34-style CNN (CIFAR shape, 32x32, seeded random weights, He init, BatchNorm;
@@ -203,6 +209,8 @@ def table(results: dict) -> str:
             "without / with reuse |", "|---|---|---|---|---|---|---|"]
     for name, res in results.items():
         ch = res["changes"]
+        if not ch:          # a subset of the configs (--configs): no steps to compare
+            continue
         s = ch["energy_step_pct"]
         accs = (f"{_fmt(ch['accuracy_without_reuse'])} / {_fmt(ch['accuracy_with_reuse'])} (ideal ADC: "
                 f"{_fmt(ch['accuracy_ideal_adc_without_reuse'])} / {_fmt(ch['accuracy_ideal_adc_with_reuse'])})"
@@ -246,6 +254,11 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "aras"))
     ap.add_argument("--keep-accuracy", action="store_true",
                     help="reuse the accuracies already in the results (they do not depend on time or energy)")
+    ap.add_argument("--compute-latency", default="per_slice",
+                    help="readings of the crossbar compute latency, comma-separated: per_slice, per_vector")
+    ap.add_argument("--time-only", action="store_true",
+                    help="leave out the accuracy runs and the whole-model comparison")
+    ap.add_argument("--configs", help="comma-separated config labels to run (default: all)")
     add_digits_dir(ap)
     add_minilm_dir(ap)
     args = ap.parse_args()
@@ -260,17 +273,24 @@ def main():
     results = json.loads(path.read_text()) if path.exists() else {}
     for name in names:
         print(name, flush=True)
-        model, target, calib, feeds, acc = model_setup(name, args)
-        whole = whole_model_outputs(model, target, calib, feeds)
-        known = results.get(name) if args.keep_accuracy else None
-        rows = [run_config(name, label, opts, model, target, calib, feeds, acc, out, whole, known)
-                for label, opts in CONFIGS]
-        results[name] = {"target": target.name, "rows": rows, "changes": changes(rows)}
-        if acc is not None:
-            results[name]["reuse_sweep"] = sweep_reuse(model, target, calib, feeds, acc,
-                                                       [float(v) for v in args.clips.split(",") if v], known)
-        path.write_text(json.dumps(results, indent=1, default=float))
-        (out / "aras.md").write_text(table({k: v for k, v in results.items() if k != "paper"}))
+        model, target0, calib, feeds, acc0 = model_setup(name, args)
+        whole = None if args.time_only else whole_model_outputs(model, target0, calib, feeds)
+        for reading in args.compute_latency.split(","):
+            target = target0.replace(compute_latency=reading)
+            own = reading == target0.compute_latency
+            key = name if own else f"{name} ({reading})"
+            acc = acc0 if own and not args.time_only else None
+            known = results.get(key) if args.keep_accuracy else None
+            rows = [run_config(name if own else f"{name}_{reading}", label, opts, model, target, calib, feeds, acc,
+                               out, whole, known) for label, opts in CONFIGS
+                    if not args.configs or label in args.configs.split(",")]
+            results[key] = {"target": target.name, "compute_latency": reading, "rows": rows,
+                            "changes": changes(rows) if len(rows) == len(CONFIGS) else {}}
+            if acc is not None:
+                results[key]["reuse_sweep"] = sweep_reuse(model, target, calib, feeds, acc,
+                                                          [float(v) for v in args.clips.split(",") if v], known)
+            path.write_text(json.dumps(results, indent=1, default=float))
+            (out / "aras.md").write_text(table({k: v for k, v in results.items() if k != "paper"}))
     results["paper"] = PAPER
     path.write_text(json.dumps(results, indent=1, default=float))
     (out / "aras.md").write_text(table({k: v for k, v in results.items() if k != "paper"}))

@@ -34,6 +34,9 @@ def _data(path, model_path, error):
 def _options(args) -> dict:
     from ir import CompileError
     opts = {"error_budget": args.error_budget, "no_speculation": args.no_speculation}
+    opts["saturation_budget"] = args.saturation_budget
+    if args.row_group is not None:
+        opts["row_group"] = args.row_group
     if args.schedule:
         opts["schedule"] = args.schedule
     opts |= {"bank_select": not args.no_bank_select, "replication": not args.no_replication,
@@ -88,6 +91,11 @@ def main(argv=None) -> int:
                                       "for every layer (default: the target's)")
     ap.add_argument("--error-budget", type=float, default=0.09, help="adaptive slicing's error budget (0.09)")
     ap.add_argument("--no-speculation", action="store_true", help="eight 1-bit input slices, no speculation")
+    ap.add_argument("--row-group", type=int, metavar="G",
+                    help="rows summed per ADC conversion in every layer (0: all rows at once); default: each layer's "
+                         "fewest turns within --saturation-budget")
+    ap.add_argument("--saturation-budget", type=float, default=0.01,
+                    help="row groups: largest relative L2 error the ADC's clipping may add to a layer (0.01)")
     ap.add_argument("--schedule", choices=("naive", "overlap", "aras"),
                     help="weight-rewriting schedule for a target that rewrites weights (default aras): naive writes a "
                          "layer then computes it, overlap writes the next layers as PE rows free up, aras adds bank "

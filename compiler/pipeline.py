@@ -17,6 +17,7 @@ from passes.manager import Context, PassRecord, run_passes
 from passes.options import Options
 from passes.mapping import MapCrossbars
 from passes.quantize import Quantize
+from passes.row_groups import RowGroups
 from passes.slicing import Slicing
 from passes.sparse_attention import SparseAttention
 from runtime import parallel
@@ -26,8 +27,8 @@ from .frontend import as_model, import_onnx, input_names
 
 
 def default_passes():
-    return [FuseActivations(), AttentionPass(), SparseAttention(), Calibrate(), Quantize(), Slicing(), MapCrossbars(),
-            EncodeWeights()]
+    return [FuseActivations(), AttentionPass(), SparseAttention(), Calibrate(), Quantize(), Slicing(), RowGroups(),
+            MapCrossbars(), EncodeWeights()]
 
 
 @dataclass

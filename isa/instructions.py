@@ -29,9 +29,10 @@ SPECS: dict[str, Spec] = {
                    "dequantise the buffer into the named program output"),
     "xbwrite": Spec(("const",), {"xb": "int", "rows": "ints", "cols": "ints", "kg": "int", "ng": "int",
                                  "encoding": "str", "slices": "ints", "center": "int|const"},
-                    {"flip": "const", "lxb": "int", "pe": "int", "after": "str", **_LAYER},
+                    {"flip": "const", "lxb": "int", "pe": "int", "after": "str", "group": "int", **_LAYER},
                     "program crossbar xb with rows x cols of a layer's weight matrix; on a rewriting target lxb names "
-                    "the logical crossbar, pe its PE row, after a step it waits for"),
+                    "the logical crossbar, pe its PE row, after a step it waits for; group=g: its rows are read g at a "
+                    "time, each group's column sums converted apart (partial wordline activation)"),
     "im2col": Spec(("buf", "buf"), {**_WINDOW, "fill": "int"}, _LAYER,
                    "stream the windows of a (C, H, W) buffer as rows of C*kh*kw codes"),
     "mvm": Spec(("buf", "buf"), {"xb": "int", "n": "int", "islices": "ints"},

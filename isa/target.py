@@ -14,6 +14,12 @@ from .errors import AsmError
 
 PRESETS = Path(__file__).parent / "targets"
 ENCODINGS = ("unsigned", "differential", "center_offset")
+COMPUTE_LATENCIES = ("per_slice", "per_vector")
+
+
+def row_groups(rows: int, group: int) -> int:
+    """How many turns a crossbar of `rows` used rows takes with `group` rows summed per conversion (0: one)."""
+    return max(1, -(-rows // group)) if group else 1
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,9 @@ class Target:
     # half used on MiniLM's 32 (measured in docs/sparse_attention.md)
     bank_m: int = 8
     bank_n: int = 8
+    # what xbar_cycle_ns covers: one input slice's pass through a crossbar (a vector of 8 one-bit slices takes 8),
+    # or a whole input vector, all its slices (ARAS sec. III gives 96 cycles without saying which)
+    compute_latency: str = "per_slice"
     # technology node and areas per unit (um^2) from the component models (isa/energy.py); 0: not given. The
     # stats' area_mm2 multiplies them by the chip's counts (chip_area_mm2)
     tech_node_nm: float = 0.0
@@ -91,6 +100,14 @@ class Target:
         if self.adc_signed:
             return -(1 << (self.adc_bits - 1)), (1 << (self.adc_bits - 1)) - 1
         return 0, (1 << self.adc_bits) - 1
+
+    def mvm_ns(self, islices, recover: int = 0, parts: int = 1, groups: int = 1) -> float:
+        """Crossbar time of one input vector through one crossbar: its input slices (and speculation's 8 recovery
+        bits) for each input part (a signed input runs as two), each row group in turn (partial wordline
+        activation), at xbar_cycle_ns per slice or per whole vector (compute_latency)."""
+        passes = len(islices) + (8 if recover else 0)
+        per = passes / len(islices) if self.compute_latency == "per_vector" else passes
+        return parts * groups * per * self.xbar_cycle_ns
 
     def chip_area_mm2(self) -> dict:
         """The chip's area by component, mm^2: the per-unit areas (isa/energy.py derives the presets') times the
@@ -181,6 +198,8 @@ def _check(t: Target, where: str) -> None:
             bad(f"{k} {list(slices)} must be widths in 1..{width} summing to 8")
     if not 0 <= t.recovery_bits <= t.dac_bits:
         bad(f"recovery_bits must be in 0..{t.dac_bits} (dac_bits)")
+    if t.compute_latency not in COMPUTE_LATENCIES:
+        bad(f"compute_latency must be one of {', '.join(COMPUTE_LATENCIES)}, got {t.compute_latency!r}")
     if t.flip and t.encoding != "unsigned":
         bad("flip applies only to the unsigned encoding")
     if t.imas_per_row < 0 or t.imas_per_row and t.imas_per_tile % t.imas_per_row:

@@ -22,6 +22,11 @@ class Options:
                               "layer, or {layer: widths}; None takes the target's")
     error_budget: float = _opt(0.09, "adaptive slicing's error budget (mean relative error per layer)")
     slicing_last_layer: bool = _opt(False, "let adaptive slicing choose the last layer too (else eight 1-bit slices)")
+    row_group: Any = _opt(None, "rows summed per ADC conversion (partial wordline activation): an int for every "
+                                "layer (0: all rows), or {layer: int}; None: each layer's fewest turns within "
+                                "saturation_budget (passes/row_groups.py)")
+    saturation_budget: float = _opt(0.01, "row groups: largest relative L2 error the ADC's clipping may add to a "
+                                          "layer's product on calibration rows")
     encoding: str | None = _opt(None, "weight encoding override; None takes the target's",
                                 ("unsigned", "differential", "center_offset"))
     no_speculation: bool = _opt(False, "eight 1-bit input slices instead of the target's speculation")
@@ -85,4 +90,5 @@ def _check(f: dataclasses.Field, value) -> None:
         raise CompileError(f"compile option {f.name}={value!r}: expected a number in [{lo}, {hi}]")
 
 
-RANGES = {"error_budget": (0.0, 100.0), "predict_bits": (1, 8)}    # a mean relative error per layer: 0 exact, 1 already all error
+RANGES = {"error_budget": (0.0, 100.0), "saturation_budget": (0.0, 100.0),    # a mean relative error per layer:
+          "predict_bits": (1, 8)}                                                 # 0 exact, 1 already all error

@@ -120,7 +120,7 @@ class Trials:
     layer passes the same dict). All sums are exact integers: the outputs and counts are X.mvm's bit for bit."""
 
     def __init__(self, op, x, slicings_, target, encoding, islices=(1,) * 8, blocks=None, planes=None,
-                 ideal: bool = False):
+                 ideal: bool = False, group: int = 0):
         count = len(slicings_[0])
         assert all(len(s) == count for s in slicings_), "one slice count per call"
         lb = blocks if blocks is not None and len(blocks.blocks) == len(
@@ -146,6 +146,7 @@ class Trials:
         self.exact, self.xs, self.n = planes["exact"], planes["slices"], n
         self.ish = np.array([2.0 ** v for v in X.slice_shifts(islices)])
         self.adc = target.adc_range
+        self.group = group          # rows summed per conversion (0: a crossbar's all); see run
         self.blocks = []        # per crossbar: rows, and per slicing (levels (R, k), filters, factors)
         for rows, cols, mask, w, hist, terms in ([] if ideal else lb.blocks):    # an ideal ADC clips nothing
             columns = []
@@ -174,14 +175,20 @@ class Trials:
             col_k = np.concatenate([np.full(len(c[1]), i) for i, c in enumerate(cs)])
             col_f = np.concatenate([c[1] for c in cs])
             coef = np.concatenate([c[2] for c in cs])
+            size = rows[1] - rows[0]
+            gsize = self.group or size
             for sign, sl_x in zip((1, -1), self.xs):
                 nI = len(sl_x)
                 step = max(1, X.BLOCK_ELEMS // max(1, nI * g.shape[1]))
                 for r0 in range(m0, m1, step):     # row chunks bound the (slices x rows x columns) sums held
-                    xs = sl_x[:, r0:min(r0 + step, m1), rows[0]:rows[1]]
-                    s = X.product(xs.reshape(-1, rows[1] - rows[0]), g)
-                    saturated += _apply_clips(s, nI, lo, hi, self.ish, col_k, col_f, sign * coef,
-                                              corr[:, r0 - m0:r0 - m0 + xs.shape[1]])
+                    # with row groups each group's sums are converted (and clipped) apart; the columns risky
+                    # for the whole crossbar include every column risky for a group, so none is missed
+                    for a in range(0, size, gsize):
+                        b = min(size, a + gsize)
+                        xs = sl_x[:, r0:min(r0 + step, m1), rows[0] + a:rows[0] + b]
+                        s = X.product(xs.reshape(-1, b - a), g[a:b])
+                        saturated += _apply_clips(s, nI, lo, hi, self.ish, col_k, col_f, sign * coef,
+                                                  corr[:, r0 - m0:r0 - m0 + xs.shape[1]])
         return corr, saturated
 
 

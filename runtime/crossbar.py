@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from isa.target import row_groups
+
 from . import noise as N
 from . import parallel
 from .kernels import out_hw
@@ -70,6 +72,18 @@ class Crossbar:
     weights: np.ndarray         # (R, n) int16 (int64 where wider), the represented integer weights (0 off-block)
     pos: np.ndarray             # (n_slices, R, n) int16 levels of the adding devices
     neg: np.ndarray | None      # (n_slices, R, n) levels of the subtracting devices (2T2R), or None
+    group: int = 0              # rows summed per conversion (partial wordline activation); 0: all R rows
+
+    @property
+    def groups(self) -> int:
+        """Row groups activated in turn, each converting every column."""
+        return row_groups(self.mask.shape[0], self.group)
+
+    def row_group(self, a: int, b: int) -> "Crossbar":
+        """Rows a:b as a crossbar of their own (views; the same centers and flips): one turn of a grouped read."""
+        return Crossbar(self.layer, (self.rows[0] + a, self.rows[0] + b), self.cols, self.encoding, self.slices,
+                        self.center, self.flip, self.mask[a:b], self.weights[a:b], self.pos[:, a:b],
+                        None if self.neg is None else self.neg[:, a:b])
 
     @property
     def cells(self) -> int:
@@ -79,8 +93,9 @@ class Crossbar:
         return self.pos if self.neg is None else np.concatenate([self.pos, self.neg])
 
 
-def program(layer, wm, rows, cols, kg, ng, encoding, center, slices, flip) -> Crossbar:
-    """Encode the block of layer matrix `wm` that this crossbar holds into cell levels."""
+def program(layer, wm, rows, cols, kg, ng, encoding, center, slices, flip, group: int = 0) -> Crossbar:
+    """Encode the block of layer matrix `wm` that this crossbar holds into cell levels; `group` rows are
+    summed per conversion (0: all)."""
     mask = block_mask(rows, cols, kg, ng)
     w = block_weights(wm, rows, cols, kg, ng)
     n = w.shape[1]
@@ -107,7 +122,7 @@ def program(layer, wm, rows, cols, kg, ng, encoding, center, slices, flip) -> Cr
     if weights.min(initial=0) >= -(1 << 15) and weights.max(initial=0) < 1 << 15:
         weights = weights.astype(np.int16)
     return Crossbar(layer, tuple(rows), tuple(cols), encoding, tuple(slices), center, np.asarray(flip, bool),
-                    mask, weights, pos, neg)
+                    mask, weights, pos, neg, group if group and group < mask.shape[0] else 0)
 
 
 @dataclass
@@ -161,8 +176,12 @@ def row_pulses(x: np.ndarray, islices) -> np.ndarray:
 
 
 def column_bounds(xb: Crossbar, islices) -> tuple[np.ndarray, np.ndarray]:
-    """Smallest and largest sum each physical column can produce, (n_slices, n) each."""
+    """Smallest and largest sum each physical column can produce in one conversion (of its row group),
+    (n_slices, n) each."""
     imax = (1 << max(islices)) - 1
+    if xb.group:
+        bounds = [column_bounds(xb.row_group(a, a + xb.group), islices) for a in range(0, xb.mask.shape[0], xb.group)]
+        return np.min([b[0] for b in bounds], axis=0), np.max([b[1] for b in bounds], axis=0)
     hi = xb.pos.sum(axis=1) * imax
     lo = -xb.neg.sum(axis=1) * imax if xb.neg is not None else np.zeros_like(hi)
     return lo, hi
@@ -331,9 +350,10 @@ def _risky(xb, islices, adc_range, recover):
 
 def mvm_events(xb: Crossbar, M: int, islices, pulses: np.ndarray, recover: int = 0) -> MvmEvents:
     """What an mvm of M input vectors costs, whatever its ADC does: column readouts, conversions (all
-    speculative with `recover`), MACs, cell reads and the DAC pulses of its rows (`pulses`, per row)."""
+    speculative with `recover`; every row group converts every column), MACs, cell reads and the DAC pulses
+    of its rows (`pulses`, per row)."""
     nI, nW, n = len(islices), len(xb.slices), xb.mask.shape[1]
-    ev = MvmEvents(columns=M * nW * n, converts=nI * M * nW * n, macs=M * int(xb.mask.sum()),
+    ev = MvmEvents(columns=M * nW * n, converts=nI * M * nW * n * xb.groups, macs=M * int(xb.mask.sum()),
                    cell_reads=nI * M * xb.cells, dac_pulses=int(pulses.sum()))
     if recover:
         ev.spec_converts = ev.converts
@@ -416,6 +436,8 @@ def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced
     ev = mvm_events(xb, M, islices, row_pulses(x, islices) if pulses is None else pulses, recover)
     if is_plain(xb, islices, adc_range, hist_range, sliced, noise, recover):
         return product(x, xb.weights, out), ev
+    if xb.group:
+        return _grouped(xb, x, islices, adc_range, hist_range, sliced, recover, noise, out, ev)
     lo, hi = adc_range if adc_range is not None else (-np.inf, np.inf)
     if sliced or hist_range is not None or noise is not None:
         risky = np.ones((nW, n), bool)
@@ -443,6 +465,27 @@ def mvm(xb: Crossbar, x: np.ndarray, islices, adc_range, hist_range=None, sliced
         ev.hist = np.zeros(hist_range[1] - hist_range[0] + 1, dtype=np.int64)
     run = _kernel_columns if use_kernel() and M else _numpy_columns
     run(x, cols, coef[j_idx, n_idx], n_idx, islices, recover, lo, hi, hist_range, out, ev)
+    return out, ev
+
+
+def _grouped(xb, x, islices, adc_range, hist_range, sliced, recover, noise, out, ev):
+    """mvm of a crossbar read in row groups: each group is an mvm of its own, all adding into one output (every
+    sum after the ADC is linear). Group k draws its noise from its own stream."""
+    if out is None:
+        out = np.zeros((len(x), xb.mask.shape[1]))
+    if hist_range is not None:
+        ev.hist = np.zeros(hist_range[1] - hist_range[0] + 1, dtype=np.int64)
+    for k, a in enumerate(range(0, xb.mask.shape[0], xb.group)):
+        sub = xb.row_group(a, a + xb.group)
+        nz = None if noise is None else Noise(noise.e, (noise.key + k * 0x9E3779B97F4A7C15) % (1 << 64), noise.row0)
+        _, e = mvm(sub, x[:, a:a + xb.group], islices, adc_range, hist_range, sliced, np.zeros(0, np.int64),
+                   recover, nz, out)
+        base = mvm_events(sub, len(x), islices, np.zeros(0, np.int64), recover)
+        ev.saturated += e.saturated
+        ev.spec_failures += e.spec_failures
+        ev.converts += e.converts - base.converts          # the recovery conversions
+        if e.hist is not None:
+            ev.hist += e.hist
     return out, ev
 
 

@@ -232,7 +232,7 @@ def _encode(m: Machine, ins: Instr) -> X.Crossbar:
     flip = m.val(a["flip"]).astype(bool) if "flip" in a else None
     # the layer's whole matrix as stored: program gathers (and widens) only this crossbar's block
     return X.program(a.get("layer", ""), m.val(ins.args[0]), a["rows"], a["cols"], a["kg"], a["ng"],
-                     a["encoding"], center, a["slices"], flip)
+                     a["encoding"], center, a["slices"], flip, a.get("group", 0))
 
 
 @handler("xbwrite")
@@ -452,8 +452,8 @@ def _mvm(m: Machine, ins: Instr):
     s.add_events(ev)
     s.buffer_bytes += xs.nbytes + xs.shape[0] * (c1 - c0) * 2
     s.digital_ops += ev.converts          # one shift-add per converted column sum
-    passes = (1 if z is None else 2) * (len(islices) + (8 if rec else 0))
-    s.add_xbar_time(idx, xs.shape[0] * passes * m.t.xbar_cycle_ns)
+    m.__dict__.setdefault("mvm_groups", {})[id(ins)] = xb.groups       # runtime/schedule.py times the mvm by it
+    s.add_xbar_time(idx, xs.shape[0] * m.t.mvm_ns(islices, rec, 1 if z is None else 2, xb.groups))
     if ev.hist is not None:
         s.hist = ev.hist if s.hist is None else s.hist + ev.hist
 
@@ -836,10 +836,9 @@ def _dmvm(m: Machine, ins: Instr):
     s = m.stats.layer(ins.attr("layer", ins.op))
     s.add_events(ev)
     parts = 2 if ins.attr("za") else 1
-    passes = parts * (len(islices) + (8 if ins.attr("recover") else 0))
     # rows streamed through one crossbar set: operands shared across heads serve them in turn
     rows = x.size // x.shape[-1] // max(1, w.size // (w.shape[-1] * w.shape[-2]))
-    s.add_xbar_time(-1, x.shape[0] * rows * passes * m.t.xbar_cycle_ns)
+    s.add_xbar_time(-1, x.shape[0] * rows * m.t.mvm_ns(islices, ins.attr("recover", 0), parts))
 
 
 # ---- sparse attention on PIM banks (runtime/banks.py) ----------------------------------------------------

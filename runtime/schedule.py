@@ -98,10 +98,6 @@ def _act_bytes(x: np.ndarray) -> int:
     return int(np.prod(x.shape[1:], dtype=np.int64)) * (1 if x.dtype == np.uint8 else 4)
 
 
-def _passes(ins) -> int:
-    return (1 if ins.attr("signed") is None else 2) * (len(ins.attr("islices")) + (8 if ins.attr("recover") else 0))
-
-
 def account(m) -> dict:
     """Per-inference time, energy and timeline of the schedule the machine has run (see the module doc).
     Raises RuntimeFault when a layer's activations exceed the banks its mvm selected."""
@@ -170,7 +166,9 @@ def account(m) -> dict:
             xbs = (ins.attr("xb"),) + tuple(ins.attr("rep", ()))
             x = m.env[ins.args[1].name]
             windows = int(np.prod(x.shape[1:-1], dtype=np.int64))
-            dur = -(-windows // len(xbs)) * _passes(ins) * t.xbar_cycle_ns
+            dur = -(-windows // len(xbs)) * t.mvm_ns(ins.attr("islices"), ins.attr("recover", 0),
+                                                      1 if ins.attr("signed") is None else 2,
+                                                      m.__dict__.get("mvm_groups", {}).get(id(ins), 1))
             s = max([step.start] + [writing.get(c // k, 0.0) for c in xbs])     # a PE row writes or computes
             for row in sorted({c // k for c in xbs}):
                 release[row] = max(release.get(row, 0.0), s + dur)

@@ -313,6 +313,8 @@ def _check_xbwrite(ins, a, p, fail):
     if (c1 - c0) * len(a["slices"]) > t.cols:
         fail(f"{c1 - c0} filters x {len(a['slices'])} slices exceed the crossbar's {t.cols} columns")
     _check_slices(a["slices"], t.cell_bits, "slices", "cell_bits", fail)
+    if not 0 <= a.get("group", 0) <= t.rows:
+        fail(f"group={a['group']} must be rows per conversion in 1..{t.rows} (0: all rows)")
     if a["encoding"] not in ("unsigned", "differential", "center_offset"):
         fail(f"unknown encoding '{a['encoding']}'")
     w = p.consts[ins.args[0].name].data

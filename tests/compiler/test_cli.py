@@ -24,7 +24,7 @@ def test_compile_verify_report_plots_then_run(tmp_path, capsys):
     assert "\r" not in out.err and all(line.startswith("pimc: ") and " s)" in line for line in out.err.splitlines())
     r = json.loads(rep.read_text())
     assert [p["pass"] for p in r["passes"]] == ["fuse_activations", "attention", "sparse_attention", "calibrate",
-                                               "quantize", "slicing", "map_crossbars", "encode_weights"]
+                                               "quantize", "slicing", "row_groups", "map_crossbars", "encode_weights"]
     assert r["area_mm2"] == load_target("raella").chip_area_mm2() and r["area_mm2_total"] > 0
     v = r["verification"]
     assert v["ideal_equals_reference"] is True

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ir import CompileError, Graph, Op, Tensor
+from ir import Graph, Op, Tensor
 
 MODES = ("retransformer", "naive", "digital")
 LAYOUT_OPS = ("reshape", "transpose")

@@ -406,7 +406,7 @@ def _fuse_plan(m: Machine, run, width: int, windowed):
         block_diagonal = w.size > sum((xb.rows[1] - xb.rows[0]) * (xb.cols[1] - xb.cols[0]) for xb in xbars)
         taps = None
         if block_diagonal and windowed is not None:
-            (x, win), (kh, kw) = windowed, windowed[1].attr("kernel")
+            x, (kh, kw) = windowed[0], windowed[1].attr("kernel")
             taps = X.depthwise_taps(w, r0, x.shape[1], kh * kw)
         if not block_diagonal or taps is not None:
             plan = (r0, w, X.product_bound(w), taps)

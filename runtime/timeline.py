@@ -7,7 +7,6 @@ out (the title counts them), and past MAX_LANES layers the rest fold into one la
 hundred pixels tall whatever the chip. The trace keeps every write and compute of every PE row."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .io import atomic_write, write_json

@@ -70,7 +70,9 @@ def run(model, target, calib, feeds, judge_fn, opts) -> dict:
 
 
 def table(res: dict) -> str:
-    lines = ["| model | target | mapping | accuracy | saturation rate | converts/MAC | compute us | schedule us | "
+    lines = ["# python benchmarks/row_groups.py --models digits,minilm (each run adds its models' rows to "
+             "benchmarks/results/row_groups.json)", "",
+             "| model | target | mapping | accuracy | saturation rate | converts/MAC | compute us | schedule us | "
              "groups chosen (group: layers) |", "|---|---|---|---|---|---|---|---|---|"]
     for key, r in res.items():
         if key == "float":

@@ -184,7 +184,12 @@ def batchnorm(fe, node):
         raise FrontendError(f"node {label(node)} (BatchNormalization): statistics of shape {list(scale.shape)} "
                             f"for input {list(shape)}; only per-channel (axis 1) statistics are supported")
     shp = (1, -1) + (1,) * (len(shape) - 1)
-    t = fe.emit(node, "mul", [x, _new_const(fe, s, scale.reshape(shp))], node.output[0] + ".scaled")
+    # onnxruntime's float32 arithmetic (1 / sqrt(var + eps) * gain, bias - mean * that), for a BN kept between
+    # two quantised tensors (passes/quantize.py fold_channel_affines)
+    f32 = [fe.value(i).astype(np.float32) for i in (s, b, m, v)]
+    k32 = np.float32(1) / np.sqrt(f32[3] + np.float32(a.get("epsilon", 1e-5))) * f32[0]
+    t = fe.emit(node, "mul", [x, _new_const(fe, s, scale.reshape(shp))], node.output[0] + ".scaled",
+                float32=(k32, f32[1] - f32[2] * k32))
     fe.batchnorms.append((t, fe.emit(node, "add", [t, _new_const(fe, b, shift.reshape(shp))], node.output[0])))
 
 
@@ -194,14 +199,20 @@ def fold_batchnorms(fe):
     channel, b' = b * scale + shift. A quantised model's statement about the conv output (a Q/DQ pair between
     conv and BN) goes with that tensor: the folded op never produces it. A BN that stays (mul, add) on a
     tensor with the model's quantisation gets the bounds that range maps to, so a QDQ model compiles
-    without calibration."""
+    without calibration. A BN between two tensors whose codes the model states is not folded: onnxruntime
+    requantises the conv's output before the BN, and folding would drop that rounding and the conv's codes."""
     g = fe.g
     for t, y in fe.batchnorms:
         mul, add = g.producer(t), g.producer(y)
         src = mul.inputs[0]
         prod = g.producer(src)
         scale, shift = g.tensors[mul.inputs[1]].data.reshape(-1), g.tensors[add.inputs[1]].data.reshape(-1)
-        if prod is None or prod.kind not in ("conv", "linear") or src in g.outputs \
+        # a quantised model that states the codes on both sides keeps them: the BN stays, one per-channel
+        # table from the conv's codes to its own (passes/quantize.py fold_channel_affines)
+        after = g.consumers(y)
+        stated = bool(g.tensors[src].qhint) and (bool(g.tensors[y].qhint) or len(after) == 1 and after[0].kind in
+                                                 ("relu", "clip") and bool(g.tensors[after[0].outputs[0]].qhint))
+        if prod is None or prod.kind not in ("conv", "linear") or src in g.outputs or stated \
                 or len(g.consumers(src)) != 1 or len(g.consumers(t)) != 1 \
                 or prod.kind == "linear" and len(g.tensors[src].shape) != 1:
             h = g.tensors[src].qhint
@@ -277,7 +288,7 @@ def propagate_hints(fe):
 def _bounds_hint(lo, hi) -> dict:
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     scale = (hi - lo) / 255 if hi > lo else 1.0
-    return {"scale": scale, "zero": int(np.clip(round(-lo / scale), 0, 255)), "signed": False}
+    return {"scale": scale, "zero": int(np.clip(round(-lo / scale), 0, 255)), "signed": False, "derived": True}
 
 
 @converts("Relu")

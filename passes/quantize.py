@@ -99,6 +99,7 @@ class Quantize:
         for name in g.inputs:
             self._set_from_range(g, ctx, name)
         fold_prescales(g)
+        fold_channel_affines(g)
         for op in g.topo():
             if op.kind not in QUANTISERS:
                 raise CompileError(f"node {op.name}: no quantised form for op '{op.kind}'" + (
@@ -172,6 +173,41 @@ def fold_prescales(g: Graph) -> None:
             continue
         op.attrs["prescale"] = float(g.tensors[consts[0]].data.reshape(()))
         op.inputs = [x]
+        g.remove_op(p.name)
+        del g.tensors[mid]
+
+
+def fold_channel_affines(g: Graph) -> None:
+    """mul(x, per-channel c) -> add(., per-channel b), where a quantised model states x's and the sum's
+    quantisation but not the product's (a BatchNormalization left in float between a quantised conv and the
+    next quantisation, with or without a Relu / Clip fused after it): one table per channel from x's codes to
+    the sum's, y = x * c + b in float32 as onnxruntime computes it, rounded once, instead of rounding the
+    product to a grid of pimc's own."""
+    for add in g.topo():
+        if add.kind != "add" or add.outputs[0] not in g.tensors:
+            continue
+        mid, b = add.inputs
+        p = g.producer(mid)
+        if p is None or p.kind != "mul" or mid in g.outputs or len(g.consumers(mid)) != 1 \
+                or not g.tensors[b].is_const or (g.tensors[mid].qhint or {}).get("derived") is not True \
+                and g.tensors[mid].qhint:
+            continue
+        x, c = p.inputs
+        y = add.outputs[0]
+        if not g.tensors[c].is_const or not g.tensors[x].qhint or (g.tensors[y].qhint or {"derived": True}).get("derived"):
+            continue
+        shape, n = g.tensors[x].shape, g.tensors[x].shape[0] if g.tensors[x].shape else 0
+        per = (1, n) + (1,) * (len(shape) - 1)
+        cv, bv = g.tensors[c].data, g.tensors[b].data
+        if not n or cv.size not in (1, n) or bv.size not in (1, n) or \
+                cv.shape not in ((), (1,), per, per[1:]) or bv.shape not in ((), (1,), per, per[1:]):
+            continue
+        # a BatchNormalization's constants as onnxruntime computes them in float32, where the frontend kept them
+        cv, bv = p.attrs.get("float32", (cv, bv))
+        g.add_op("unary", g.unique(add.name + ".affine"), [x], [y], fn="channel_affine",
+                 scale=np.broadcast_to(np.reshape(cv, -1), (n,)).astype(np.float32),
+                 shift=np.broadcast_to(np.reshape(bv, -1), (n,)).astype(np.float32), act=add.attrs.get("act"))
+        g.remove_op(add.name)
         g.remove_op(p.name)
         del g.tensors[mid]
 
@@ -338,6 +374,13 @@ def _lut(self, g, ctx, op, rep):
     elif op.kind == "clip":
         f = np.clip(v, op.attrs["lo"], op.attrs["hi"])
     else:
+        if op.attrs["fn"] == "channel_affine":      # float32 throughout, as onnxruntime's BN on dequantised codes
+            v32 = (np.arange(256, dtype=np.float32) - np.float32(x.zero)) * np.float32(x.scale)
+            f = v32[None, :] * op.attrs["scale"][:, None] + op.attrs["shift"][:, None]
+            if op.attrs["act"] is not None:                 # a Relu / Clip fused into the BN's add
+                f = np.clip(f, *op.attrs["act"])
+            op.attrs["q"] = {"table": np.clip(np.rint(f / np.float32(out.scale)) + out.zero, 0, 255).astype(np.uint8)}
+            return
         if op.attrs["fn"] in VECTOR_ONLY_FNS:
             raise CompileError(f"node {op.name}: '{op.attrs['fn']}' has no quantised form (8-bit codes cannot tell "
                                "equal values from close ones): it runs on the float32 vector unit (--vector auto or fp32)")

@@ -121,6 +121,9 @@ def mul(a, za, b, zb, mult, shift, zy, lo, hi) -> np.ndarray:
 
 
 def lut(x, table) -> np.ndarray:
+    """table[x]; a (C, 256) table holds one row per channel (axis 1 of x)."""
+    if table.ndim == 2:
+        return table[np.arange(table.shape[0]).reshape((1, -1) + (1,) * (x.ndim - 2)), x]
     return table[x]
 
 

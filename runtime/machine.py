@@ -609,7 +609,10 @@ def _matmul(m: Machine, ins: Instr):
 
 @handler("lut")
 def _lut(m: Machine, ins: Instr):
-    m.digital(ins, K.lut(m.val(ins.args[1]), m.val(ins.attr("table"))))
+    x, table = m.val(ins.args[1]), m.val(ins.attr("table"))
+    if table.ndim == 2 and (x.ndim < 2 or table.shape[0] != x.shape[1]):
+        raise m.fault(ins, f"a table of {table.shape[0]} channels for codes of shape {list(x.shape[1:])} per sample")
+    m.digital(ins, K.lut(x, table))
 
 
 @handler("maxpool")

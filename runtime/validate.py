@@ -126,6 +126,10 @@ def validate(p: Program, filename: str = "<program>") -> None:
         if ins.op == "vtopk" and (("k" in attrs) == ("threshold" in attrs) or attrs.get("k", 1) < 1
                                   or attrs.get("threshold", 0) < 0):
             fail("needs exactly one of k (>= 1) or threshold (>= 0)")
+        if ins.op == "lut":
+            tb = p.consts[attrs["table"].name].data
+            if tb.ndim not in (1, 2) or tb.shape[-1] != 256:
+                fail(f"table must hold 256 entries, or [C, 256] (one row per channel), got shape {list(tb.shape)}")
         if ins.op == "sdpred" and not 1 <= attrs["bits"] <= 8:
             fail(f"bits={attrs['bits']} must lie in 1..8")
         if ins.op in BANK_MODES and attrs["mode"] not in BANK_MODES[ins.op]:

@@ -171,3 +171,37 @@ def test_ffn_block_grid_equals_onnxruntime(tmp_path, ffn, p):
     assert len(stated) >= 8 and any(op.attrs.get("prescale") for op in c.graph.topo() if op.kind == "unary")
     for t in stated:
         assert np.array_equal(env[t].astype(np.int64), want[t]), t
+
+
+# per channel and per tensor, both formats, both activation types; the per-tensor asymmetric point is one of
+# the eight that differ by one code (below)
+RESNET_GRID = [qa.Point(True, "int8", "int8", "QDQ", False), qa.Point(True, "uint8", "uint8", "QOperator", False),
+               qa.Point(False, "int8", "uint8", "QOperator", False), qa.Point(False, "int8_asym", "uint8", "QDQ", False)]
+
+
+@pytest.fixture(scope="module")
+def resnet(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("resnet")
+    return (*qa.resnet_model(tmp), qa.resnet_feeds(SAMPLES))
+
+
+@pytest.mark.parametrize("p", RESNET_GRID, ids=lambda p: p.name.replace(" ", "-"))
+def test_batchnorms_left_in_float_keep_the_models_codes(tmp_path, resnet, p):
+    """A ResNet block quantised without pre-processing leaves each BatchNormalization in float between a
+    quantised conv and the next quantisation (a Relu between them, or a residual Add after): the convs keep
+    the model's codes and each BN becomes one table per channel from the conv's codes to the next ones
+    (quantize.fold_channel_affines). Output codes equal onnxruntime's; at the per-tensor asymmetric point a
+    few differ by one, from the convs' requantisation: a 31-bit fixed-point scale ratio where onnxruntime
+    multiplies by the float32 one."""
+    src, calib, target, options, feeds = resnet
+    c, q, ours, theirs = qa.compare(src, calib, target, options, p, feeds, tmp_path)
+    _assert_weights_kept(c, q, p)
+    _ideal_equals_reference(c, feeds, q.graph.output[0].name)
+    bns = sum(n.op_type == "BatchNormalization" for n in q.graph.node)
+    tables = [op for op in c.graph.topo() if op.attrs.get("fn") == "channel_affine"]
+    assert bns == 6 and len(tables) == bns and all(op.attrs["q"]["table"].shape[1] == 256 for op in tables)
+    diff = np.abs(ours - theirs)
+    if p.per_channel or p.weights == "int8":
+        assert diff.max() == 0, (np.mean(diff == 0), diff.max())
+    else:
+        assert diff.max() <= 1 and np.mean(diff == 0) > 0.98

@@ -183,24 +183,25 @@ def fold_channel_affines(g: Graph) -> None:
     next quantisation, with or without a Relu / Clip fused after it): one table per channel from x's codes to
     the sum's, y = x * c + b in float32 as onnxruntime computes it, rounded once, instead of rounding the
     product to a grid of pimc's own."""
+    def stated(t: str) -> bool:         # the model's own quantisation, not bounds the frontend derived
+        return bool(g.tensors[t].qhint) and not g.tensors[t].qhint.get("derived")
+
     for add in g.topo():
-        if add.kind != "add" or add.outputs[0] not in g.tensors:
+        if add.kind != "add":
             continue
-        mid, b = add.inputs
+        (mid, b), y = add.inputs, add.outputs[0]
         p = g.producer(mid)
-        if p is None or p.kind != "mul" or mid in g.outputs or len(g.consumers(mid)) != 1 \
-                or not g.tensors[b].is_const or (g.tensors[mid].qhint or {}).get("derived") is not True \
-                and g.tensors[mid].qhint:
+        if p is None or p.kind != "mul" or mid in g.outputs or len(g.consumers(mid)) != 1 or stated(mid) \
+                or not stated(y):
             continue
         x, c = p.inputs
-        y = add.outputs[0]
-        if not g.tensors[c].is_const or not g.tensors[x].qhint or (g.tensors[y].qhint or {"derived": True}).get("derived"):
+        shape = g.tensors[x].shape
+        if not shape or not g.tensors[x].qhint:
             continue
-        shape, n = g.tensors[x].shape, g.tensors[x].shape[0] if g.tensors[x].shape else 0
-        per = (1, n) + (1,) * (len(shape) - 1)
+        n = shape[0]
+        per = {(), (1,), (1, n) + (1,) * (len(shape) - 1), (n,) + (1,) * (len(shape) - 1)}   # along axis 1
         cv, bv = g.tensors[c].data, g.tensors[b].data
-        if not n or cv.size not in (1, n) or bv.size not in (1, n) or \
-                cv.shape not in ((), (1,), per, per[1:]) or bv.shape not in ((), (1,), per, per[1:]):
+        if not (g.tensors[c].is_const and g.tensors[b].is_const and np.shape(cv) in per and np.shape(bv) in per):
             continue
         # a BatchNormalization's constants as onnxruntime computes them in float32, where the frontend kept them
         cv, bv = p.attrs.get("float32", (cv, bv))
